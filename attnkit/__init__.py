@@ -1,0 +1,24 @@
+"""attnkit: read and rewrite the attention of diffusers video transformers through pluggy plugins."""
+
+__version__ = "0.1.0"
+
+from .call import AttentionCall
+from .errors import AlreadyAttachedError, AttnkitError, PluginError, UnsupportedModelError
+from .kernel import ExtraKV
+from .layout import TokenLayout
+from .plugins import hookimpl
+from .session import ModelInputs, Session, attach
+
+__all__ = [
+    "AlreadyAttachedError",
+    "AttentionCall",
+    "AttnkitError",
+    "ExtraKV",
+    "ModelInputs",
+    "PluginError",
+    "Session",
+    "TokenLayout",
+    "UnsupportedModelError",
+    "attach",
+    "hookimpl",
+]

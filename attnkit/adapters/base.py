@@ -1,0 +1,83 @@
+"""What an adapter is: the one place that knows a model family's attention modules and forward signature."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class Adapter(ABC):
+    """Instruments one model family for a session and undoes it exactly.
+
+    Subclasses name the model classes they handle (for error messages), decide ``supports(model)``,
+    swap the attention processors in ``install`` and put the originals back in ``uninstall``, and
+    describe the transformer's forward: its batch size, timestep, latent grid, and how to append rows.
+    """
+
+    name: ClassVar[str]
+    model_classes: ClassVar[tuple[str, ...]]
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self._forward_signature = inspect.signature(model.forward)
+
+    @classmethod
+    @abstractmethod
+    def supports(cls, model: torch.nn.Module) -> bool:
+        """True if this adapter handles ``model`` (a diffusers transformer)."""
+
+    @abstractmethod
+    def install(self, session: Session) -> int:
+        """Route every attention module through ``session``; return how many were instrumented."""
+
+    @abstractmethod
+    def uninstall(self) -> None:
+        """Put back exactly what ``install`` replaced."""
+
+    @abstractmethod
+    def begin_forward(self, inputs: dict[str, Any]) -> None:
+        """Read what the attention calls of this forward need (e.g. the latent grid) from its inputs."""
+
+    @abstractmethod
+    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
+        """Append batch rows (model-input latents and text embeddings) to the forward's ``inputs`` in place."""
+
+    # --- shared helpers -----------------------------------------------------------------------------
+
+    def bind_inputs(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """The forward's arguments by name, whichever way the caller passed them."""
+        bound = self._forward_signature.bind(*args, **kwargs)
+        return dict(bound.arguments)
+
+    @staticmethod
+    def batch_size(inputs: dict[str, Any]) -> int:
+        return inputs["hidden_states"].shape[0]
+
+    @staticmethod
+    def timestep(inputs: dict[str, Any]) -> float | None:
+        timestep = inputs.get("timestep")
+        if timestep is None:
+            return None
+        if isinstance(timestep, torch.Tensor):
+            return float(timestep.flatten()[0].item())
+        return float(timestep)
+
+    @staticmethod
+    def latents(inputs: dict[str, Any]) -> torch.Tensor:
+        return inputs["hidden_states"]
+
+    @staticmethod
+    def split_output(output: Any, keep: int) -> tuple[Any, torch.Tensor]:
+        """(the output with only the first ``keep`` rows, the full sample tensor)."""
+        if isinstance(output, tuple):
+            sample = output[0]
+            return (sample[:keep],) + tuple(output[1:]), sample
+        sample = output.sample
+        output.sample = sample[:keep]
+        return output, sample

@@ -1,0 +1,178 @@
+"""Adapter for CogVideoX transformers (1.0 and 1.5, text-to-video and image-to-video).
+
+CogVideoX runs joint attention over ``[text, video]``: each block's ``attn1`` receives the normalised text
+and video streams, concatenates them, projects q/k/v, applies per-head norms, RoPE on the video tokens
+only (1.0 with rotary embeddings, 1.5), and splits the output back. Image-to-video puts the image in
+the latent channels, so there is no image span. This module is a built-in attnkit plugin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..call import AttentionCall
+from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
+from ..layout import TokenLayout
+from ..plugins import hookimpl
+from .base import Adapter
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+
+class CogVideoXAdapter(Adapter):
+    name = "cogvideox"
+    model_classes = ("CogVideoXTransformer3DModel",)
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(model)
+        self._originals: dict[torch.nn.Module, Any] = {}
+        self.grid: tuple[int, int, int] | None = None
+
+    @classmethod
+    def supports(cls, model: torch.nn.Module) -> bool:
+        return type(model).__name__ in cls.model_classes and hasattr(model, "transformer_blocks")
+
+    def install(self, session: Session) -> int:
+        from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
+
+        for layer, block in enumerate(self.model.transformer_blocks):
+            attention = block.attn1
+            if type(attention.processor) is not CogVideoXAttnProcessor2_0:
+                self.uninstall()
+                raise TypeError(
+                    f"transformer_blocks.{layer}.attn1 uses {type(attention.processor).__name__}; attnkit "
+                    "reproduces CogVideoXAttnProcessor2_0 only (call unfuse_qkv_projections() or "
+                    "set_attn_processor(CogVideoXAttnProcessor2_0()) first)"
+                )
+            self._originals[attention] = attention.processor
+            # Assigned directly: Attention.set_processor would also log and touch _modules.
+            attention.processor = CogVideoXProcessor(
+                session, self, attention.processor, layer, f"transformer_blocks.{layer}.attn1"
+            )
+        return len(self._originals)
+
+    def uninstall(self) -> None:
+        for attention, processor in self._originals.items():
+            attention.processor = processor
+        self._originals.clear()
+
+    def begin_forward(self, inputs: dict[str, Any]) -> None:
+        _, frames, _, height, width = inputs["hidden_states"].shape
+        patch = self.model.config.patch_size
+        patch_t = self.model.config.patch_size_t or 1
+        self.grid = ((frames + patch_t - 1) // patch_t, height // patch, width // patch)
+
+    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
+        base = inputs["hidden_states"]
+        if latents.shape[1:] != base.shape[1:]:
+            raise ValueError(
+                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
+                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
+            )
+        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
+        text = inputs["encoder_hidden_states"]
+        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
+        timestep = inputs["timestep"]
+        if isinstance(timestep, torch.Tensor) and timestep.dim() > 0 and timestep.shape[0] == base.shape[0]:
+            inputs["timestep"] = torch.cat([timestep, timestep[:1].expand(latents.shape[0])])
+        if inputs.get("timestep_cond") is not None and inputs["timestep_cond"].shape[0] == base.shape[0]:
+            cond = inputs["timestep_cond"]
+            inputs["timestep_cond"] = torch.cat([cond, cond[:1].expand(latents.shape[0], *cond.shape[1:])])
+
+
+class CogVideoXProcessor:
+    """Stands in for ``CogVideoXAttnProcessor2_0`` with the same operations in the same order.
+
+    With no per-attention hook implemented it hands the call to the original processor untouched.
+    """
+
+    def __init__(self, session: Session, adapter: CogVideoXAdapter, original, layer: int, name: str):
+        self.session = session
+        self.adapter = adapter
+        self.original = original
+        self.layer = layer
+        self.name = name
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        image_rotary_emb: torch.Tensor | None = None,
+    ):
+        session = self.session
+        if not session.hooks_attention or attention_mask is not None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+        text_length = encoder_hidden_states.size(1)
+        joint = torch.cat([encoder_hidden_states, hidden_states], dim=1)
+        batch_size, sequence_length, _ = joint.shape
+
+        def project(states: torch.Tensor):
+            return _project_qkv(attn, states, text_length, image_rotary_emb)
+
+        call = AttentionCall(
+            layer=self.layer,
+            name=self.name,
+            step=session.step,
+            timestep=session.timestep,
+            branches=session.branches,
+            layout=TokenLayout(
+                text=slice(0, text_length), video=slice(text_length, sequence_length), grid=self.adapter.grid
+            ),
+            hidden_states=joint,
+            project=project,
+        )
+        session.run_before_attention(call)
+        call.q, call.k, call.v = project(call.hidden_states)
+        session.run_qkv(call)
+
+        extras = session.run_extra_kv(call)
+        want_logsumexp = session.wants_logsumexp
+        if extras:
+            output, logsumexp = attention_with_extras(call.q, call.k, call.v, extras, want_logsumexp)
+        elif want_logsumexp:
+            output, logsumexp = sdpa_with_logsumexp(call.q, call.k, call.v)
+        else:
+            output, logsumexp = sdpa(call.q, call.k, call.v), None
+        call.output, call._logsumexp = output, logsumexp
+        output = session.run_attention_output(call, output)
+
+        heads, head_dim = output.shape[1], output.shape[3]
+        output = output.transpose(1, 2).reshape(batch_size, -1, heads * head_dim)
+        output = attn.to_out[0](output)
+        output = attn.to_out[1](output)
+        encoder_hidden_states, hidden_states = output.split([text_length, output.size(1) - text_length], dim=1)
+        return hidden_states, encoder_hidden_states
+
+
+def _project_qkv(attn, states: torch.Tensor, text_length: int, image_rotary_emb):
+    """q, k, v of CogVideoX attention, exactly as diffusers computes them (norms, then RoPE on video)."""
+    batch_size = states.shape[0]
+    query = attn.to_q(states)
+    key = attn.to_k(states)
+    value = attn.to_v(states)
+    head_dim = key.shape[-1] // attn.heads
+    query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+    key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+    value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    if image_rotary_emb is not None:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        query[:, :, text_length:] = apply_rotary_emb(query[:, :, text_length:], image_rotary_emb)
+        if not attn.is_cross_attention:
+            key[:, :, text_length:] = apply_rotary_emb(key[:, :, text_length:], image_rotary_emb)
+    return query, key, value
+
+
+@hookimpl(trylast=True)
+def attnkit_register_adapters(register):
+    register(CogVideoXAdapter)

@@ -1,0 +1,27 @@
+"""Exceptions attnkit raises, each saying what went wrong and how to fix it."""
+
+
+class AttnkitError(Exception):
+    """Base class of attnkit's own errors."""
+
+
+class UnsupportedModelError(AttnkitError, TypeError):
+    """No registered adapter handles the model passed to ``attach``."""
+
+
+class PluginError(AttnkitError):
+    """A plugin's hook raised or returned something the session cannot use.
+
+    ``plugin``, ``hook``, ``layer`` and ``step`` say where; the original exception is ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, plugin: str, hook: str, layer: str | None = None, step: int | None = None):
+        super().__init__(message)
+        self.plugin = plugin
+        self.hook = hook
+        self.layer = layer
+        self.step = step
+
+
+class AlreadyAttachedError(AttnkitError, RuntimeError):
+    """The model already has an active attnkit session."""

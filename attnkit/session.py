@@ -1,0 +1,329 @@
+"""The session: ``with attnkit.attach(model_or_pipeline, plugins=[...]) as session:``.
+
+Entering finds the model's adapter, swaps its attention processors and adds two forward hooks to the
+transformer (one reads the timestep to count denoising steps and lets plugins add batch rows, one strips
+those rows from the output). Leaving, also through an exception, puts every processor back and removes
+both hooks, so the model is the object it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .adapters.base import Adapter
+from .call import AttentionCall, Branches
+from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError
+from .kernel import ExtraKV
+from .plugins import make_plugin_manager
+
+BranchSpec = Branches | Callable[[int], Branches] | None
+_SESSION_ATTRIBUTE = "_attnkit_session"
+
+
+def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None) -> Session:
+    """A session on a diffusers transformer, or a pipeline holding one as ``.transformer``.
+
+    ``branches`` names the batch rows the pipeline passes: a dict (``{"uncond": [0], "cond": [1]}``) or a
+    function of the batch size returning one. By default a pipeline running classifier-free guidance
+    has ``uncond`` rows then ``cond`` rows (the diffusers order); anything else is all ``cond``.
+    """
+    return Session(model_or_pipeline, plugins=plugins, branches=branches)
+
+
+class ModelInputs:
+    """One transformer forward's inputs, as ``attnkit_model_inputs`` sees them."""
+
+    def __init__(self, session: Session, inputs: dict[str, Any]):
+        self.session = session
+        self.inputs = inputs
+        self.added: list[tuple[str, int]] = []
+
+    @property
+    def batch_size(self) -> int:
+        return self.session.adapter.batch_size(self.inputs)
+
+    @property
+    def latents(self) -> torch.Tensor:
+        """The model-input latents of the pipeline's rows (and of rows added so far)."""
+        return self.session.adapter.latents(self.inputs)
+
+    @property
+    def encoder_hidden_states(self) -> torch.Tensor:
+        return self.inputs["encoder_hidden_states"]
+
+    def add_rows(self, branch: str, latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
+        """Append rows of a new branch; the pipeline will not see them in the output."""
+        if branch in self.session.branches:
+            raise ValueError(f"branch {branch!r} already exists in this batch ({sorted(self.session.branches)})")
+        start = self.batch_size
+        self.session.adapter.add_rows(self.inputs, latents, encoder_hidden_states)
+        self.session.branches[branch] = list(range(start, start + latents.shape[0]))
+        self.added.append((branch, latents.shape[0]))
+
+
+class Session:
+    """An active attachment of plugins to one model. Use it as a context manager."""
+
+    def __init__(self, model_or_pipeline, plugins=(), branches: BranchSpec = None):
+        self.pipeline = model_or_pipeline if hasattr(model_or_pipeline, "transformer") else None
+        self.model = model_or_pipeline.transformer if self.pipeline is not None else model_or_pipeline
+        self.plugins = list(plugins)
+        self.branch_spec = branches
+        self.plugin_manager = None
+        self.adapter: Adapter | None = None
+        self.step = -1
+        self.timestep: float | None = None
+        self.branches: Branches = {}
+        self.num_attention_modules = 0
+        self._handles: list = []
+        self._active = False
+
+    # --- entering and leaving ---------------------------------------------------------------------
+
+    def __enter__(self) -> Session:
+        existing = getattr(self.model, _SESSION_ATTRIBUTE, None)
+        if existing is not None:
+            raise AlreadyAttachedError(
+                f"{type(self.model).__name__} already has an active attnkit session; leave it (exit its "
+                "`with` block) before attaching again, or pass all plugins to one attach()"
+            )
+        self.plugin_manager = make_plugin_manager(self.plugins)
+        self.adapter = find_adapter(self.model, self.plugin_manager)
+        self._collect_hooks()
+        setattr(self.model, _SESSION_ATTRIBUTE, self)
+        try:
+            self.num_attention_modules = self.adapter.install(self)
+            self._handles.append(
+                self.model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+            )
+            self._handles.append(self.model.register_forward_hook(self._after_forward, with_kwargs=True))
+            self._active = True
+            self._call_hook("attnkit_session_start", session=self)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            if self._active:
+                self._end_step()
+                self._call_hook("attnkit_session_end", session=self, error=exc)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self.adapter is not None:
+            self.adapter.uninstall()
+        if getattr(self.model, _SESSION_ATTRIBUTE, None) is self:
+            delattr(self.model, _SESSION_ATTRIBUTE)
+        self._active = False
+
+    def get_plugin(self, name: str):
+        return self.plugin_manager.get_plugin(name)
+
+    # --- hooks, asked once per session ---------------------------------------------------------------
+
+    def _collect_hooks(self) -> None:
+        self._impls = {}
+        for name in self.plugin_manager.hook.__dict__:
+            if not name.startswith("attnkit_"):
+                continue
+            caller = getattr(self.plugin_manager.hook, name)
+            impls = caller.get_hookimpls()
+            wrappers = [impl.plugin_name for impl in impls if impl.hookwrapper or impl.wrapper]
+            if wrappers:
+                raise PluginError(
+                    f"plugins {wrappers} implement {name} as a wrapper; attnkit calls its hooks directly, "
+                    "so implement it as a plain hook (use tryfirst/trylast for order)",
+                    plugin=wrappers[0],
+                    hook=name,
+                )
+            # pluggy calls the last registered first; keep that order.
+            self._impls[name] = list(reversed(impls))
+        self.hooks_attention = any(
+            self._impls.get(name)
+            for name in ("attnkit_before_attention", "attnkit_qkv", "attnkit_extra_kv", "attnkit_attention_output")
+        )
+        self.wants_logsumexp = bool(self._impls.get("attnkit_attention_output"))
+
+    def _call_hook(self, name: str, context: AttentionCall | None = None, **kwargs) -> list[tuple[str, Any]]:
+        results = []
+        for impl in self._impls.get(name, ()):
+            arguments = {argument: kwargs[argument] for argument in impl.argnames}
+            try:
+                result = impl.function(**arguments)
+            except Exception as error:
+                where = f" at layer {context.layer} ({context.name})" if context is not None else ""
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} raised in {name}{where}, step {self.step}: "
+                    f"{type(error).__name__}: {error}",
+                    plugin=impl.plugin_name,
+                    hook=name,
+                    layer=context.name if context is not None else None,
+                    step=self.step,
+                ) from error
+            if result is not None:
+                results.append((impl.plugin_name, result))
+        return results
+
+    # --- per attention call, called by the adapter's processor --------------------------------------
+
+    def run_before_attention(self, call: AttentionCall) -> None:
+        self._call_hook("attnkit_before_attention", call, call=call)
+
+    def run_qkv(self, call: AttentionCall) -> None:
+        shapes = (call.q.shape, call.k.shape, call.v.shape)
+        self._call_hook("attnkit_qkv", call, call=call)
+        if (call.q.shape, call.k.shape, call.v.shape) != shapes:
+            raise PluginError(
+                f"an attnkit_qkv plugin changed q/k/v shapes from {[tuple(s) for s in shapes]} to "
+                f"{[tuple(call.q.shape), tuple(call.k.shape), tuple(call.v.shape)]} at layer {call.name}; "
+                "rewrite values, not shapes (use attnkit_extra_kv to add keys)",
+                plugin="attnkit_qkv",
+                hook="attnkit_qkv",
+                layer=call.name,
+                step=self.step,
+            )
+
+    def run_extra_kv(self, call: AttentionCall) -> list[ExtraKV]:
+        extras = []
+        for plugin, result in self._call_hook("attnkit_extra_kv", call, call=call):
+            for extra in result if isinstance(result, (list, tuple)) else [result]:
+                extra.source = plugin
+                _validate_extra(extra, call, plugin, self.step)
+                extras.append(extra)
+        return extras
+
+    def run_attention_output(self, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
+        replacements = self._call_hook("attnkit_attention_output", call, call=call, output=output)
+        if not replacements:
+            return output
+        if len(replacements) > 1:
+            names = [plugin for plugin, _ in replacements]
+            raise PluginError(
+                f"plugins {names} all replaced the attention output at layer {call.name}; only one may",
+                plugin=names[1],
+                hook="attnkit_attention_output",
+                layer=call.name,
+                step=self.step,
+            )
+        plugin, replacement = replacements[0]
+        if not isinstance(replacement, torch.Tensor) or replacement.shape != output.shape:
+            got = tuple(replacement.shape) if isinstance(replacement, torch.Tensor) else type(replacement).__name__
+            raise PluginError(
+                f"plugin {plugin!r} returned {got} from attnkit_attention_output at layer {call.name}; "
+                f"expected a tensor of shape {tuple(output.shape)} or None",
+                plugin=plugin,
+                hook="attnkit_attention_output",
+                layer=call.name,
+                step=self.step,
+            )
+        call.output = replacement
+        return replacement
+
+    # --- per transformer forward ---------------------------------------------------------------------
+
+    def _before_forward(self, module, args, kwargs):
+        inputs = self.adapter.bind_inputs(args, kwargs)
+        timestep = self.adapter.timestep(inputs)
+        if self.step < 0 or timestep != self.timestep:
+            self._end_step()
+            self.step += 1
+            self.timestep = timestep
+            self._call_hook("attnkit_step_start", session=self, step=self.step, timestep=timestep)
+        self._base_batch = self.adapter.batch_size(inputs)
+        self.branches = self._base_branches(self._base_batch)
+        model_inputs = ModelInputs(self, inputs)
+        self._call_hook("attnkit_model_inputs", session=self, inputs=model_inputs)
+        self.adapter.begin_forward(inputs)
+        return (), inputs
+
+    def _after_forward(self, module, args, kwargs, output):
+        if not self._impls.get("attnkit_model_output") and self.adapter.batch_size(kwargs) == self._base_batch:
+            return output
+        output, sample = self.adapter.split_output(output, self._base_batch)
+        outputs = {branch: sample[rows] for branch, rows in self.branches.items()}
+        self._call_hook("attnkit_model_output", session=self, outputs=outputs)
+        return output
+
+    def _end_step(self) -> None:
+        if self.step >= 0:
+            self._call_hook("attnkit_step_end", session=self, step=self.step, timestep=self.timestep)
+
+    def _base_branches(self, batch_size: int) -> Branches:
+        spec = self.branch_spec
+        if callable(spec):
+            spec = spec(batch_size)
+        if spec is not None:
+            rows = sorted(row for branch_rows in spec.values() for row in branch_rows)
+            if rows and (rows[-1] >= batch_size or rows[0] < 0):
+                raise ValueError(
+                    f"branches {spec} name rows outside the batch of {batch_size}; "
+                    f"rows must be in 0..{batch_size - 1}"
+                )
+            return {name: list(branch_rows) for name, branch_rows in spec.items()}
+        if self.pipeline is not None and batch_size % 2 == 0 and _guidance_on(self.pipeline):
+            half = batch_size // 2
+            return {"uncond": list(range(half)), "cond": list(range(half, batch_size))}
+        return {"cond": list(range(batch_size))}
+
+
+def _guidance_on(pipeline) -> bool:
+    """Whether the pipeline's current call batches an unconditional half (diffusers conventions)."""
+    flag = getattr(pipeline, "do_classifier_free_guidance", None)
+    if flag is not None:
+        return bool(flag)
+    # Pipelines such as CogVideoX keep the flag local to __call__ but store the scale it derives from.
+    scale = getattr(pipeline, "_guidance_scale", None)
+    return scale is not None and scale > 1.0
+
+
+def find_adapter(model, plugin_manager) -> Adapter:
+    """The first registered adapter that supports ``model``; a clear error if none does."""
+    adapters: list[type[Adapter]] = []
+    plugin_manager.hook.attnkit_register_adapters(register=adapters.append)
+    for adapter_class in adapters:
+        if adapter_class.supports(model):
+            return adapter_class(model)
+    supported = sorted({name for adapter_class in adapters for name in adapter_class.model_classes})
+    raise UnsupportedModelError(
+        f"no attnkit adapter supports {type(model).__name__}; supported model classes: {supported}. "
+        "Pass a diffusers transformer or a pipeline with .transformer, or register an adapter for it "
+        "with an attnkit_register_adapters(register) hook (see docs/hooks.md)"
+    )
+
+
+def _validate_extra(extra: ExtraKV, call: AttentionCall, plugin: str, step: int) -> None:
+    q = call.q
+    problems = []
+    if not isinstance(extra, ExtraKV):
+        problems.append(f"returned {type(extra).__name__}, expected attnkit.ExtraKV")
+    else:
+        rows = len(extra.rows)
+        expected = f"({rows} or 1, {q.shape[1]}, M, {q.shape[3]})"
+        for label, tensor in (("key", extra.key), ("value", extra.value)):
+            if tensor.dim() != 4 or tensor.shape[0] not in (1, rows) or tensor.shape[1] != q.shape[1]:
+                problems.append(f"{label} has shape {tuple(tensor.shape)}, expected {expected}")
+            elif tensor.shape[3] != q.shape[3]:
+                problems.append(f"{label} has head_dim {tensor.shape[3]}, expected {q.shape[3]}")
+            if tensor.dtype != q.dtype or tensor.device != q.device:
+                problems.append(f"{label} is {tensor.dtype} on {tensor.device}, expected {q.dtype} on {q.device}")
+        if extra.key.shape[-2] != extra.value.shape[-2]:
+            problems.append(f"key has {extra.key.shape[-2]} tokens but value has {extra.value.shape[-2]}")
+        bad_rows = [row for row in extra.rows if not 0 <= row < q.shape[0]]
+        if bad_rows or not extra.rows:
+            problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
+    if problems:
+        raise PluginError(
+            f"plugin {plugin!r} returned bad extra K/V at layer {call.name}, step {step}: " + "; ".join(problems),
+            plugin=plugin,
+            hook="attnkit_extra_kv",
+            layer=call.name,
+            step=step,
+        )
