@@ -81,7 +81,8 @@ def unit_displacements(tracks: np.ndarray, min_displacement: float = DEFAULT_MIN
     tracks = _check_tracks(tracks, "tracks")
     displacements = np.diff(tracks.astype(np.float64), axis=1)
     lengths = np.linalg.norm(displacements, axis=-1, keepdims=True)
-    has_direction = lengths >= min_displacement
+    # `> 0` keeps exact zeros out even when min_displacement is 0.
+    has_direction = (lengths >= min_displacement) & (lengths > 0)
     return np.where(has_direction, displacements / np.where(has_direction, lengths, 1.0), 0.0)
 
 
