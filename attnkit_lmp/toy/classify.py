@@ -1,0 +1,225 @@
+"""Analytic reading of toy-world frames: where the object is, its colour, its shape, its path.
+
+Works on any frames (rendered or generated): the background colour is estimated from the frame
+border, the object is the largest connected region that differs from it, its colour is the nearest
+palette colour of its most saturated pixels, its shape the nearest prototype in (fill ratio of the
+bounding box, top/bottom width ratio) space. No learned component, so it can judge a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from attnkit_lmp.toy.world import COLOURS, SHAPES, weighted_centroids
+
+# Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest
+# object/background colour distance of the palette, i.e. the 50% coverage of the ground-truth masks.
+FOREGROUND_DISTANCE = 100.0
+# Shape prototypes: (fill ratio of the bounding box, mean width of the top quarter / bottom quarter),
+# the medians measured on rendered clips (square ~1.0/1.0, circle ~0.79/1.0, triangle ~0.58/0.18).
+SHAPE_PROTOTYPES: dict[str, tuple[float, float]] = {
+    "square": (1.0, 1.0),
+    "circle": (0.785, 1.0),
+    "triangle": (0.575, 0.18),
+}
+# Features farther than this from every prototype describe no shape of the world (a blob, a smear).
+SHAPE_MAX_DISTANCE = 0.2
+# Path coherence: a path is coherent when median |acceleration| <= this x median speed. Rendered
+# training trajectories stay below 0.5 (bounces, pauses and arcs included); independent random
+# positions give ~1.4. See docs/toy-world.md.
+COHERENCE_MAX_RATIO = 0.6
+# A path "moves" when its median speed is at least this many pixels per frame.
+MIN_MEDIAN_SPEED = 0.5
+
+
+@dataclass
+class FrameReading:
+    """What the classifier saw in one clip (T frames)."""
+
+    masks: np.ndarray  # (T, H, W) bool, largest foreground component per frame
+    centroids: np.ndarray  # (T, 2) x, y, NaN where no object
+    areas: np.ndarray  # (T,) pixels of the object per frame
+    background_rgb: np.ndarray  # (3,) estimated background colour
+    colour: str | None
+    shape: str | None
+    shape_features: tuple[float, float]
+
+    def summary(self) -> dict:
+        return {
+            "colour": self.colour,
+            "shape": self.shape,
+            "fill_ratio": round(float(self.shape_features[0]), 4),
+            "taper": round(float(self.shape_features[1]), 4),
+            "areas": [int(area) for area in self.areas],
+            "centroids": [[round(float(value), 3) for value in point] for point in self.centroids],
+        }
+
+
+@dataclass
+class PathReport:
+    """Smoothness of a centroid path: speeds, accelerations and the verdicts built on them."""
+
+    median_speed: float
+    max_speed: float
+    median_acceleration: float
+    coherence_ratio: float
+    moves: bool
+    coherent: bool
+
+    def to_dict(self) -> dict:
+        return {
+            key: (round(value, 4) if isinstance(value, float) else value)
+            for key, value in asdict(self).items()
+        }
+
+
+def to_uint8_frames(frames) -> np.ndarray:
+    """Accept (T,H,W,3) uint8, or float in [0, 1] (diffusers ``output_type="np"``); return uint8."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames have shape {frames.shape}: expected (T, H, W, 3).")
+    if frames.dtype == np.uint8:
+        return frames
+    return np.clip(np.rint(frames.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+
+
+def estimate_background(frames: np.ndarray) -> np.ndarray:
+    """Median colour of the one-pixel border of all frames (the world keeps objects off the border)."""
+    frames = to_uint8_frames(frames).astype(np.float64)
+    border = np.concatenate(
+        [frames[:, 0].reshape(-1, 3), frames[:, -1].reshape(-1, 3), frames[:, :, 0].reshape(-1, 3)]
+        + [frames[:, :, -1].reshape(-1, 3)]
+    )
+    return np.median(border, axis=0)
+
+
+def read_frames(frames, min_area: float = 20.0) -> FrameReading:
+    """Segment, locate and classify the object in ``frames`` (T,H,W,3 uint8 or float in [0,1])."""
+    frames = to_uint8_frames(frames)
+    background = estimate_background(frames)
+    distance = np.linalg.norm(frames.astype(np.float64) - background, axis=-1)
+    masks = np.zeros(distance.shape, dtype=bool)
+    for index, frame_distance in enumerate(distance):
+        masks[index] = largest_component(frame_distance > FOREGROUND_DISTANCE)
+    areas = masks.sum(axis=(1, 2))
+    # Sub-pixel centroids: weight the pixels of (and around) the object by how far they are from the
+    # background, relative to the object's own contrast, which approximates fractional coverage.
+    grown = (
+        masks | np.roll(masks, 1, 1) | np.roll(masks, -1, 1) | np.roll(masks, 1, 2) | np.roll(masks, -1, 2)
+    )
+    contrast = np.array([np.percentile(d[m], 90) if m.any() else 1.0 for d, m in zip(distance, masks)])
+    soft = np.clip(distance / np.maximum(contrast, 1e-6)[:, None, None], 0, 1) * grown
+    centroids = weighted_centroids(soft)
+    centroids[areas < min_area] = np.nan
+    colour = classify_colour(frames, masks)
+    features = shape_features(masks[areas >= min_area])
+    return FrameReading(
+        masks=masks,
+        centroids=centroids,
+        areas=areas,
+        background_rgb=background,
+        colour=colour,
+        shape=classify_shape_features(features),
+        shape_features=features,
+    )
+
+
+def classify_colour(frames: np.ndarray, masks: np.ndarray) -> str | None:
+    """Nearest palette colour to the mean of the object's most saturated half of pixels (None if no object)."""
+    frames = to_uint8_frames(frames).astype(np.float64)
+    pixels = frames[masks]
+    if len(pixels) == 0:
+        return None
+    background = estimate_background(frames)
+    distance = np.linalg.norm(pixels - background, axis=-1)
+    # Edge pixels are blended with the background; the core ones carry the object's colour.
+    core = pixels[distance >= np.median(distance)]
+    mean = core.mean(axis=0)
+    names = list(COLOURS)
+    palette = np.array([COLOURS[name] for name in names], dtype=np.float64)
+    return names[int(np.argmin(np.linalg.norm(palette - mean, axis=1)))]
+
+
+def shape_features(masks: np.ndarray) -> tuple[float, float]:
+    """Median over frames of (area / bounding-box area, top-quarter width / bottom-quarter width)."""
+    fills, tapers = [], []
+    for mask in masks:
+        rows, cols = np.nonzero(mask)
+        if len(rows) == 0:
+            continue
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        fills.append(box.sum() / box.size)
+        quarter = max(1, box.shape[0] // 4)
+        bottom = box[-quarter:].sum(axis=1).mean()
+        tapers.append(box[:quarter].sum(axis=1).mean() / max(bottom, 1e-6))
+    if not fills:
+        return (float("nan"), float("nan"))
+    return (float(np.median(fills)), float(np.median(tapers)))
+
+
+def classify_shape_features(features: tuple[float, float]) -> str | None:
+    """Nearest shape prototype, or None when the features match no shape of the world."""
+    if any(np.isnan(value) for value in features):
+        return None
+    best, best_distance = None, np.inf
+    for name in SHAPES:
+        fill, taper = SHAPE_PROTOTYPES[name]
+        # Taper varies more (it is a ratio of small widths), so it counts half as much as fill.
+        distance = float(np.hypot(features[0] - fill, 0.5 * (min(features[1], 2.0) - taper)))
+        if distance < best_distance:
+            best, best_distance = name, distance
+    return best if best_distance <= SHAPE_MAX_DISTANCE else None
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a 2D boolean mask (an empty mask stays empty)."""
+    mask = np.asarray(mask, dtype=bool)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    best_label, best_size, next_label = 0, 0, 1
+    height, width = mask.shape
+    for start_row, start_col in zip(*np.nonzero(mask)):
+        if labels[start_row, start_col]:
+            continue
+        labels[start_row, start_col] = next_label
+        stack, size = [(start_row, start_col)], 0
+        while stack:
+            row, col = stack.pop()
+            size += 1
+            for nrow, ncol in ((row + 1, col), (row - 1, col), (row, col + 1), (row, col - 1)):
+                if 0 <= nrow < height and 0 <= ncol < width and mask[nrow, ncol] and not labels[nrow, ncol]:
+                    labels[nrow, ncol] = next_label
+                    stack.append((nrow, ncol))
+        if size > best_size:
+            best_label, best_size = next_label, size
+        next_label += 1
+    return labels == best_label if best_size else np.zeros_like(mask)
+
+
+def path_report(centroids: np.ndarray) -> PathReport:
+    """Speeds and accelerations of a centroid path (T,2); frames without an object make it incoherent.
+
+    coherence_ratio = median |c[t+2] - 2 c[t+1] + c[t]| / median |c[t+1] - c[t]|. Medians make one
+    bounce or one start/stop (a few large accelerations) not count as incoherence, while a path that
+    jumps from place to place has accelerations as large as its speeds (ratio ~1.4 for independent
+    positions).
+    """
+    centroids = np.asarray(centroids, dtype=np.float64)
+    if len(centroids) < 3 or np.isnan(centroids).any():
+        return PathReport(float("nan"), float("nan"), float("nan"), float("inf"), False, False)
+    velocities = np.diff(centroids, axis=0)
+    accelerations = np.diff(velocities, axis=0)
+    speeds = np.linalg.norm(velocities, axis=1)
+    median_speed = float(np.median(speeds))
+    median_acceleration = float(np.median(np.linalg.norm(accelerations, axis=1)))
+    ratio = median_acceleration / median_speed if median_speed > 0 else float("inf")
+    moves = median_speed >= MIN_MEDIAN_SPEED
+    return PathReport(
+        median_speed=median_speed,
+        max_speed=float(speeds.max()),
+        median_acceleration=median_acceleration,
+        coherence_ratio=float(ratio),
+        moves=bool(moves),
+        coherent=bool(moves and ratio <= COHERENCE_MAX_RATIO),
+    )

@@ -1,0 +1,81 @@
+"""Argument parsing for the toy world's commands (``train``, ``quality``), reusable by ``attnkit-lmp toy``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from attnkit_lmp.toy.model import ToyModelConfig
+from attnkit_lmp.toy.train import CheckpointError, TrainConfig
+
+
+def add_toy_commands(subparsers) -> None:
+    """Add ``train`` and ``quality`` sub-commands to an ``argparse`` sub-parser collection."""
+    train = subparsers.add_parser("train", help="train the toy CogVideoX pipeline on rendered clips")
+    train.add_argument("--out", required=True, help="output folder (checkpoint.pt, pipeline/, train.log)")
+    train.add_argument("--steps", type=int, required=True, help="total number of training steps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
+    train.add_argument("--checkpoint-every", type=int, default=250)
+    train.add_argument("--log-every", type=int, default=25)
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for item in fields(ToyModelConfig):
+        train.add_argument(
+            f"--{item.name.replace('_', '-')}", type=int, default=item.default, help="model size"
+        )
+    for item in fields(TrainConfig):
+        train.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default)
+    train.set_defaults(handler=_run_train)
+
+    quality = subparsers.add_parser("quality", help="measure the toy model's quality bar")
+    quality.add_argument("--model", default=None, help="pipeline folder (default: the bundled model)")
+    quality.add_argument("--num-videos", type=int, default=50)
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument(
+        "--steps", type=int, default=None, help="denoising steps (default: generation_kwargs)"
+    )
+    quality.add_argument("--guidance-scale", type=float, default=None)
+    quality.add_argument("--batch-size", type=int, default=10)
+    quality.add_argument("--threads", type=int, default=1)
+    quality.add_argument("--json", default=None, help="write the report here (default: MODEL/quality.json)")
+    quality.set_defaults(handler=_run_quality)
+
+
+def _run_train(args) -> int:
+    from attnkit_lmp.toy.train import train
+
+    model_config = ToyModelConfig(**{item.name: getattr(args, item.name) for item in fields(ToyModelConfig)})
+    train_config = TrainConfig(**{item.name: getattr(args, item.name) for item in fields(TrainConfig)})
+    try:
+        folder = train(
+            args.out,
+            steps=args.steps,
+            seed=args.seed,
+            resume=args.resume,
+            model_config=model_config,
+            train_config=train_config,
+            checkpoint_every=args.checkpoint_every,
+            log_every=args.log_every,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"trained pipeline saved to {folder}")
+    return 0
+
+
+def _run_quality(args) -> int:
+    from attnkit_lmp.toy.quality import run_quality_cli
+
+    return run_quality_cli(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attnkit_lmp.toy", description=__doc__)
+    add_toy_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)

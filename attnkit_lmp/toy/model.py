@@ -1,0 +1,257 @@
+"""Builds the toy world's tiny CogVideoX-architecture pipeline from a config (random weights).
+
+Components, all stock diffusers/transformers classes so that an unmodified
+``CogVideoXPipeline.from_pretrained(path)`` loads the saved result:
+
+- ``CogVideoXTransformer3DModel``: CogVideoX 1.0 layout (joint [text, video] attention, 3D RoPE,
+  no ``patch_size_t``), trained by :mod:`attnkit_lmp.toy.train`.
+- ``T5EncoderModel``: a tiny T5 encoder trained jointly with the transformer, so that the colour and
+  shape words get embeddings the video tokens learn to attend to (a frozen random encoder would also
+  separate the words, but joint training lets the word embeddings specialise, which is what makes
+  the text->video attention of a real model informative).
+- a word-level tokenizer over the world's vocabulary, built in code.
+- ``AutoencoderKLCogVideoX`` with one block, ``temporal_compression_ratio=1`` and hand-set weights
+  that make it an exact identity up to ~1e-6: the latent of a clip *is* its pixels in [-1, 1]
+  (3 channels, same frames, same size). This keeps the toy honest: the pipeline still goes through
+  ``vae.encode``/``vae.decode`` exactly as for a real checkpoint, but motion transfer is measured on
+  the diffusion transformer alone, not on a badly trained tiny autoencoder.
+- ``CogVideoXDDIMScheduler`` with x0-prediction (``prediction_type="sample"``), which learns far
+  faster than v-prediction at this size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from diffusers import (
+    AutoencoderKLCogVideoX,
+    CogVideoXDDIMScheduler,
+    CogVideoXPipeline,
+    CogVideoXTransformer3DModel,
+)
+from transformers import T5Config, T5EncoderModel
+
+from attnkit.testing.tokenizer import build_word_tokenizer
+from attnkit_lmp.toy.world import PROMPT_WORDS, WorldConfig
+
+# Large constant used by the identity VAE to pin the encoder's GroupNorm statistics (see below).
+_PIN_VALUE = 1000.0
+# Shift that moves activations into the range where SiLU(x) == x to float32 precision.
+_SILU_SHIFT = 20.0
+
+
+@dataclass(frozen=True)
+class ToyModelConfig:
+    """Sizes of the toy pipeline; saved with every checkpoint to refuse resuming a different model."""
+
+    height: int = 32
+    width: int = 32
+    num_frames: int = 8
+    patch_size: int = 4
+    num_layers: int = 4
+    num_attention_heads: int = 2
+    attention_head_dim: int = 32
+    time_embed_dim: int = 64
+    text_length: int = 8
+    text_dim: int = 32
+    text_layers: int = 1
+    text_heads: int = 2
+
+    def validate(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"ToyModelConfig.{item.name}={value!r}: expected a positive integer.")
+        for side in ("height", "width"):
+            value = getattr(self, side)
+            if value % 8 or value % self.patch_size:
+                raise ValueError(
+                    f"ToyModelConfig.{side}={value} must be a multiple of 8 (CogVideoXPipeline requires it) and"
+                    f" of patch_size={self.patch_size}."
+                )
+        if self.attention_head_dim % 8:
+            raise ValueError(
+                f"attention_head_dim={self.attention_head_dim} must be a multiple of 8 so 3D RoPE can split it"
+                " into time/height/width parts."
+            )
+        if self.text_dim % self.text_heads:
+            raise ValueError(f"text_dim={self.text_dim} must be divisible by text_heads={self.text_heads}.")
+
+    @property
+    def world(self) -> WorldConfig:
+        return WorldConfig(height=self.height, width=self.width, num_frames=self.num_frames)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ToyModelConfig:
+        known = {item.name for item in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(
+                f"unknown ToyModelConfig fields {sorted(unknown)}; expected some of {sorted(known)}."
+            )
+        return cls(**values)
+
+
+def generation_kwargs(config: ToyModelConfig | None = None) -> dict:
+    """Keyword arguments for ``pipeline(prompt, **generation_kwargs())`` that match training.
+
+    ``max_sequence_length`` matters: the pipeline pads prompts to it without an attention mask, so a
+    length other than the trained one shows the model pad tokens it never saw.
+    """
+    config = config or ToyModelConfig()
+    return {
+        "height": config.height,
+        "width": config.width,
+        "num_frames": config.num_frames,
+        "max_sequence_length": config.text_length,
+        "num_inference_steps": 50,
+        "guidance_scale": 4.0,
+        "use_dynamic_cfg": False,
+    }
+
+
+def build_tokenizer(config: ToyModelConfig):
+    return build_word_tokenizer(PROMPT_WORDS, model_max_length=config.text_length)
+
+
+def build_text_encoder(config: ToyModelConfig, vocab_size: int) -> T5EncoderModel:
+    t5_config = T5Config(
+        vocab_size=vocab_size,
+        d_model=config.text_dim,
+        d_kv=config.text_dim // config.text_heads,
+        d_ff=2 * config.text_dim,
+        num_layers=config.text_layers,
+        num_heads=config.text_heads,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        is_encoder_decoder=False,
+        use_cache=False,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5EncoderModel(t5_config)
+
+
+def build_transformer(config: ToyModelConfig) -> CogVideoXTransformer3DModel:
+    return CogVideoXTransformer3DModel(
+        num_attention_heads=config.num_attention_heads,
+        attention_head_dim=config.attention_head_dim,
+        in_channels=3,
+        out_channels=3,
+        time_embed_dim=config.time_embed_dim,
+        text_embed_dim=config.text_dim,
+        num_layers=config.num_layers,
+        sample_width=config.width,
+        sample_height=config.height,
+        sample_frames=config.num_frames,
+        patch_size=config.patch_size,
+        patch_size_t=None,
+        temporal_compression_ratio=1,
+        max_text_seq_length=config.text_length,
+        use_rotary_positional_embeddings=True,
+        use_learned_positional_embeddings=False,
+    )
+
+
+def build_scheduler() -> CogVideoXDDIMScheduler:
+    """CogVideoX's DDIM schedule (zero terminal SNR, trailing spacing), predicting the clean sample."""
+    return CogVideoXDDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        prediction_type="sample",
+        rescale_betas_zero_snr=True,
+        snr_shift_scale=1.0,
+        timestep_spacing="trailing",
+    )
+
+
+def build_identity_vae(config: ToyModelConfig) -> AutoencoderKLCogVideoX:
+    """An ``AutoencoderKLCogVideoX`` whose encoder and decoder are the identity on [-1, 1] pixels.
+
+    How the weights realise the identity (every block keeps its stock code path):
+    - every ResNet block's last convolution is zero, so the block returns its input;
+    - encoder: ``conv_in`` writes channels (r, g, b, -r, -g, -b, P, -P) with P a large constant.
+      The output GroupNorm (one group) then sees mean exactly 0 and a variance within 1.5e-6 of
+      P^2/4 whatever the clip, so with scale P/2 it passes r, g, b through; a +20 shift puts them
+      where SiLU is the identity in float32, and ``conv_out`` removes it. The log-variance channels
+      are -30, so sampling the latent distribution adds noise of std ~3e-7;
+    - decoder: the spatial norm's ``conv_y`` is zero and ``conv_b`` copies the latent (+20), so the
+      output is the latent itself whatever the earlier blocks computed.
+    """
+    channels = 8
+    vae = AutoencoderKLCogVideoX(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",),
+        up_block_types=("CogVideoXUpBlock3D",),
+        block_out_channels=(channels,),
+        latent_channels=3,
+        layers_per_block=1,
+        norm_num_groups=1,
+        temporal_compression_ratio=1,
+        sample_height=config.height,
+        sample_width=config.width,
+        scaling_factor=1.0,
+        force_upcast=False,
+    )
+    with torch.no_grad():
+        for parameter in vae.parameters():
+            parameter.zero_()
+        for module in vae.modules():
+            if isinstance(module, torch.nn.GroupNorm):
+                module.weight.fill_(1.0)
+        encoder, decoder = vae.encoder, vae.decoder
+        # Causal 3x3x3 convolutions: the current frame is the last temporal tap, centre pixel.
+        current = (slice(None), slice(None), 2, 1, 1)
+        conv_in = encoder.conv_in.conv
+        for rgb in range(3):
+            conv_in.weight[rgb, rgb][current[2:]] = 1.0
+            conv_in.weight[rgb + 3, rgb][current[2:]] = -1.0
+        conv_in.bias[6] = _PIN_VALUE
+        conv_in.bias[7] = -_PIN_VALUE
+        encoder.norm_out.weight.fill_(_PIN_VALUE / 2)
+        encoder.norm_out.bias.fill_(_SILU_SHIFT)
+        conv_out = encoder.conv_out.conv
+        for rgb in range(3):
+            conv_out.weight[rgb, rgb][current[2:]] = 1.0
+            conv_out.bias[rgb] = -_SILU_SHIFT
+            conv_out.bias[rgb + 3] = -30.0  # log-variance
+        conv_b = decoder.norm_out.conv_b.conv
+        for rgb in range(3):
+            conv_b.weight[rgb, rgb, 0, 0, 0] = 1.0
+            conv_b.bias[rgb] = _SILU_SHIFT
+        conv_out = decoder.conv_out.conv
+        for rgb in range(3):
+            conv_out.weight[rgb, rgb][current[2:]] = 1.0
+            conv_out.bias[rgb] = -_SILU_SHIFT
+    return vae
+
+
+def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0) -> CogVideoXPipeline:
+    """A fresh (untrained) toy pipeline; the same ``config`` and ``seed`` give the same weights."""
+    config = config or ToyModelConfig()
+    config.validate()
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(config)
+    return CogVideoXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=build_text_encoder(config, vocab_size=len(tokenizer)),
+        vae=build_identity_vae(config),
+        transformer=build_transformer(config),
+        scheduler=build_scheduler(),
+    )
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())

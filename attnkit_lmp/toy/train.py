@@ -1,0 +1,342 @@
+"""Trains the toy pipeline on clips rendered on the fly by the toy world, with resumable checkpoints.
+
+What is learnt: the transformer and the tiny T5 text encoder, jointly, to predict the clean clip
+(x0-prediction) from a noised one and its prompt. The VAE is the fixed identity of
+:func:`attnkit_lmp.toy.model.build_identity_vae`, so latents are pixels in [-1, 1] and the training
+loop skips it (it would return its input to ~1e-6).
+
+Reproducibility: the model weights, the clips of every step (world seeds derived from the run seed
+and the step) and the noise are seeded; a resumed run continues the same data stream. Threads
+default to 1 because the machine is shared; pass ``threads`` to use more.
+
+Output folder layout::
+
+    OUT/checkpoint.pt      training state (weights, EMA, optimiser, step, configs) for --resume
+    OUT/pipeline/          the EMA weights as a CogVideoXPipeline (save_pretrained, safetensors)
+    OUT/train.log          one line per logged step: step, loss, learning rate, seconds per step
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline
+from attnkit_lmp.toy.world import random_clip_spec, render_clip
+
+CHECKPOINT_FORMAT = "attnkit-toy-checkpoint-v1"
+TOY_CONFIG_FILE = "toy_config.json"
+# Clip seeds of a run: run_seed * _SEEDS_PER_RUN + step * batch_size + index; runs never share clips.
+_SEEDS_PER_RUN = 10**9
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be resumed: missing, unreadable, or written for other settings."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; the ones that change what a step means must match to resume."""
+
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    final_learning_rate_fraction: float = 0.1
+    weight_decay: float = 0.0
+    prompt_dropout: float = 0.1
+    foreground_loss_weight: float = 4.0
+    ema_decay: float = 0.999
+    white_background_probability: float = 0.2
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: expected at least 1.")
+        if not 0 <= self.prompt_dropout < 1:
+            raise ValueError(f"prompt_dropout={self.prompt_dropout}: expected a probability in [0, 1).")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay}: expected a value in [0, 1).")
+        if not 0 <= self.white_background_probability <= 1:
+            raise ValueError(
+                f"white_background_probability={self.white_background_probability}: expected [0, 1]."
+            )
+
+    # Fields that decide the data stream or the model: a resumed run must use the same values.
+    RESUME_FIELDS = ("batch_size", "prompt_dropout", "foreground_loss_weight", "white_background_probability")
+
+
+def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``final_learning_rate_fraction`` at ``total_steps``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    floor = config.final_learning_rate_fraction
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def training_batch(run_seed: int, step: int, config: TrainConfig, model_config: ToyModelConfig):
+    """The clips of ``step``: (pixels (B,F,3,H,W) in [-1,1], foreground masks (B,F,1,H,W), prompts)."""
+    world = model_config.world
+    backgrounds = {
+        "black": 1 - config.white_background_probability,
+        "white": config.white_background_probability,
+    }
+    pixels, masks, prompts = [], [], []
+    for index in range(config.batch_size):
+        clip_seed = run_seed * _SEEDS_PER_RUN + step * config.batch_size + index
+        clip = render_clip(random_clip_spec(clip_seed, "train", background_probabilities=backgrounds), world)
+        pixels.append(clip.frames)
+        masks.append(clip.masks)
+        prompts.append(clip.prompt)
+    pixels = torch.from_numpy(np.stack(pixels)).float().div(127.5).sub(1.0).permute(0, 1, 4, 2, 3)
+    masks = torch.from_numpy(np.stack(masks))[:, :, None].float()
+    return pixels.contiguous(), masks, prompts
+
+
+def train(
+    out_dir: str | Path,
+    steps: int,
+    seed: int = 0,
+    resume: bool = False,
+    model_config: ToyModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    checkpoint_every: int = 250,
+    log_every: int = 25,
+    threads: int | None = 1,
+    progress: bool = True,
+) -> Path:
+    """Train until ``steps`` total steps; returns the folder of the saved pipeline (EMA weights).
+
+    With ``resume=True`` and a checkpoint in ``out_dir``, training continues from its step; the
+    checkpoint's model and data settings must equal the requested ones (else ``CheckpointError``).
+    Without ``resume``, an existing checkpoint in ``out_dir`` is an error rather than overwritten.
+    """
+    model_config = model_config or ToyModelConfig()
+    train_config = train_config or TrainConfig()
+    model_config.validate()
+    train_config.validate()
+    if steps < 0:
+        raise ValueError(f"steps={steps}: expected a non-negative number of training steps.")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out_dir / "checkpoint.pt"
+
+    torch.manual_seed(seed)
+    pipeline = build_toy_pipeline(model_config, seed=seed)
+    transformer, text_encoder, tokenizer = pipeline.transformer, pipeline.text_encoder, pipeline.tokenizer
+    trainable = torch.nn.ModuleDict({"transformer": transformer, "text_encoder": text_encoder})
+    ema = copy.deepcopy(trainable).requires_grad_(False)
+    optimizer = torch.optim.AdamW(
+        trainable.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+    )
+    start_step = 0
+    generator = torch.Generator().manual_seed(seed)
+    if checkpoint_path.exists():
+        if not resume:
+            raise CheckpointError(
+                f"{checkpoint_path} already exists; pass --resume to continue it or choose another --out."
+            )
+        state = load_checkpoint(checkpoint_path, model_config, train_config, seed)
+        trainable.load_state_dict(state["trainable"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start_step = state["step"]
+
+    rotary = pipeline._prepare_rotary_positional_embeddings(
+        model_config.height, model_config.width, model_config.num_frames, torch.device("cpu")
+    )
+    alphas_cumprod = pipeline.scheduler.alphas_cumprod.float()
+    num_timesteps = len(alphas_cumprod)
+    trainable.train()
+    log_file = (out_dir / "train.log").open("a")
+    log_file.write(
+        json.dumps(
+            {
+                "event": "start",
+                "step": start_step,
+                "steps": steps,
+                "seed": seed,
+                "threads": torch.get_num_threads(),
+            }
+            | {"model": model_config.to_dict(), "train": asdict(train_config)}
+        )
+        + "\n"
+    )
+    bar = tqdm(total=steps, initial=start_step, disable=not progress, desc="toy train", dynamic_ncols=True)
+    running_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
+    step = start_step
+    try:
+        for step in range(start_step, steps):
+            learning_rate = learning_rate_at(step, steps, train_config)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
+            clean, masks, prompts = training_batch(seed, step, train_config, model_config)
+            batch = clean.shape[0]
+            drop = torch.rand(batch, generator=generator) < train_config.prompt_dropout
+            prompts = ["" if dropped else prompt for prompt, dropped in zip(prompts, drop.tolist())]
+            token_ids = tokenizer(
+                prompts,
+                padding="max_length",
+                max_length=model_config.text_length,
+                truncation=True,
+                add_special_tokens=True,
+                return_tensors="pt",
+            ).input_ids
+            timesteps = torch.randint(0, num_timesteps, (batch,), generator=generator)
+            noise = torch.randn(clean.shape, generator=generator)
+            alpha_bar = alphas_cumprod[timesteps].view(batch, 1, 1, 1, 1)
+            noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
+            text_states = text_encoder(token_ids)[0]
+            predicted = transformer(
+                hidden_states=noisy,
+                encoder_hidden_states=text_states,
+                timestep=timesteps,
+                image_rotary_emb=rotary,
+                return_dict=False,
+            )[0]
+            weights = 1.0 + (train_config.foreground_loss_weight - 1.0) * masks
+            loss = (weights * (predicted - clean) ** 2).mean() / weights.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
+            optimizer.step()
+            _update_ema(ema, trainable, step, train_config.ema_decay)
+
+            running_loss += loss.item()
+            window_steps += 1
+            bar.update(1)
+            done = step + 1
+            if done % log_every == 0 or done == steps:
+                seconds_per_step = (time.perf_counter() - window_start) / window_steps
+                mean_loss = running_loss / window_steps
+                bar.set_postfix(loss=f"{mean_loss:.4f}", s_per_step=f"{seconds_per_step:.3f}")
+                log_file.write(
+                    json.dumps(
+                        {"step": done, "loss": round(mean_loss, 6), "lr": learning_rate}
+                        | {"s_per_step": round(seconds_per_step, 4), "time": time.strftime("%H:%M:%S")}
+                    )
+                    + "\n"
+                )
+                log_file.flush()
+                running_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
+            if done % checkpoint_every == 0 or done == steps:
+                _save(
+                    out_dir,
+                    pipeline,
+                    trainable,
+                    ema,
+                    optimizer,
+                    generator,
+                    done,
+                    model_config,
+                    train_config,
+                    seed,
+                )
+        if steps <= start_step:
+            _save(
+                out_dir,
+                pipeline,
+                trainable,
+                ema,
+                optimizer,
+                generator,
+                start_step,
+                model_config,
+                train_config,
+                seed,
+            )
+    finally:
+        bar.close()
+        log_file.close()
+    return out_dir / "pipeline"
+
+
+def load_checkpoint(path: Path, model_config: ToyModelConfig, train_config: TrainConfig, seed: int) -> dict:
+    """Read a checkpoint and check it belongs to a run with these settings; raise ``CheckpointError`` if not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {error}); delete it or choose another --out"
+            " to train from scratch."
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a toy-world training checkpoint (expected format {CHECKPOINT_FORMAT!r}); choose another"
+            " --out to train from scratch."
+        )
+    problems = []
+    if state["model_config"] != model_config.to_dict():
+        problems.append(f"model settings {state['model_config']} != requested {model_config.to_dict()}")
+    for name in TrainConfig.RESUME_FIELDS:
+        if state["train_config"].get(name) != getattr(train_config, name):
+            problems.append(
+                f"{name}={state['train_config'].get(name)} != requested {getattr(train_config, name)}"
+            )
+    if state["seed"] != seed:
+        problems.append(f"seed={state['seed']} != requested {seed}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} is incompatible with this run: "
+            + "; ".join(problems)
+            + ". Resume with the checkpoint's settings, or choose another --out to start a new run."
+        )
+    return state
+
+
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:
+    # Warm-up of the decay so the average is not dominated by the random initial weights.
+    decay = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for average, current in zip(ema.parameters(), model.parameters()):
+            average.lerp_(current, 1 - decay)
+
+
+def _save(
+    out_dir, pipeline, trainable, ema, optimizer, generator, step, model_config, train_config, seed
+) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "step": step,
+        "seed": seed,
+        "model_config": model_config.to_dict(),
+        "train_config": asdict(train_config),
+        "trainable": trainable.state_dict(),
+        "ema": ema.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+    }
+    temporary = out_dir / "checkpoint.pt.tmp"
+    torch.save(state, temporary)
+    temporary.replace(out_dir / "checkpoint.pt")  # atomic: a kill mid-save never leaves a torn checkpoint
+    export_pipeline(pipeline, ema, out_dir / "pipeline", model_config, extra={"step": step, "seed": seed})
+
+
+def export_pipeline(
+    pipeline, ema: torch.nn.Module, folder: Path, model_config: ToyModelConfig, extra: dict | None = None
+) -> None:
+    """Save ``pipeline`` with the EMA weights (``save_pretrained``, safetensors) plus ``toy_config.json``."""
+    transformer = copy.deepcopy(pipeline.transformer)
+    text_encoder = copy.deepcopy(pipeline.text_encoder)
+    transformer.load_state_dict(ema["transformer"].state_dict())
+    text_encoder.load_state_dict(ema["text_encoder"].state_dict())
+    exported = type(pipeline)(
+        tokenizer=pipeline.tokenizer,
+        text_encoder=text_encoder.eval(),
+        vae=pipeline.vae,
+        transformer=transformer.eval(),
+        scheduler=pipeline.scheduler,
+    )
+    exported.save_pretrained(folder, safe_serialization=True)
+    record = {"model": model_config.to_dict(), **(extra or {})}
+    (Path(folder) / TOY_CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
