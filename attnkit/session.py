@@ -306,7 +306,8 @@ def _validate_extra(extra: ExtraKV, call: AttentionCall, plugin: str, step: int)
         problems.append(f"returned {type(extra).__name__}, expected attnkit.ExtraKV")
     else:
         rows = len(extra.rows)
-        expected = f"({rows} or 1, {q.shape[1]}, M, {q.shape[3]})"
+        leading = "1" if rows == 1 else f"{rows} or 1"
+        expected = f"({leading}, {q.shape[1]}, M, {q.shape[3]})"
         for label, tensor in (("key", extra.key), ("value", extra.value)):
             if tensor.dim() != 4 or tensor.shape[0] not in (1, rows) or tensor.shape[1] != q.shape[1]:
                 problems.append(f"{label} has shape {tuple(tensor.shape)}, expected {expected}")

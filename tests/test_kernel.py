@@ -1,0 +1,105 @@
+"""The kernel against naive full-softmax attention on small shapes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attnkit.kernel import (
+    ExtraKV,
+    attention_with_extras,
+    chunked_logsumexp,
+    sdpa,
+    sdpa_with_logsumexp,
+    softmax_slice,
+)
+
+
+def qkv(batch=2, heads=3, tokens=20, dim=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, tokens, dim, generator=generator) for _ in range(3)]
+
+
+def naive_attention(q, k, v, bias=None):
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias
+    probs = torch.softmax(scores, dim=-1)
+    return probs @ v, torch.logsumexp(scores, dim=-1)
+
+
+def test_sdpa_with_logsumexp_returns_the_plain_sdpa_output_and_true_logsumexp():
+    q, k, v = qkv()
+    output, logsumexp = sdpa_with_logsumexp(q, k, v)
+    assert torch.equal(output, sdpa(q, k, v))
+    torch.testing.assert_close(logsumexp, naive_attention(q, k, v)[1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_logsumexp_matches_full(chunk_size):
+    q, k, _ = qkv(tokens=23)
+    expected = naive_attention(q, k, k)[1]
+    torch.testing.assert_close(chunked_logsumexp(q, k, chunk_size=chunk_size), expected, atol=1e-5, rtol=0)
+
+
+def test_checkpointed_logsumexp_gradient_matches_autograd_of_full():
+    q, k, _ = qkv(tokens=17)
+    q1, k1 = q.clone().requires_grad_(), k.clone().requires_grad_()
+    chunked_logsumexp(q1, k1, chunk_size=5, checkpointed=True).square().sum().backward()
+    q2, k2 = q.clone().requires_grad_(), k.clone().requires_grad_()
+    naive_attention(q2, k2, k2)[1].square().sum().backward()
+    torch.testing.assert_close(q1.grad, q2.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k1.grad, k2.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_softmax_slice_matches_full_softmax():
+    q, k, v = qkv()
+    _, logsumexp = sdpa_with_logsumexp(q, k, v)
+    rows, cols = [0, 5, 19], [2, 3, 11]
+    full = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+    torch.testing.assert_close(softmax_slice(q, k, logsumexp, rows, cols), full[:, :, rows][..., cols], atol=1e-6, rtol=0)
+
+
+def test_extra_kv_is_exact_softmax_over_union_for_chosen_rows_and_tokens():
+    q, k, v = qkv(batch=3, tokens=12)
+    extra_k, extra_v = qkv(batch=1, tokens=5, seed=1)[:2]
+    extra = ExtraKV(key=extra_k, value=extra_v, rows=[2], query_tokens=slice(4, 12), key_scale=0.9, value_scale=0.5)
+    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True)
+
+    expected, expected_lse = naive_attention(q, k, v)
+    union_out, union_lse = naive_attention(
+        q[2:3, :, 4:], torch.cat([k[2:3], 0.9 * extra_k], dim=2), torch.cat([v[2:3], 0.5 * extra_v], dim=2)
+    )
+    expected[2:3, :, 4:], expected_lse[2:3, :, 4:] = union_out, union_lse
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logsumexp, expected_lse, atol=1e-5, rtol=0)
+
+
+def test_extra_kv_score_bias_is_added_to_extra_keys_only():
+    q, k, v = qkv(batch=1, tokens=6)
+    extra = ExtraKV(key=k.clone(), value=v.clone(), rows=[0], score_bias=-0.5)
+    output, _ = attention_with_extras(q, k, v, [extra])
+    bias = torch.cat([torch.zeros(6, 6), torch.full((6, 6), -0.5)], dim=-1)
+    expected, _ = naive_attention(q, torch.cat([k, k], 2), torch.cat([v, v], 2), bias)
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=0)
+
+
+def test_two_extras_with_overlapping_tokens_are_seen_together_where_they_overlap():
+    q, k, v = qkv(batch=1, tokens=8)
+    first_k, first_v = qkv(batch=1, tokens=2, seed=2)[:2]
+    second_k, second_v = qkv(batch=1, tokens=3, seed=3)[:2]
+    extras = [
+        ExtraKV(key=first_k, value=first_v, rows=[0], query_tokens=slice(0, 5)),
+        ExtraKV(key=second_k, value=second_v, rows=[0], query_tokens=[3, 4, 5, 6]),
+    ]
+    output, _ = attention_with_extras(q, k, v, extras)
+    for token in range(8):
+        keys, values = [k], [v]
+        if token < 5:
+            keys.append(first_k), values.append(first_v)
+        if 3 <= token <= 6:
+            keys.append(second_k), values.append(second_v)
+        expected, _ = naive_attention(q[:, :, token : token + 1], torch.cat(keys, 2), torch.cat(values, 2))
+        torch.testing.assert_close(output[:, :, token : token + 1], expected, atol=1e-5, rtol=0)
