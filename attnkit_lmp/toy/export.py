@@ -1,0 +1,135 @@
+"""Writes toy-world clips as real data: mp4 files, and a folder laid out like DAVIS with a prompts file.
+
+DAVIS-like layout written by :func:`write_davis_layout`::
+
+    ROOT/JPEGImages/<name>/00000.jpg ...   frames (JPEG, quality 95)
+    ROOT/Annotations/<name>/00000.png ...  masks (palette PNG: 0 background, 1 object), as in DAVIS
+    ROOT/prompts.json                      name -> subject, prompt and the Sub / Back split variants
+    ROOT/ground_truth.json                 name -> clip spec, centroids (x, y) per frame, world config
+
+The prompts file mirrors the paper's three splits: ``Ori`` (the clip's own prompt), ``Sub`` (the
+subject changed to another colour *and* shape) and ``Back`` (the background changed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, SHAPES, Clip, clip_rng, prompt_for
+
+# DAVIS annotation palette: index 0 black (background), 1 red (first object).
+_DAVIS_PALETTE = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 254
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
+    """Write frames (T,H,W,3 uint8, or float in [0,1]) as an H.264 mp4 with PyAV; returns the path."""
+    import av
+
+    from attnkit_lmp.toy.classify import to_uint8_frames
+
+    frames = to_uint8_frames(frames)
+    _, height, width, _ = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(
+            f"mp4 (yuv420p) needs even frame sides, got {height}x{width}: crop or pad the frames."
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "10"}  # near-lossless: the clips are tiny and carry exact colours
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def read_mp4(path: str | Path) -> np.ndarray:
+    """Frames (T,H,W,3 uint8) of a video file."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def split_prompts(clip: Clip) -> dict:
+    """The clip's prompts entry: subject, prompt, and the Sub and Back variants (seeded by the clip)."""
+    spec = clip.spec
+    rng = clip_rng(spec.seed, spec.split)
+    rng.random()  # skip the draw the clip's own spec used first, so the Sub subject is its own stream
+    other_colour = str(rng.choice([colour for colour in COLOURS if colour != spec.colour]))
+    other_shape = str(rng.choice([shape for shape in SHAPES if shape != spec.shape]))
+    other_background = str(rng.choice([name for name in BACKGROUNDS if name != spec.background]))
+    return {
+        "subject": spec.subject,
+        "subject_words": spec.subject.split(),
+        "prompt": spec.prompt,
+        "splits": {
+            "Ori": {"subject": spec.subject, "prompt": spec.prompt},
+            "Sub": {
+                "subject": f"{other_colour} {other_shape}",
+                "prompt": prompt_for(other_colour, other_shape, spec.background),
+            },
+            "Back": {
+                "subject": spec.subject,
+                "prompt": prompt_for(spec.colour, spec.shape, other_background),
+            },
+        },
+    }
+
+
+def write_davis_layout(clips: list[Clip], root: str | Path, write_videos: bool = False) -> Path:
+    """Write ``clips`` under ``root`` in the DAVIS layout (see module docstring); returns ``root``.
+
+    With ``write_videos`` each clip is also written as ``ROOT/videos/<name>.mp4``.
+    """
+    root = Path(root)
+    names = [clip.name for clip in clips]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"clip names repeat ({sorted(n for n in names if names.count(n) > 1)}); use distinct seeds."
+        )
+    prompts, ground_truth = {}, {}
+    for clip in clips:
+        image_folder = root / "JPEGImages" / clip.name
+        mask_folder = root / "Annotations" / clip.name
+        image_folder.mkdir(parents=True, exist_ok=True)
+        mask_folder.mkdir(parents=True, exist_ok=True)
+        for index, (frame, mask) in enumerate(zip(clip.frames, clip.masks)):
+            Image.fromarray(frame).save(image_folder / f"{index:05d}.jpg", quality=95)
+            annotation = Image.fromarray(mask.astype(np.uint8), mode="P")
+            annotation.putpalette(_DAVIS_PALETTE)
+            annotation.save(mask_folder / f"{index:05d}.png")
+        if write_videos:
+            write_mp4(clip.frames, root / "videos" / f"{clip.name}.mp4")
+        prompts[clip.name] = split_prompts(clip)
+        ground_truth[clip.name] = {
+            "spec": clip.spec.to_dict(),
+            "world": asdict(clip.config),
+            "centroids": np.round(clip.centroids, 4).tolist(),
+        }
+    (root / "prompts.json").write_text(json.dumps(prompts, indent=1) + "\n")
+    (root / "ground_truth.json").write_text(json.dumps(ground_truth, indent=1) + "\n")
+    return root
+
+
+def read_davis_clip(root: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (T,H,W,3 uint8) and masks (T,H,W bool) of clip ``name`` from a DAVIS-layout folder."""
+    root = Path(root)
+    image_paths = sorted((root / "JPEGImages" / name).glob("*.jpg"))
+    mask_paths = sorted((root / "Annotations" / name).glob("*.png"))
+    if not image_paths:
+        raise FileNotFoundError(
+            f"no frames for {name!r} under {root / 'JPEGImages'}; is {root} a DAVIS layout?"
+        )
+    frames = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in image_paths])
+    masks = np.stack([np.asarray(Image.open(path)) > 0 for path in mask_paths])
+    return frames, masks

@@ -1,0 +1,47 @@
+"""Loads the trained toy pipeline bundled with the package (or any toy pipeline folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_PIPELINE = Path(__file__).parent / "pretrained"
+RETRAIN_HINT = (
+    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 8000 --seed 0` (see docs/toy-world.md)"
+    " and load `runs/toy/pipeline`, or copy that folder to {bundled}."
+)
+_REQUIRED_FILES = (
+    "model_index.json",
+    "transformer/config.json",
+    "transformer/diffusion_pytorch_model.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "scheduler/scheduler_config.json",
+    "tokenizer/tokenizer.json",
+)
+
+
+class ToyModelMissingError(FileNotFoundError):
+    """The toy pipeline folder is missing files or cannot be loaded."""
+
+
+def load_toy_pipeline(path: str | Path | None = None, dtype=None):
+    """Load a toy ``CogVideoXPipeline`` from ``path`` (default: the bundled trained one).
+
+    Raises ``ToyModelMissingError`` naming the missing or unreadable part and how to retrain.
+    """
+    from diffusers import CogVideoXPipeline
+
+    folder = Path(path) if path is not None else BUNDLED_PIPELINE
+    hint = RETRAIN_HINT.format(bundled=BUNDLED_PIPELINE)
+    missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ToyModelMissingError(f"toy pipeline at {folder} is missing {', '.join(missing)}. {hint}")
+    try:
+        pipeline = CogVideoXPipeline.from_pretrained(folder, **({"torch_dtype": dtype} if dtype else {}))
+    except Exception as error:  # safetensors/json/config errors all mean the same thing here
+        raise ToyModelMissingError(
+            f"toy pipeline at {folder} cannot be loaded ({type(error).__name__}: {error}). {hint}"
+        ) from error
+    return pipeline
