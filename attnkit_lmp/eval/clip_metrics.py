@@ -131,7 +131,8 @@ class ClipEmbedder:
             text=[prompt], padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
         )
         features = self.model.get_text_features(
-            input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+            input_ids=tokens["input_ids"].to(self.device),
+            attention_mask=tokens["attention_mask"].to(self.device),
         )
         return torch.nn.functional.normalize(_pooled(features).float(), dim=-1)[0].cpu()
 
@@ -155,7 +156,9 @@ def consecutive_cosines(image_embeddings: torch.Tensor) -> torch.Tensor:
     return (image_embeddings[1:] * image_embeddings[:-1]).sum(dim=-1)
 
 
-def pick_scores(image_embeddings: torch.Tensor, text_embedding: torch.Tensor, logit_scale: float) -> torch.Tensor:
+def pick_scores(
+    image_embeddings: torch.Tensor, text_embedding: torch.Tensor, logit_scale: float
+) -> torch.Tensor:
     """(T,) per-frame PickScores exp(logit_scale) * cos from unit-norm embeddings; ``logit_scale`` already exp'd."""
     return logit_scale * (image_embeddings @ text_embedding)
 
@@ -193,7 +196,8 @@ class VideoTextMetrics:
             pickscore_help = download_help("Pick.", PICKSCORE_MODEL_NAME, PICKSCORE_PROCESSOR_NAME)
             if pickscore_processor is None:
                 raise MetricModelNotFoundError(
-                    "pickscore_processor is missing: PickScore_v1 has no processor of its own.\n" + pickscore_help
+                    "pickscore_processor is missing: PickScore_v1 has no processor of its own.\n"
+                    + pickscore_help
                 )
             pickscore = ClipEmbedder(
                 pickscore_model,

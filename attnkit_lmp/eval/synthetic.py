@@ -68,7 +68,9 @@ def moving_square(
     steps = np.asarray(steps, dtype=np.float64).reshape(-1, 2)
     if start is None:
         start = ((width - side) / 2, (height - side) / 2)
-    corners = np.round(np.asarray(start) + np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])).astype(int)
+    corners = np.round(
+        np.asarray(start) + np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+    ).astype(int)
     frames = np.empty((len(corners), height, width, 3), dtype=np.uint8)
     frames[:] = background
     masks = np.zeros((len(corners), height, width), dtype=bool)

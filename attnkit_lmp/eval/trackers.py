@@ -174,7 +174,9 @@ class CoTrackerTracker:
 
         checkpoint = Path(checkpoint).expanduser()
         if not checkpoint.is_file():
-            raise TrackerUnavailableError(f"no CoTracker checkpoint at '{checkpoint}'.\n{COTRACKER_DOWNLOAD_HELP}")
+            raise TrackerUnavailableError(
+                f"no CoTracker checkpoint at '{checkpoint}'.\n{COTRACKER_DOWNLOAD_HELP}"
+            )
         if repo is not None:
             repo = Path(repo).expanduser()
             if not (repo / "hubconf.py").is_file():
@@ -227,7 +229,8 @@ class CoTrackerTracker:
         # Released predictors threshold visibility themselves; raw model outputs are probabilities.
         visible = visibility if visibility.dtype == torch.bool else visibility > 0.5
         return TrackedPoints(
-            tracks[0].permute(1, 0, 2).numpy().astype(np.float32), visible[0].permute(1, 0).numpy().astype(bool)
+            tracks[0].permute(1, 0, 2).numpy().astype(np.float32),
+            visible[0].permute(1, 0).numpy().astype(bool),
         )
 
 
@@ -278,7 +281,9 @@ class CentroidTracker:
     segmentation. Pass ground-truth masks to `track_masks` when a video has them.
     """
 
-    def __init__(self, segmenter: Callable[[np.ndarray], np.ndarray] = foreground_by_background_colour) -> None:
+    def __init__(
+        self, segmenter: Callable[[np.ndarray], np.ndarray] = foreground_by_background_colour
+    ) -> None:
         self.segmenter = segmenter
 
     def track(self, frames: np.ndarray, grid_size: int = 1) -> TrackedPoints:
@@ -307,7 +312,9 @@ def build_tracker(name: str, **options: Any) -> PointTracker:
     try:
         builder = TRACKER_BUILDERS[name]
     except KeyError:
-        raise ValueError(f"unknown tracker '{name}'; expected one of {', '.join(sorted(TRACKER_BUILDERS))}") from None
+        raise ValueError(
+            f"unknown tracker '{name}'; expected one of {', '.join(sorted(TRACKER_BUILDERS))}"
+        ) from None
     return builder(**options)
 
 

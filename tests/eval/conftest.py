@@ -21,7 +21,12 @@ def build_tiny_clip(seed: int, logit_scale: float = math.log(100.0)):
     layer = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1, **layer
+            vocab_size=len(vocab),
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **layer,
         ),
         vision_config=dict(image_size=32, patch_size=8, **layer),
         projection_dim=8,

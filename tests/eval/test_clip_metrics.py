@@ -91,7 +91,9 @@ def test_clip_scores_clamp_negative_cosines_at_zero():
 
 
 def test_identical_frames_are_perfectly_consistent(metrics):
-    still = np.repeat(np.random.default_rng(1).integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8), 4, axis=0)
+    still = np.repeat(
+        np.random.default_rng(1).integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8), 4, axis=0
+    )
     assert metrics.evaluate(still, PROMPT)["consistency"] == pytest.approx(1.0, abs=1e-5)
 
 

@@ -230,9 +230,7 @@ def test_a_folder_without_hubconf_is_not_taken_for_the_cotracker_code(tmp_path):
 def test_cotracker_loads_weights_through_a_local_repo_hubconf(tmp_path):
     repo = tmp_path / "co-tracker"
     repo.mkdir()
-    (repo / "hubconf.py").write_text(
-        textwrap.dedent(
-            """
+    (repo / "hubconf.py").write_text(textwrap.dedent("""
             import torch
 
             class Predictor(torch.nn.Module):
@@ -248,9 +246,7 @@ def test_cotracker_loads_weights_through_a_local_repo_hubconf(tmp_path):
             def cotracker3_offline(*, pretrained=True, **kwargs):
                 assert not pretrained, "weights must come from the local checkpoint"
                 return Predictor()
-            """
-        )
-    )
+            """))
     weights = torch.nn.Linear(2, 2).state_dict()
     weights["bias"] = torch.tensor([3.0, 4.0])
     torch.save({"model": weights}, tmp_path / "scaled_offline.pth")
