@@ -1,4 +1,4 @@
-"""The paper's three CLIP-based video metrics: Align (CLIP score), Cons. (frame consistency), Pick. (PickScore).
+"""The paper's CLIP-based video metrics: Align (CLIP score), Cons. (frame consistency), Pick. (PickScore).
 
 Definitions, per video of T frames and its prompt (embeddings are L2-normalised projections):
 
@@ -151,7 +151,8 @@ def consecutive_cosines(image_embeddings: torch.Tensor) -> torch.Tensor:
     """(T - 1,) cosines between consecutive unit-norm frame embeddings (T, D)."""
     if len(image_embeddings) < 2:
         raise ValueError(
-            f"frame consistency needs at least 2 frames, got {len(image_embeddings)}; it compares frame t with t + 1"
+            f"frame consistency needs at least 2 frames, got {len(image_embeddings)}; "
+            "it compares frame t with t + 1"
         )
     return (image_embeddings[1:] * image_embeddings[:-1]).sum(dim=-1)
 
@@ -159,7 +160,7 @@ def consecutive_cosines(image_embeddings: torch.Tensor) -> torch.Tensor:
 def pick_scores(
     image_embeddings: torch.Tensor, text_embedding: torch.Tensor, logit_scale: float
 ) -> torch.Tensor:
-    """(T,) per-frame PickScores exp(logit_scale) * cos from unit-norm embeddings; ``logit_scale`` already exp'd."""
+    """(T,) per-frame PickScores exp(logit_scale) * cos of unit-norm embeddings; pass exp(logit_scale)."""
     return logit_scale * (image_embeddings @ text_embedding)
 
 

@@ -91,7 +91,8 @@ class DavisDataset:
             )
         elif require_annotations:
             raise DatasetError(
-                f"no annotations folder '{annotations_root}'; expected Annotations/{resolution}/<video>/<frame>.png "
+                f"no annotations folder '{annotations_root}'; expected "
+                f"Annotations/{resolution}/<video>/<frame>.png "
                 "next to JPEGImages. Add the masks, or pass require_annotations=False to load frames only."
             )
         else:
@@ -130,7 +131,8 @@ class DavisDataset:
         if num_frames is not None:
             if num_frames < 1 or num_frames > len(paths):
                 raise DatasetError(
-                    f"video '{name}' has {len(paths)} frames in '{self.frames_dir / name}', cannot take the first "
+                    f"video '{name}' has {len(paths)} frames in '{self.frames_dir / name}', "
+                    "cannot take the first "
                     f"{num_frames}; ask for 1..{len(paths)} frames"
                 )
             paths = paths[:num_frames]
@@ -165,7 +167,8 @@ def _resolution_dir(folder: Path, resolution: str, what: str) -> Path:
     if not holds_videos and subfolders:
         raise DatasetError(
             f"no '{with_resolution}' folder, and the folders in '{folder}' "
-            f"({_short_list([path.name for path in subfolders])}) hold no frames; pass resolution= one of them"
+            f"({_short_list([path.name for path in subfolders])}) hold no frames; "
+            "pass resolution= one of them"
         )
     return folder
 
@@ -179,7 +182,8 @@ def _check_numbering(paths: list[Path]) -> None:
         if number != expected:
             missing = previous.with_name(f"{expected:0{len(previous.stem)}d}{previous.suffix}")
             raise DatasetError(
-                f"frame '{missing}' is missing: frames of '{previous.parent.name}' jump from {previous.name} to "
+                f"frame '{missing}' is missing: frames of '{previous.parent.name}' jump from "
+                f"{previous.name} to "
                 f"{path.name}; restore the frame or renumber the sequence"
             )
 
@@ -394,7 +398,8 @@ def validate_prompts(data: object, known_videos: Iterable[str] | None = None) ->
                 _check_subject_in(sub_subject, split_prompt, f"{where}.sub.prompt", problems)
                 if sub_subject is not None and subject is not None and sub_subject.lower() == subject.lower():
                     problems.append(
-                        f"{where}.sub.subject: '{sub_subject}' equals the Ori subject; the Sub split changes the subject"
+                        f"{where}.sub.subject: '{sub_subject}' equals the Ori subject; "
+                        "the Sub split changes the subject"
                     )
             else:
                 # Back keeps the subject: its prompt must still name it.
@@ -421,6 +426,7 @@ def subject_occurs_in(subject: str, prompt: str) -> bool:
 def _check_subject_in(subject: str | None, prompt: str | None, where: str, problems: list[str]) -> None:
     if subject is not None and prompt is not None and not subject_occurs_in(subject, prompt):
         problems.append(
-            f"{where}: subject '{subject}' does not occur as a word in {prompt!r}; the subject word must appear "
+            f"{where}: subject '{subject}' does not occur as a word in {prompt!r}; "
+            "the subject word must appear "
             "verbatim so its tokens can be found"
         )

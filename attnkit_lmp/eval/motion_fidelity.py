@@ -54,7 +54,7 @@ class MotionFidelity:
     score: float
     """Mean over scored generated tracklets of their best mean cosine against a scored reference tracklet."""
     best_match_scores: np.ndarray
-    """(num_generated_scored,) each scored generated tracklet's max over scored reference tracklets of S[n, m]."""
+    """(num_generated_scored,) per scored generated tracklet n: max over scored reference m of S[n, m]."""
     num_generated_scored: int
     """Generated tracklets scored: moving at some step and, with visibility given, tracked in every frame."""
     num_generated: int
@@ -186,7 +186,8 @@ def _check_tracks(tracks: np.ndarray, name: str) -> np.ndarray:
     tracks = np.asarray(tracks)
     if tracks.ndim != 3 or tracks.shape[-1] != 2:
         raise ValueError(
-            f"{name} has shape {tracks.shape}, expected (num_tracklets, num_frames, 2) pixel positions (x, y); "
+            f"{name} has shape {tracks.shape}, expected (num_tracklets, num_frames, 2) "
+            "pixel positions (x, y); "
             "a CoTracker output (1, T, N, 2) must be transposed to (N, T, 2) first"
         )
     if tracks.shape[1] < 2:

@@ -37,7 +37,7 @@ def smooth_texture(height: int, width: int, seed: int = 0, blur_sigma: float = 2
 def textured_translation(
     steps: np.ndarray, height: int = 64, width: int = 64, seed: int = 0, blur_sigma: float = 2.0
 ) -> np.ndarray:
-    """Frames (len(steps) + 1, H, W, 3) of a texture whose content moves by ``steps[t]`` (x, y) from frame t to t + 1."""
+    """Frames (len(steps) + 1, H, W, 3) of a texture whose content moves by steps[t] (x, y) after frame t."""
     cv2 = _import_cv2()
     steps = np.asarray(steps, dtype=np.float64).reshape(-1, 2)
     offsets = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])

@@ -38,16 +38,16 @@ class PointTracker(Protocol):
     """What motion fidelity needs of a tracker."""
 
     def track(self, frames: np.ndarray, grid_size: int) -> TrackedPoints:
-        """Track a grid_size x grid_size grid of points placed on the first frame (or the tracker's own points)."""
+        """Track a grid_size x grid_size grid of points of the first frame (or the tracker's own points)."""
         ...
 
 
 class TrackerUnavailableError(RuntimeError):
-    """A tracker's model or code is not on this machine; the message says what to download and where to pass it."""
+    """A tracker's model or code is not on this machine; the message says what to fetch and how to pass it."""
 
 
 def grid_points(height: int, width: int, grid_size: int) -> np.ndarray:
-    """(grid_size**2, 2) float32 points (x, y) at the centres of a grid_size x grid_size tiling of the frame, row by row."""
+    """(grid_size**2, 2) float32 points (x, y): centres of a grid_size x grid_size tiling, row by row."""
     if grid_size < 1:
         raise ValueError(f"grid_size must be at least 1, got {grid_size}")
     xs = (np.arange(grid_size) + 0.5) * width / grid_size - 0.5
@@ -141,7 +141,8 @@ COTRACKER_DOWNLOAD_HELP = (
     "  - the weights: https://huggingface.co/facebook/cotracker3/resolve/main/scaled_offline.pth\n"
     "  - the code:    git clone https://github.com/facebookresearch/co-tracker\n"
     "                 (or: pip install git+https://github.com/facebookresearch/co-tracker)\n"
-    "then pass both paths: CoTrackerTracker.from_checkpoint('/path/scaled_offline.pth', repo='/path/co-tracker')"
+    "then pass both paths:\n"
+    "  CoTrackerTracker.from_checkpoint('/path/scaled_offline.pth', repo='/path/co-tracker')"
 )
 
 
@@ -218,7 +219,8 @@ class CoTrackerTracker:
             visibility = visibility[..., 0]
         if tracks.ndim != 4 or tracks.shape[0] != 1 or tracks.shape[1] != num_frames or tracks.shape[-1] != 2:
             raise ValueError(
-                f"CoTracker returned tracks of shape {tuple(tracks.shape)}, expected (1, {num_frames}, N, 2); "
+                f"CoTracker returned tracks of shape {tuple(tracks.shape)}, "
+                f"expected (1, {num_frames}, N, 2); "
                 "is the predictor an offline CoTracker predictor?"
             )
         if visibility.shape != tracks.shape[:3]:
@@ -323,6 +325,7 @@ def _import_cv2():
         import cv2
     except ImportError as error:
         raise TrackerUnavailableError(
-            f"the Lucas-Kanade tracker needs OpenCV ({error}); install it with `pip install opencv-python-headless`"
+            f"the Lucas-Kanade tracker needs OpenCV ({error}); "
+            "install it with `pip install opencv-python-headless`"
         ) from error
     return cv2
