@@ -1,0 +1,142 @@
+"""ASM (appearance separation): push the target's video away from the reference subject's words.
+
+METHOD.md, "ASM", eq. 7-9. Keys are the reference prompt tokens followed by the target video tokens,
+``K = [K^p_ref ; K^v_tar]``; with ``S`` the reference subject tokens:
+
+- eq. 7, ``W^T2V = softmax(Q^v_tar K^T / sqrt(d))[:, S]`` (video rows, subject columns) and
+  ``W^V2T = softmax(Q^p_ref[S] K^T / sqrt(d))[:, video]`` (subject rows, video columns);
+- eq. 8, ``L_attn`` = mean of the top ``top_fraction`` (1/5) of those values (both blocks together,
+  after the head mean — a [choice]);
+- eq. 9, ``h^v_tar <- h^v_tar - eta * dL_attn/dh^v_tar`` with the model frozen.
+
+``h^v_tar`` are the target rows' video hidden states entering the attention layer; the step happens in
+``attnkit_before_attention``, so the layer then projects q/k/v from the moved states. The gradient is
+local to the layer: ``call.project`` (norm -> q/k projections -> RoPE) under ``torch.enable_grad()``,
+nothing else. The normaliser of ``W^T2V`` runs over all ``len(K)`` keys for every video query; it is
+computed with ``chunked_logsumexp(..., checkpointed=True)``, so neither forward nor backward holds
+more than ``chunk_size x len(K)`` scores per head.
+
+Choices: one step per layer per denoising step while ``step < asm_steps``; all layers unless ``layers``;
+both CFG rows (``cfg_rows="both"``; each row's loss only moves its own states) or only ``"cond"``.
+The caller adds ASM only when the reference and target subjects differ.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import attnkit
+from attnkit.kernel import chunked_logsumexp
+
+from .rmtm import TARGET_BRANCHES
+
+
+class ASM:
+    """Plugin: one gradient step of size ``eta`` on the target video hidden states per layer."""
+
+    name = "lmp.asm"
+
+    def __init__(
+        self,
+        subject_tokens: list[int],
+        eta: float = 100.0,
+        asm_steps: int = 35,
+        top_fraction: float = 0.2,
+        layers: list[int] | None = None,
+        cfg_rows: str = "both",
+        chunk_size: int = 128,
+        reference_branch: str = "reference",
+    ):
+        if not subject_tokens:
+            raise ValueError("ASM needs at least one reference subject token position")
+        if not 0 < top_fraction <= 1:
+            raise ValueError(f"top_fraction={top_fraction!r} must be in (0, 1] (the paper uses 0.2)")
+        if cfg_rows not in TARGET_BRANCHES:
+            raise ValueError(f"cfg_rows={cfg_rows!r} must be one of {sorted(TARGET_BRANCHES)}")
+        self.subject_tokens = list(subject_tokens)
+        self.eta = eta
+        self.asm_steps = asm_steps
+        self.top_fraction = top_fraction
+        self.layers = None if layers is None else set(layers)
+        self.target_branches = TARGET_BRANCHES[cfg_rows]
+        self.chunk_size = chunk_size
+        self.reference_branch = reference_branch
+        self.losses: list[tuple[int, int, float]] = []  # (step, layer, L_attn before the step)
+
+    @attnkit.hookimpl
+    def attnkit_session_start(self, session):
+        self.losses = []
+
+    @attnkit.hookimpl
+    def attnkit_before_attention(self, call):
+        if call.step >= self.asm_steps or self.eta == 0 or not call.has_branch(self.reference_branch):
+            return
+        if self.layers is not None and call.layer not in self.layers:
+            return
+        target_rows = [row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)]
+        if not target_rows:
+            return
+        reference_row = call.rows(self.reference_branch)[0]
+        hidden_states = call.hidden_states
+        video = call.layout.video
+        with torch.enable_grad():
+            target_states = hidden_states[target_rows].detach().requires_grad_(True)
+            rows = torch.cat([target_states, hidden_states[reference_row : reference_row + 1].detach()])
+            q, k, _ = call.project(rows)
+            target_count = len(target_rows)
+            loss = sum(
+                appearance_loss(
+                    target_video_queries=q[i : i + 1, :, video],
+                    target_video_keys=k[i : i + 1, :, video],
+                    reference_text_queries=q[target_count:, :, call.layout.text],
+                    reference_text_keys=k[target_count:, :, call.layout.text],
+                    subject_tokens=self.subject_tokens,
+                    top_fraction=self.top_fraction,
+                    scale=call.scale,
+                    chunk_size=self.chunk_size,
+                )
+                for i in range(target_count)
+            )
+            (gradient,) = torch.autograd.grad(loss, target_states)
+        self.losses.append((call.step, call.layer, float(loss.detach()) / target_count))
+        moved = hidden_states.clone()
+        moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(hidden_states.dtype)
+        call.hidden_states = moved
+
+
+def appearance_loss(
+    target_video_queries: torch.Tensor,
+    target_video_keys: torch.Tensor,
+    reference_text_queries: torch.Tensor,
+    reference_text_keys: torch.Tensor,
+    subject_tokens: list[int],
+    top_fraction: float = 0.2,
+    scale: float | None = None,
+    chunk_size: int = 128,
+) -> torch.Tensor:
+    """``L_attn`` of eq. 7-8 for one target row; all inputs ``(1, heads, tokens, head_dim)``.
+
+    ``subject_tokens`` index the reference text tokens. Differentiable; never forms an N x N map.
+    """
+    scale = 1.0 / math.sqrt(target_video_queries.shape[-1]) if scale is None else scale
+    keys = torch.cat([reference_text_keys, target_video_keys], dim=2)  # [K^p_ref ; K^v_tar]
+    subject_keys = reference_text_keys[:, :, subject_tokens]
+    subject_queries = reference_text_queries[:, :, subject_tokens]
+    num_text = reference_text_keys.shape[2]
+
+    # W^T2V: video rows over all keys, subject columns; the normaliser in checkpointed chunks.
+    video_logsumexp = chunked_logsumexp(
+        target_video_queries, keys, scale=scale, chunk_size=chunk_size, checkpointed=True
+    )
+    video_to_subject = torch.exp(
+        torch.matmul(target_video_queries, subject_keys.transpose(-1, -2)) * scale - video_logsumexp.unsqueeze(-1)
+    )
+    # W^V2T: the few subject rows over all keys, video columns.
+    subject_scores = torch.matmul(subject_queries, keys.transpose(-1, -2)) * scale
+    subject_to_video = torch.softmax(subject_scores, dim=-1)[..., num_text:]
+
+    values = torch.cat([video_to_subject.mean(dim=1).flatten(), subject_to_video.mean(dim=1).flatten()])
+    keep = max(1, math.ceil(top_fraction * values.numel()))
+    return torch.topk(values, keep).values.mean()

@@ -1,0 +1,113 @@
+"""FBDM (fore/background disentangle): the reference video's foreground mask from its subject-word attention.
+
+METHOD.md, "FBDM". For each reference video token i and reference subject token s the map is
+``A[i] = sum_s (W[s, i] + W[i, s])`` — the text->video block transposed plus the video->text block of the
+joint attention — averaged over heads and layers and reshaped to the latent grid ``(frames, h, w)``.
+Per latent frame it is min-max normalised and thresholded: ``mask = A >= fg_threshold``.
+
+Timing (a [choice]): maps are accumulated over all layers during step t and turned into a mask at the
+end of step t, which the next step uses (a one-step lag). Before the first mask exists (step 0) there is
+no mask, i.e. all reference video tokens count as foreground. Maps are accumulated while
+``step < fbdm_steps``; the mask made from the last of those steps is kept for the rest of the run.
+
+The maps are read with ``call.attention_probs`` in ``attnkit_attention_output``, where it uses the
+kernel's own log-sum-exp: no N x N map is formed and the attention itself is not changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import attnkit
+
+
+@dataclass
+class FBDMRecord:
+    """One refresh of the mask: the step whose maps made it, the normalised map and the mask."""
+
+    step: int
+    attention_map: torch.Tensor  # (frames, h, w), float, per-frame min-max normalised
+    mask: torch.Tensor  # (frames, h, w), bool
+
+
+class FBDM:
+    """Plugin: accumulate the reference branch's subject attention and expose ``.mask`` / ``.history``.
+
+    ``subject_tokens`` are positions of the subject word(s) in the reference prompt's token sequence
+    (as ``attnkit.testing.word_token_indices`` returns them). ``layers`` restricts which attention
+    layers are averaged (default all). ``branch`` is the batch branch holding the reference.
+    """
+
+    name = "lmp.fbdm"
+
+    def __init__(
+        self,
+        subject_tokens: list[int],
+        fbdm_steps: int = 40,
+        fg_threshold: float = 0.4,
+        layers: list[int] | None = None,
+        branch: str = "reference",
+    ):
+        if not subject_tokens:
+            raise ValueError("FBDM needs at least one subject token position in the reference prompt")
+        self.subject_tokens = list(subject_tokens)
+        self.fbdm_steps = fbdm_steps
+        self.fg_threshold = fg_threshold
+        self.layers = None if layers is None else set(layers)
+        self.branch = branch
+        self.mask: torch.Tensor | None = None
+        self.history: list[FBDMRecord] = []
+        self._reset_accumulator()
+
+    def _reset_accumulator(self) -> None:
+        self._map_sum: torch.Tensor | None = None
+        self._num_layers = 0
+        self._grid: tuple[int, int, int] | None = None
+
+    @attnkit.hookimpl
+    def attnkit_session_start(self, session):
+        self.mask = None
+        self.history = []
+        self._reset_accumulator()
+
+    @attnkit.hookimpl
+    def attnkit_attention_output(self, call):
+        if call.step >= self.fbdm_steps or not call.has_branch(self.branch):
+            return None
+        if self.layers is not None and call.layer not in self.layers:
+            return None
+        subject = [call.layout.text.start + position for position in self.subject_tokens]
+        # (rows, subject, video) and (rows, video, subject), head-mean.
+        text_to_video = call.attention_probs(subject, "video", branch=self.branch, heads="mean")
+        video_to_text = call.attention_probs("video", subject, branch=self.branch, heads="mean")
+        layer_map = (text_to_video.sum(dim=1) + video_to_text.sum(dim=2)).mean(dim=0).float()
+        self._map_sum = layer_map if self._map_sum is None else self._map_sum + layer_map
+        self._num_layers += 1
+        self._grid = call.layout.grid
+        return None
+
+    @attnkit.hookimpl
+    def attnkit_step_end(self, step):
+        if self._map_sum is None:
+            return
+        attention_map = normalise_per_frame((self._map_sum / self._num_layers).reshape(self._grid))
+        self.mask = attention_map >= self.fg_threshold
+        self.history.append(FBDMRecord(step=step, attention_map=attention_map.cpu(), mask=self.mask.cpu()))
+        self._reset_accumulator()
+
+    def foreground_indices(self) -> torch.Tensor | None:
+        """Flat indices of the foreground video tokens in the current mask, or None (= all tokens)."""
+        if self.mask is None:
+            return None
+        return torch.nonzero(self.mask.flatten()).flatten()
+
+
+def normalise_per_frame(attention_map: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each latent frame of a ``(frames, h, w)`` map to [0, 1] (a flat frame gives 0)."""
+    flat = attention_map.flatten(1)
+    low = flat.min(dim=1, keepdim=True).values
+    span = flat.max(dim=1, keepdim=True).values - low
+    normalised = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    return normalised.reshape(attention_map.shape)

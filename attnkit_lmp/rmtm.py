@@ -1,0 +1,84 @@
+"""RMTM (reweighted motion transfer): target video queries also attend to the reference's foreground.
+
+METHOD.md, "RMTM". For the target's video queries the keys and values are extended::
+
+    K' = [K^p_tar ; K^v_tar ; lambda * K^v_ref[fg]]     V' = [V^p_tar ; V^v_tar ; V^v_ref[fg]]
+    h^v_tar = softmax(Q^v_tar K'^T / sqrt(d)) V'
+
+Target text queries see only target tokens. ``fg`` comes from an :class:`~attnkit_lmp.fbdm.FBDM`
+instance when one is given (its current mask; all tokens until it has one), else all reference video
+tokens (the "without FBDM" ablation). Choices: active while ``step < rmtm_steps``; all layers unless
+``layers`` is given; both CFG rows of the target (``cfg_rows="both"``) or only the conditional one
+(``"cond"``); the values are multiplied by lambda too when ``scale_values`` (the paper's figure).
+
+The extension is an :class:`attnkit.ExtraKV` block, so the kernel computes the exact softmax over the
+union of own and extra keys without concatenating K/V for the whole batch.
+"""
+
+from __future__ import annotations
+
+import attnkit
+
+from .fbdm import FBDM
+
+TARGET_BRANCHES = {"both": ("uncond", "cond"), "cond": ("cond",)}
+
+
+class RMTM:
+    """Plugin: give the target rows' video queries lambda-scaled reference foreground keys/values."""
+
+    name = "lmp.rmtm"
+
+    def __init__(
+        self,
+        rmtm_lambda: float = 0.98,
+        rmtm_steps: int = 45,
+        fbdm: FBDM | None = None,
+        layers: list[int] | None = None,
+        cfg_rows: str = "both",
+        scale_values: bool = False,
+        reference_branch: str = "reference",
+    ):
+        if rmtm_lambda <= 0:
+            raise ValueError(f"rmtm_lambda={rmtm_lambda!r} must be positive (the paper uses 0.98)")
+        if cfg_rows not in TARGET_BRANCHES:
+            raise ValueError(f"cfg_rows={cfg_rows!r} must be one of {sorted(TARGET_BRANCHES)}")
+        self.rmtm_lambda = rmtm_lambda
+        self.rmtm_steps = rmtm_steps
+        self.fbdm = fbdm
+        self.layers = None if layers is None else set(layers)
+        self.target_branches = TARGET_BRANCHES[cfg_rows]
+        self.scale_values = scale_values
+        self.reference_branch = reference_branch
+
+    @attnkit.hookimpl
+    def attnkit_extra_kv(self, call):
+        if call.step >= self.rmtm_steps or not call.has_branch(self.reference_branch):
+            return None
+        if self.layers is not None and call.layer not in self.layers:
+            return None
+        target_rows = [row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)]
+        if not target_rows:
+            return None
+        reference_key = call.video(call.branch(call.k, self.reference_branch))
+        reference_value = call.video(call.branch(call.v, self.reference_branch))
+        if reference_key.shape[0] != 1:
+            raise ValueError(
+                f"RMTM expects one reference row, the batch has {reference_key.shape[0]} in branch "
+                f"{self.reference_branch!r}; generate one video per prompt (num_videos_per_prompt=1)"
+            )
+        foreground = self.fbdm.foreground_indices() if self.fbdm is not None else None
+        if foreground is not None:
+            if foreground.numel() == 0:
+                return None
+            foreground = foreground.to(reference_key.device)
+            reference_key = reference_key[:, :, foreground]
+            reference_value = reference_value[:, :, foreground]
+        return attnkit.ExtraKV(
+            key=reference_key,
+            value=reference_value,
+            rows=target_rows,
+            query_tokens=call.layout.video,
+            key_scale=self.rmtm_lambda,
+            value_scale=self.rmtm_lambda if self.scale_values else 1.0,
+        )

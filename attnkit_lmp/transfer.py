@@ -1,0 +1,338 @@
+"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX pipeline (T2V and I2V).
+
+The stock diffusers pipeline generates the target from the target prompt only (CFG rows ``uncond`` and
+``cond``). The plugins do the rest inside one ``attnkit.attach`` session: :class:`ReferenceBranch` adds the
+reference rows (the real video re-noised per eq. 10 with the target's own initial noise, or a generated
+reference denoised in parallel), :class:`FBDM` reads the reference's subject mask, :class:`RMTM` lets the
+target's video queries attend to the reference foreground, and :class:`ASM` (only when the subjects
+differ) moves the target's video hidden states away from the reference subject.
+
+Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import attnkit
+from attnkit.testing.tokenizer import word_token_indices
+
+from .asm import ASM
+from .config import LMPConfig
+from .fbdm import FBDM, FBDMRecord
+from .reference import ReferenceBranch, encode_first_frame, encode_video, latent_shape, padded_num_frames
+from .rmtm import RMTM
+from .video_io import read_video
+
+SUPPORTED_PIPELINES = {"CogVideoXPipeline": "t2v", "CogVideoXImageToVideoPipeline": "i2v"}
+
+
+class MotionTransferError(ValueError):
+    """An input of ``motion_transfer`` cannot work; the message says which and how to fix it."""
+
+
+class UnsupportedPipelineError(MotionTransferError, TypeError):
+    """The pipeline is not one ``motion_transfer`` drives."""
+
+
+@dataclass
+class MotionTransferResult:
+    """What ``motion_transfer(..., return_details=True)`` returns.
+
+    ``frames`` and ``reference_frames`` are ``(F, 3, H, W)`` in [0, 1]: the result and the reference as the
+    model saw it (the resampled real video, or the decoded generated reference). ``masks`` is FBDM's
+    history (one record per refresh), ``asm_losses`` ASM's ``(step, layer, loss)`` list, ``modules`` which
+    modules ran, ``config`` the config used (geometry filled in).
+    """
+
+    frames: torch.Tensor
+    reference_frames: torch.Tensor | None
+    masks: list[FBDMRecord]
+    asm_losses: list[tuple[int, int, float]]
+    modules: dict[str, bool]
+    config: LMPConfig
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TransferPlan:
+    """Everything checked and resolved before the long work: geometry, token positions, modules."""
+
+    variant: str
+    config: LMPConfig
+    reference_frames: torch.Tensor | None
+    reference_subject_tokens: list[int]
+    target_subject_tokens: list[int]
+    use_asm: bool
+
+
+def motion_transfer(
+    pipe,
+    reference=None,
+    reference_prompt: str | None = None,
+    reference_subject: str | list[str] | None = None,
+    prompt: str | None = None,
+    subject: str | list[str] | None = None,
+    image=None,
+    config: LMPConfig | None = None,
+    generator: torch.Generator | None = None,
+    return_details: bool = False,
+    progress: bool = True,
+):
+    """Generate ``prompt``'s video with the motion of ``reference``; returns ``(F, 3, H, W)`` frames in [0, 1].
+
+    ``reference`` is a video path (mp4, gif, folder of frames), frames in memory, or ``None`` for a reference
+    generated from ``reference_prompt``. ``reference_subject`` / ``subject`` are the subject word(s) in
+    ``reference_prompt`` / ``prompt``. ``image`` conditions the target of an image-to-video pipeline (the
+    reference is conditioned on its own first frame). With ``return_details`` a
+    :class:`MotionTransferResult` is returned instead of the frames.
+    """
+    plan = prepare_transfer(pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config)
+    config = plan.config
+    device, dtype = pipe._execution_device, pipe.transformer.dtype
+    shape = latent_shape(pipe, config.num_frames, config.height, config.width)
+
+    from diffusers.utils.torch_utils import randn_tensor
+
+    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+    reference_embeds, reference_negative_embeds = pipe.encode_prompt(
+        prompt=reference_prompt,
+        negative_prompt=config.negative_prompt,
+        do_classifier_free_guidance=True,
+        num_videos_per_prompt=1,
+        max_sequence_length=config.max_sequence_length,
+        device=device,
+        dtype=dtype,
+    )
+    if plan.reference_frames is None:
+        reference_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        clean_latents, mode = None, "generate"
+    else:
+        reference_noise = noise
+        clean_latents = encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
+        mode = config.reference_noising
+    reference_image_latents = None
+    if plan.variant == "i2v":
+        first_frame = plan.reference_frames[0] if plan.reference_frames is not None else None
+        if first_frame is None:
+            first_frame = image  # a generated reference starts from the target's image
+        reference_image_latents = encode_first_frame(
+            pipe, first_frame, config.num_frames, config.height, config.width, noise, generator
+        )
+
+    reference_branch = ReferenceBranch(
+        noise=reference_noise,
+        prompt_embeds=reference_embeds,
+        negative_prompt_embeds=reference_negative_embeds if config.guidance_scale > 1 else None,
+        clean_latents=clean_latents,
+        image_latents=reference_image_latents,
+        mode=mode,
+        noise_step=config.reference_noise_step,
+        generator=generator,
+    )
+    plugins: list = [reference_branch]
+    fbdm = None
+    if config.enable_fbdm:
+        fbdm = FBDM(plan.reference_subject_tokens, config.fbdm_steps, config.fg_threshold, config.fbdm_layers)
+        plugins.append(fbdm)
+    if config.enable_rmtm:
+        plugins.append(
+            RMTM(
+                config.rmtm_lambda,
+                config.rmtm_steps,
+                fbdm=fbdm,
+                layers=config.rmtm_layers,
+                cfg_rows=config.rmtm_cfg_rows,
+                scale_values=config.rmtm_scale_values,
+            )
+        )
+    asm = None
+    if plan.use_asm:
+        asm = ASM(
+            plan.reference_subject_tokens,
+            eta=config.asm_eta,
+            asm_steps=config.asm_steps,
+            top_fraction=config.asm_top_fraction,
+            layers=config.asm_layers,
+            cfg_rows=config.asm_cfg_rows,
+            chunk_size=config.asm_chunk_size,
+        )
+        plugins.append(asm)
+    if progress:
+        plugins.append(StepProgress(config.num_inference_steps))
+
+    call_kwargs = dict(
+        prompt=prompt,
+        negative_prompt=config.negative_prompt,
+        height=config.height,
+        width=config.width,
+        num_frames=config.num_frames,
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        use_dynamic_cfg=config.use_dynamic_cfg,
+        generator=generator,
+        latents=noise,
+        max_sequence_length=config.max_sequence_length,
+        output_type="pt",
+    )
+    if plan.variant == "i2v":
+        call_kwargs["image"] = image
+    with attnkit.attach(pipe, plugins=plugins):
+        frames = pipe(**call_kwargs).frames[0]
+
+    if not return_details:
+        return frames
+    reference_frames = plan.reference_frames
+    if reference_frames is None:
+        reference_frames = decode_latents(pipe, reference_branch.final_latents(), config.num_frames)
+    return MotionTransferResult(
+        frames=frames,
+        reference_frames=reference_frames,
+        masks=list(fbdm.history) if fbdm is not None else [],
+        asm_losses=list(asm.losses) if asm is not None else [],
+        modules={"fbdm": fbdm is not None, "rmtm": config.enable_rmtm, "asm": asm is not None},
+        config=config,
+        record={
+            "variant": plan.variant,
+            "reference": "generated" if plan.reference_frames is None else "video",
+            "reference_mode": mode,
+            "reference_prompt": reference_prompt,
+            "reference_subject_tokens": plan.reference_subject_tokens,
+            "prompt": prompt,
+            "subject_tokens": plan.target_subject_tokens,
+        },
+    )
+
+
+def prepare_transfer(
+    pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config: LMPConfig | None
+) -> TransferPlan:
+    """Check every input and resolve the geometry; raise a clear error before any long work."""
+    variant = check_pipeline(pipe)
+    config = _resolved_config(pipe, config if config is not None else LMPConfig())
+    if variant == "t2v" and image is not None:
+        raise MotionTransferError(
+            f"an image was given but {type(pipe).__name__} is text-to-video; drop the image, or load an "
+            "image-to-video checkpoint (CogVideoXImageToVideoPipeline, e.g. CogVideoX-5b-I2V)"
+        )
+    if variant == "i2v" and image is None:
+        raise MotionTransferError(
+            f"{type(pipe).__name__} is image-to-video and needs image= (the target's first frame: a PIL "
+            "image or a (3, H, W) tensor in [0, 1]); or use a text-to-video pipeline"
+        )
+    for name, value in (("prompt", prompt), ("reference_prompt", reference_prompt)):
+        if not isinstance(value, str) or not value.strip():
+            raise MotionTransferError(f"{name}={value!r} must be a non-empty text prompt")
+    for name, value in (("subject", subject), ("reference_subject", reference_subject)):
+        if not _subject_words(value):
+            raise MotionTransferError(
+                f"{name}={value!r} must name the subject word(s) of its prompt, e.g. 'dog' (the paper "
+                "extracts them with an LLM)"
+            )
+    reference_tokens = subject_token_positions(pipe, reference_prompt, reference_subject, config, "reference_subject")
+    target_tokens = subject_token_positions(pipe, prompt, subject, config, "subject")
+    reference_frames = None
+    if reference is not None:
+        reference_frames = read_video(
+            reference, config.num_frames, config.height, config.width, frame_sampling=config.frame_sampling
+        )
+    use_asm = config.enable_asm and _normalised(subject) != _normalised(reference_subject)
+    return TransferPlan(variant, config, reference_frames, reference_tokens, target_tokens, use_asm)
+
+
+def check_pipeline(pipe) -> str:
+    """``"t2v"`` or ``"i2v"`` for a supported pipeline; otherwise an error naming the supported classes."""
+    for cls in type(pipe).__mro__:
+        if cls.__name__ in SUPPORTED_PIPELINES:
+            return SUPPORTED_PIPELINES[cls.__name__]
+    raise UnsupportedPipelineError(
+        f"motion_transfer does not support {type(pipe).__name__}; it drives {sorted(SUPPORTED_PIPELINES)} "
+        "(load a CogVideoX text-to-video or image-to-video checkpoint)"
+    )
+
+
+def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argument: str) -> list[int]:
+    """Positions of the subject word(s) in ``prompt``'s text tokens; the error names word and tokens."""
+    positions: set[int] = set()
+    for word in _subject_words(subject):
+        try:
+            positions.update(word_token_indices(pipe.tokenizer, prompt, word, max_length=config.max_sequence_length))
+        except ValueError as error:
+            raise MotionTransferError(f"{argument}: {error}") from None
+    return sorted(positions)
+
+
+def _resolved_config(pipe, config: LMPConfig) -> LMPConfig:
+    """A validated copy of ``config`` with the model's geometry filled in where it is ``None``."""
+    if not isinstance(config, LMPConfig):
+        raise MotionTransferError(f"config must be an LMPConfig, got {type(config).__name__}")
+    transformer = pipe.transformer.config
+    spatial = pipe.vae_scale_factor_spatial
+    values = config.to_dict()
+    values["height"] = config.height or transformer.sample_height * spatial
+    values["width"] = config.width or transformer.sample_width * spatial
+    values["num_frames"] = config.num_frames or transformer.sample_frames
+    values["max_sequence_length"] = config.max_sequence_length or transformer.max_text_seq_length
+    resolved = LMPConfig.from_dict(values).validate()
+    temporal = pipe.vae_scale_factor_temporal
+    if (resolved.num_frames - 1) % temporal:
+        raise MotionTransferError(
+            f"num_frames={resolved.num_frames} does not fit the VAE: it must be {temporal}k + 1 (e.g. "
+            f"{(resolved.num_frames - 1) // temporal * temporal + 1})"
+        )
+    if resolved.height % (spatial * 2) or resolved.width % (spatial * 2):
+        raise MotionTransferError(
+            f"height x width = {resolved.height} x {resolved.width} must be multiples of {spatial * 2} "
+            "(VAE factor times patch size)"
+        )
+    return resolved
+
+
+def _subject_words(subject) -> list[str]:
+    if isinstance(subject, str):
+        return [subject.strip()] if subject.strip() else []
+    if isinstance(subject, (list, tuple)):
+        return [word.strip() for word in subject if isinstance(word, str) and word.strip()]
+    return []
+
+
+def _normalised(subject) -> tuple[str, ...]:
+    return tuple(sorted(word.lower() for word in _subject_words(subject)))
+
+
+@torch.no_grad()
+def decode_latents(pipe, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Frames ``(F, 3, H, W)`` in [0, 1] of pipeline-layout latents (CogVideoX 1.5 padding dropped)."""
+    padding = (padded_num_frames(pipe, num_frames) - num_frames) // pipe.vae_scale_factor_temporal
+    video = pipe.decode_latents(latents[:, padding:].to(pipe.vae.dtype))
+    return pipe.video_processor.postprocess_video(video=video, output_type="pt")[0]
+
+
+class StepProgress:
+    """Plugin: a tqdm progress bar over denoising steps."""
+
+    name = "lmp.progress"
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    @attnkit.hookimpl
+    def attnkit_session_start(self):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc="LMP motion transfer", unit="step")
+
+    @attnkit.hookimpl
+    def attnkit_step_end(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    @attnkit.hookimpl
+    def attnkit_session_end(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
