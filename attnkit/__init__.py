@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .call import AttentionCall
-from .errors import AlreadyAttachedError, AttnkitError, PluginError, UnsupportedModelError
+from .errors import AlreadyAttachedError, AttnkitError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .kernel import ExtraKV
 from .layout import TokenLayout
 from .plugins import hookimpl
@@ -19,6 +19,7 @@ __all__ = [
     "Session",
     "TokenLayout",
     "UnsupportedModelError",
+    "UnsupportedRoleError",
     "attach",
     "hookimpl",
 ]

@@ -19,9 +19,14 @@ class AttentionCall:
     module path), ``step`` and ``timestep`` (the denoising step the session is in), ``branches``
     (branch name -> batch rows, e.g. ``{"uncond": [0], "cond": [1], "reference": [2]}``), ``layout``
     (:class:`~attnkit.layout.TokenLayout`), ``hidden_states`` (``(B, N, C)``, the sequence entering the
-    Q/K/V projections), and, from ``attnkit_qkv`` on, ``q``, ``k``, ``v`` (``(B, heads, N, head_dim)``,
-    after norm and RoPE). ``output`` (``(B, heads, N, head_dim)``, before the output projection) exists in
-    ``attnkit_attention_output``.
+    Q/K/V projections; in a cross call, the video stream that makes the queries), and, from ``attnkit_qkv``
+    on, ``q`` (``(B, heads, Nq, head_dim)``), ``k``, ``v`` (``(B, heads, Nk, head_dim)``), after norm and
+    RoPE. In joint and self calls ``Nq == Nk``. ``output`` (``(B, heads, Nq, head_dim)``, before the output
+    projection) exists in ``attnkit_attention_output``.
+
+    ``attention_mask`` is the mask the model applies (None for most models): boolean (True = may attend)
+    or additive, broadcastable to ``(B, heads, Nq, Nk)``. HunyuanVideo masks its text padding with it;
+    the probe and the kernel both honour it.
     """
 
     def __init__(
@@ -36,6 +41,7 @@ class AttentionCall:
         hidden_states: torch.Tensor,
         project: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
         scale: float | None = None,
+        attention_mask: torch.Tensor | None = None,
     ):
         self.layer = layer
         self.name = name
@@ -45,12 +51,15 @@ class AttentionCall:
         self.layout = layout
         self.hidden_states = hidden_states
         self.scale = scale
+        self.attention_mask = attention_mask
         self._project = project
         self.q: torch.Tensor | None = None
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
         self._logsumexp: torch.Tensor | None = None
+        # Log-sum-exps of separately normalised key groups (layout.separately_normalised), by span name.
+        self._group_logsumexps: dict[str, torch.Tensor] = {}
 
     # --- batch rows and token spans -------------------------------------------------------------------
 
@@ -78,10 +87,24 @@ class AttentionCall:
     def tokens(self, tensor: torch.Tensor, span: str | TokenIndex) -> torch.Tensor:
         """The tokens of a span (``"text"``, ``"video"``, ``"image"`` or an index) of ``tensor``.
 
-        Works on ``(B, heads, N, d)`` tensors (q/k/v/output) and on ``(B, N, C)`` hidden states.
+        Works on ``(B, heads, N, d)`` tensors (q/k/v/output) and on ``(B, N, C)`` hidden states. A named
+        span must belong to the side ``tensor`` is on: in a cross call ``"video"`` is a query span and
+        ``"text"`` a key span, so ``call.video(call.k)`` is an error there, not a silent wrong slice.
         """
-        index = self.layout.span(span) if isinstance(span, str) else span
         token_dim = 2 if tensor.dim() == 4 else 1
+        if isinstance(span, str):
+            index = self.layout.span(span)
+            side = self.layout.side_of(span)
+            expected = {"query": self.layout.num_query_tokens, "key": self.layout.num_key_tokens}.get(side)
+            if expected is not None and tensor.shape[token_dim] != expected:
+                other = "keys" if side == "query" else "queries"
+                raise ValueError(
+                    f"{span!r} is a {side} span of this {self.layout.role} call ({expected} {side} tokens), "
+                    f"but the tensor has {tensor.shape[token_dim]} tokens: it looks like the {other}. "
+                    f"Its {other} hold {', '.join(self.layout.key_spans if side == 'query' else self.layout.query_spans)}"
+                )
+        else:
+            index = span
         return tensor[(slice(None),) * token_dim + (index,)]
 
     def text(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -102,16 +125,28 @@ class AttentionCall:
 
     # --- attention-map probe --------------------------------------------------------------------------
 
-    def logsumexp(self) -> torch.Tensor:
-        """Each query row's log-sum-exp over all the keys it attends to, ``(B, heads, N)``.
+    def logsumexp(self, group: str | None = None) -> torch.Tensor:
+        """Each query row's log-sum-exp over the keys it attends to, ``(B, heads, Nq)``, mask included.
 
-        In ``attnkit_attention_output`` this is the kernel's own (free on CPU); earlier it is computed
-        in chunks from q and k (it then ignores extra K/V, which do not exist yet).
+        ``group`` names a separately normalised key span (``layout.separately_normalised``); None means
+        the other keys. In ``attnkit_attention_output`` this is the kernel's own (free on CPU); earlier
+        it is computed in chunks from q and k (it then ignores extra K/V, which do not exist yet).
         """
-        if self._logsumexp is None:
-            self._require_qk("logsumexp")
-            self._logsumexp = chunked_logsumexp(self.q, self.k, scale=self.scale)
-        return self._logsumexp
+        if group is None and self._logsumexp is not None:
+            return self._logsumexp
+        if group is not None and group in self._group_logsumexps:
+            return self._group_logsumexps[group]
+        self._require_qk("logsumexp")
+        keys = self._group_keys(group)
+        bias = self._mask_bias()
+        if bias is not None:
+            bias = bias[..., keys]
+        logsumexp = chunked_logsumexp(self.q, self.k[:, :, keys], scale=self.scale, bias=bias)
+        if group is None:
+            self._logsumexp = logsumexp
+        else:
+            self._group_logsumexps[group] = logsumexp
+        return logsumexp
 
     def attention_probs(
         self,
@@ -120,42 +155,97 @@ class AttentionCall:
         branch: str | None = None,
         heads: str | list[int] = "mean",
     ) -> torch.Tensor:
-        """A slice of the softmax attention map, never the N x N map.
+        """A slice of the softmax attention map, never the Nq x Nk map.
 
-        ``query_tokens`` / ``key_tokens`` are spans (``"text"``, ``"video"``) or token indices into the
-        sequence. Returns ``(rows, len(query_tokens), len(key_tokens))`` with ``heads="mean"``,
+        ``query_tokens`` are a query span name or indices into the queries, ``key_tokens`` a key span name
+        or indices into the keys (in joint and self calls both index the one sequence; in a cross call
+        ``"video"`` names queries and ``"text"``/``"image"`` name keys). Masked keys get probability 0.
+        Returns ``(rows, len(query_tokens), len(key_tokens))`` with ``heads="mean"``,
         ``(rows, len(heads), ...)`` for a list of head indices, or all heads with ``heads="all"``.
-        Rows are ``branch``'s rows, or the whole batch.
+        Rows are ``branch``'s rows, or the whole batch. Keys must lie in one softmax group (see
+        ``layout.separately_normalised``); each group's probabilities sum to 1.
         """
         self._require_qk("attention_probs")
-        query_index = self._checked_index(query_tokens, "query_tokens")
-        key_index = self._checked_index(key_tokens, "key_tokens")
-        q, k, logsumexp = self.q, self.k, self.logsumexp()
+        query_index = self._checked_index(query_tokens, "query_tokens", "query")
+        key_index = self._checked_index(key_tokens, "key_tokens", "key")
+        q, k, logsumexp = self.q, self.k, self.logsumexp(self._group_of(key_index))
+        bias = self._mask_bias()
         if branch is not None:
             q, k, logsumexp = self.branch(q, branch), self.branch(k, branch), self.branch(logsumexp, branch)
+            if bias is not None and bias.shape[0] > 1:
+                bias = self.branch(bias, branch)
         if isinstance(heads, list):
             q, k, logsumexp = q[:, heads], k[:, heads], logsumexp[:, heads]
-        probs = softmax_slice(q, k, logsumexp, query_index, key_index, scale=self.scale)
+            if bias is not None and bias.shape[1] > 1:
+                bias = bias[:, heads]
+        if bias is not None:
+            bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
+            bias = bias[..., key_index]
+        probs = softmax_slice(q, k, logsumexp, query_index, key_index, scale=self.scale, bias=bias)
         return probs.mean(dim=1) if heads == "mean" else probs
 
     def _require_qk(self, what: str) -> None:
         if self.q is None or self.k is None:
             raise RuntimeError(f"{what} needs q and k, which exist from the attnkit_qkv hook on")
 
-    def _checked_index(self, tokens: TokenIndex | str, argument: str) -> TokenIndex:
+    def _checked_index(self, tokens: TokenIndex | str, argument: str, side: str) -> TokenIndex:
         if isinstance(tokens, str):
-            return self.layout.span(tokens)
-        num_tokens = self.q.shape[2]
+            return self.layout.query_span(tokens) if side == "query" else self.layout.key_span(tokens)
+        num_tokens = (self.q if side == "query" else self.k).shape[2]
         if isinstance(tokens, slice):
             return tokens
         index = torch.as_tensor(tokens, dtype=torch.long)
         if index.numel() and (index.min() < 0 or index.max() >= num_tokens):
+            spans = self.layout.query_spans if side == "query" else self.layout.key_spans
+            described = ", ".join(f"{name} {span.start}:{span.stop}" for name, span in spans.items())
             raise IndexError(
-                f"{argument} {index.tolist()} out of range: this call has {num_tokens} tokens "
-                f"(valid indices 0..{num_tokens - 1}; text {self.layout.text.start}:{self.layout.text.stop}, "
-                f"video {self.layout.video.start}:{self.layout.video.stop})"
+                f"{argument} {index.tolist()} out of range: this {self.layout.role} call has {num_tokens} "
+                f"{side} tokens (valid indices 0..{num_tokens - 1}; {described})"
             )
         return index.to(self.q.device)
+
+    def _group_keys(self, group: str | None) -> slice | torch.Tensor:
+        """Key positions of a softmax group: a separately normalised span, or (None) all other keys."""
+        if group is not None:
+            return self.layout.key_span(group)
+        if not self.layout.separately_normalised:
+            return slice(None)
+        keep = torch.ones(self.k.shape[2], dtype=torch.bool, device=self.k.device)
+        for name in self.layout.separately_normalised:
+            keep[self.layout.key_span(name)] = False
+        return torch.nonzero(keep).flatten()
+
+    def _group_of(self, key_index: TokenIndex) -> str | None:
+        """The softmax group holding all of ``key_index``; an error if the keys straddle groups."""
+        if not self.layout.separately_normalised:
+            return None
+        positions = torch.arange(self.k.shape[2], device=self.k.device)[key_index]
+        groups = set()
+        for position in positions.tolist():
+            name = next(
+                (name for name in self.layout.separately_normalised
+                 if self.layout.key_span(name).start <= position < self.layout.key_span(name).stop),
+                None,
+            )
+            groups.add(name)
+        if len(groups) > 1:
+            raise ValueError(
+                f"key_tokens span softmax groups {sorted(map(str, groups))}: keys "
+                f"{list(self.layout.separately_normalised)} are normalised separately from the rest in this "
+                "call; ask for each group's keys in its own attention_probs call"
+            )
+        return groups.pop() if groups else None
+
+    def _mask_bias(self) -> torch.Tensor | None:
+        """The attention mask as a 4-D additive bias (0 or -inf for a boolean mask), or None."""
+        mask = self.attention_mask
+        if mask is None:
+            return None
+        while mask.dim() < 4:
+            mask = mask.unsqueeze(0)
+        if mask.dtype == torch.bool:
+            return torch.zeros(mask.shape, dtype=self.q.dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+        return mask.to(self.q.dtype)
 
     @property
     def softmax_scale(self) -> float:

@@ -23,5 +23,9 @@ class PluginError(AttnkitError):
         self.step = step
 
 
+class UnsupportedRoleError(PluginError):
+    """A plugin declares ``attnkit_roles`` that the model's attention calls do not have."""
+
+
 class AlreadyAttachedError(AttnkitError, RuntimeError):
     """The model already has an active attnkit session."""

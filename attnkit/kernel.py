@@ -96,7 +96,10 @@ def chunked_logsumexp(
     pieces = []
     for start in range(0, q.shape[-2], chunk_size):
         stop = min(start + chunk_size, q.shape[-2])
-        bias_chunk = None if bias is None else bias[..., start:stop, :]
+        # A mask shared by all query rows has a query dimension of 1, which is not cut.
+        bias_chunk = None if bias is None or bias.shape[-2] == 1 else bias[..., start:stop, :]
+        if bias is not None and bias.shape[-2] == 1:
+            bias_chunk = bias
         q_chunk = q[..., start:stop, :]
         if checkpointed and torch.is_grad_enabled():
             pieces.append(checkpoint(block_logsumexp, q_chunk, k, bias_chunk, use_reentrant=False))
@@ -112,13 +115,18 @@ def softmax_slice(
     query_index: TokenIndex,
     key_index: TokenIndex,
     scale: float | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Entries ``[..., i, j]`` of ``softmax(q k^T * scale)`` for query rows ``query_index`` and key columns
-    ``key_index``, given the rows' full log-sum-exp. Shape ``(..., len(query_index), len(key_index))``."""
+    """Entries ``[..., i, j]`` of ``softmax(q k^T * scale + bias)`` for query rows ``query_index`` and key
+    columns ``key_index``, given the rows' full log-sum-exp. ``bias`` (an additive mask, -inf for masked
+    keys) is already cut to those rows and columns, or broadcastable to them.
+    Shape ``(..., len(query_index), len(key_index))``."""
     scale = default_scale(q.shape[-1]) if scale is None else scale
     q_rows = q[..., query_index, :]
     k_cols = k[..., key_index, :]
     scores = torch.matmul(q_rows, k_cols.transpose(-1, -2)) * scale
+    if bias is not None:
+        scores = scores + bias
     return torch.exp(scores - logsumexp[..., query_index].unsqueeze(-1))
 
 
@@ -128,13 +136,17 @@ def attention_with_extras(
     v: torch.Tensor,
     extras: list[ExtraKV],
     want_logsumexp: bool = False,
+    attn_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention where some rows' queries also see extra key/value blocks.
 
     Rows without extras, and tokens of a row that see no extra, take the plain kernel; the rest take the
     same kernel over the concatenation of own and visible extra keys, which is the exact softmax over the
-    union. Returns ``(output, logsumexp or None)``; the log-sum-exp is over each query's visible keys.
+    union. ``attn_mask`` (boolean or additive, broadcastable to ``(B, heads, Nq, Nk)``) masks the own keys;
+    extra keys are never masked by it. Returns ``(output, logsumexp or None)``; the log-sum-exp is over
+    each query's visible keys.
     """
+    mask_bias = _as_4d_bias(attn_mask, q) if attn_mask is not None else None
     batch, _, num_tokens, _ = q.shape
     output = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp else None
@@ -152,7 +164,7 @@ def attention_with_extras(
     plain_rows = [row for row in range(batch) if row not in extras_by_row]
     if plain_rows:
         index = torch.tensor(plain_rows, device=q.device)
-        out, lse = run(q[index], k[index], v[index])
+        out, lse = run(q[index], k[index], v[index], _rows_of(attn_mask, index))
         output[index] = out
         if logsumexp is not None:
             logsumexp[index] = lse.to(logsumexp.dtype)
@@ -173,7 +185,11 @@ def attention_with_extras(
                 keys.append(extra.scaled_key()[extra_position : extra_position + 1])
                 values.append(extra.scaled_value()[extra_position : extra_position + 1])
                 biases.append((extra.score_bias, extra.key.shape[-2]))
-            bias = _score_bias(biases, k.shape[-2], q_part, len(tokens)) if biases else None
+            own_bias = None
+            if mask_bias is not None:
+                own_bias = mask_bias[row : row + 1] if mask_bias.shape[0] > 1 else mask_bias
+                own_bias = own_bias[..., tokens, :] if own_bias.shape[-2] > 1 else own_bias
+            bias = _score_bias(biases, k.shape[-2], q_part, len(tokens), own_bias) if biases else own_bias
             out, lse = run(q_part, torch.cat(keys, dim=-2), torch.cat(values, dim=-2), bias)
             output[row : row + 1, :, tokens] = out
             if logsumexp is not None:
@@ -185,14 +201,39 @@ def _as_index(tokens: TokenIndex | None, num_tokens: int):
     return slice(None) if tokens is None else tokens
 
 
-def _score_bias(biases, num_own_keys: int, q_part: torch.Tensor, num_queries: int) -> torch.Tensor | None:
-    """An additive mask: zero on own keys, each extra block's bias on its keys (None if all zero)."""
-    if all(bias is None for bias, _ in biases):
+def _rows_of(attn_mask: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """The mask of batch rows ``index`` (a mask shared by all rows is returned as is)."""
+    if attn_mask is None or attn_mask.dim() < 4 or attn_mask.shape[0] == 1:
+        return attn_mask
+    return attn_mask[index]
+
+
+def _as_4d_bias(attn_mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """A boolean (True = attend) or additive mask as a 4-D additive bias in q's dtype."""
+    while attn_mask.dim() < 4:
+        attn_mask = attn_mask.unsqueeze(0)
+    if attn_mask.dtype == torch.bool:
+        return torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+    return attn_mask.to(q.dtype)
+
+
+def _score_bias(
+    biases, num_own_keys: int, q_part: torch.Tensor, num_queries: int, own_bias: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """An additive mask: the model's mask (or zero) on own keys, each extra block's bias on its keys.
+
+    None if everything is zero.
+    """
+    if own_bias is None and all(bias is None for bias, _ in biases):
         return None
-    blocks = [q_part.new_zeros(num_queries, num_own_keys)]
+    if own_bias is None:
+        blocks = [q_part.new_zeros(num_queries, num_own_keys)]
+    else:
+        own_bias = own_bias.expand(*own_bias.shape[:-2], num_queries, num_own_keys)
+        blocks = [own_bias]
     for bias, length in biases:
         block = q_part.new_zeros(num_queries, length)
         if bias is not None:
             block = block + torch.as_tensor(bias, dtype=q_part.dtype, device=q_part.device)
-        blocks.append(block)
+        blocks.append(block.expand(*blocks[0].shape[:-1], length))
     return torch.cat(blocks, dim=-1)

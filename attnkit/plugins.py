@@ -72,6 +72,21 @@ def plugin_name(plugin) -> str:
     return getattr(plugin, "name", None) or type(plugin).__name__
 
 
+def plugin_roles(plugin) -> frozenset[str] | None:
+    """The attention roles a plugin declares it handles (its ``attnkit_roles``), or None for all roles.
+
+    A plugin that reads text<->video maps might declare ``attnkit_roles = {"joint", "cross"}``; the session
+    then calls its per-attention hooks only for those calls, and refuses to attach it to a model that has
+    none of them.
+    """
+    roles = getattr(plugin, "attnkit_roles", None)
+    if roles is None:
+        return None
+    if isinstance(roles, str):
+        return frozenset({roles})
+    return frozenset(roles)
+
+
 def _unique_name(manager: pluggy.PluginManager, name: str) -> str:
     candidate, counter = name, 1
     while manager.get_plugin(candidate) is not None:

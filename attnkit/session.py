@@ -14,9 +14,10 @@ import torch
 
 from .adapters.base import Adapter
 from .call import AttentionCall, Branches
-from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError
+from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .kernel import ExtraKV
-from .plugins import make_plugin_manager
+from .layout import ROLES
+from .plugins import make_plugin_manager, plugin_roles
 
 BranchSpec = Branches | Callable[[int], Branches] | None
 _SESSION_ATTRIBUTE = "_attnkit_session"
@@ -77,6 +78,7 @@ class Session:
         self.timestep: float | None = None
         self.branches: Branches = {}
         self.num_attention_modules = 0
+        self._forward_in_step = 0
         self._handles: list = []
         self._active = False
 
@@ -91,6 +93,7 @@ class Session:
             )
         self.plugin_manager = make_plugin_manager(self.plugins)
         self.adapter = find_adapter(self.model, self.plugin_manager)
+        self._check_roles()
         self._collect_hooks()
         setattr(self.model, _SESSION_ATTRIBUTE, self)
         try:
@@ -129,6 +132,33 @@ class Session:
 
     # --- hooks, asked once per session ---------------------------------------------------------------
 
+    def _check_roles(self) -> None:
+        """A plugin declaring ``attnkit_roles`` must handle at least one role this model's attention has."""
+        model_roles = set(self.adapter.roles)
+        self._plugin_roles: dict[str, frozenset[str]] = {}
+        for name, plugin in self.plugin_manager.list_name_plugin():
+            roles = plugin_roles(plugin)
+            if roles is None:
+                continue
+            unknown = sorted(roles - set(ROLES))
+            if unknown:
+                raise UnsupportedRoleError(
+                    f"plugin {name!r} declares attnkit_roles {sorted(roles)}; {unknown} are not roles "
+                    f"(roles are {list(ROLES)})",
+                    plugin=name,
+                    hook="attnkit_roles",
+                )
+            if not roles & model_roles:
+                raise UnsupportedRoleError(
+                    f"plugin {name!r} handles only {sorted(roles)} attention calls, but "
+                    f"{type(self.model).__name__} (adapter {self.adapter.name!r}) has only "
+                    f"{sorted(model_roles)} calls, so it would do nothing; use a plugin that handles "
+                    f"{' or '.join(sorted(model_roles))} calls, or extend this one",
+                    plugin=name,
+                    hook="attnkit_roles",
+                )
+            self._plugin_roles[name] = roles
+
     def _collect_hooks(self) -> None:
         self._impls = {}
         for name in self.plugin_manager.hook.__dict__:
@@ -144,8 +174,9 @@ class Session:
                     plugin=wrappers[0],
                     hook=name,
                 )
-            # pluggy calls the last registered first; keep that order.
-            self._impls[name] = list(reversed(impls))
+            # pluggy calls the last registered first; keep that order. Each impl carries the roles its
+            # plugin handles (None = all) so per-call hooks skip calls of other roles.
+            self._impls[name] = [(impl, self._plugin_roles.get(impl.plugin_name)) for impl in reversed(impls)]
         self.hooks_attention = any(
             self._impls.get(name)
             for name in ("attnkit_before_attention", "attnkit_qkv", "attnkit_extra_kv", "attnkit_attention_output")
@@ -154,7 +185,9 @@ class Session:
 
     def _call_hook(self, name: str, context: AttentionCall | None = None, **kwargs) -> list[tuple[str, Any]]:
         results = []
-        for impl in self._impls.get(name, ()):
+        for impl, roles in self._impls.get(name, ()):
+            if roles is not None and context is not None and context.layout.role not in roles:
+                continue
             arguments = {argument: kwargs[argument] for argument in impl.argnames}
             try:
                 result = impl.function(**arguments)
@@ -236,7 +269,10 @@ class Session:
             self._end_step()
             self.step += 1
             self.timestep = timestep
+            self._forward_in_step = 0
             self._call_hook("attnkit_step_start", session=self, step=self.step, timestep=timestep)
+        else:
+            self._forward_in_step += 1
         self._base_batch = self.adapter.batch_size(inputs)
         self.branches = self._base_branches(self._base_batch)
         model_inputs = ModelInputs(self, inputs)
@@ -268,6 +304,10 @@ class Session:
                     f"rows must be in 0..{batch_size - 1}"
                 )
             return {name: list(branch_rows) for name, branch_rows in spec.items()}
+        # Pipelines that run guidance as separate forwards (Wan, HunyuanVideo) name each forward's rows.
+        adapter_branches = self.adapter.forward_branches(batch_size, self._forward_in_step)
+        if adapter_branches is not None:
+            return adapter_branches
         if self.pipeline is not None and batch_size % 2 == 0 and _guidance_on(self.pipeline):
             half = batch_size // 2
             return {"uncond": list(range(half)), "cond": list(range(half, batch_size))}

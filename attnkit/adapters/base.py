@@ -18,10 +18,14 @@ class Adapter(ABC):
     Subclasses name the model classes they handle (for error messages), decide ``supports(model)``,
     swap the attention processors in ``install`` and put the originals back in ``uninstall``, and
     describe the transformer's forward: its batch size, timestep, latent grid, and how to append rows.
+
+    ``roles`` are the layout roles of the attention calls it builds (``"joint"``, ``"self"``, ``"cross"``);
+    the session checks plugins' ``attnkit_roles`` against them at attach time.
     """
 
     name: ClassVar[str]
     model_classes: ClassVar[tuple[str, ...]]
+    roles: ClassVar[frozenset[str]]
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -54,6 +58,14 @@ class Adapter(ABC):
         """The forward's arguments by name, whichever way the caller passed them."""
         bound = self._forward_signature.bind(*args, **kwargs)
         return dict(bound.arguments)
+
+    def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
+        """Branch rows of the ``forward_in_step``-th forward of a denoising step, or None for the default.
+
+        The default (None) lets the session decide: uncond then cond halves when the pipeline batches
+        guidance, else all ``cond``. Pipelines that call the model once per guidance branch override this.
+        """
+        return None
 
     @staticmethod
     def batch_size(inputs: dict[str, Any]) -> int:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 class CogVideoXAdapter(Adapter):
     name = "cogvideox"
     model_classes = ("CogVideoXTransformer3DModel",)
+    roles = frozenset({"joint"})
 
     def __init__(self, model: torch.nn.Module):
         super().__init__(model)
