@@ -48,6 +48,7 @@ class ToyModelConfig:
     height: int = 32
     width: int = 32
     num_frames: int = 8
+    object_size: int = 12
     patch_size: int = 4
     num_layers: int = 4
     num_attention_heads: int = 2
@@ -70,17 +71,20 @@ class ToyModelConfig:
                     f"ToyModelConfig.{side}={value} must be a multiple of 8 (CogVideoXPipeline requires it) and"
                     f" of patch_size={self.patch_size}."
                 )
-        if self.attention_head_dim % 8:
+        if self.attention_head_dim % 16:
             raise ValueError(
-                f"attention_head_dim={self.attention_head_dim} must be a multiple of 8 so 3D RoPE can split it"
-                " into time/height/width parts."
+                f"attention_head_dim={self.attention_head_dim} must be a multiple of 16 so 3D RoPE can split it"
+                " into even time (1/4), height (3/8) and width (3/8) parts."
             )
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim={self.text_dim} must be divisible by text_heads={self.text_heads}.")
+        self.world.validate()
 
     @property
     def world(self) -> WorldConfig:
-        return WorldConfig(height=self.height, width=self.width, num_frames=self.num_frames)
+        return WorldConfig(
+            height=self.height, width=self.width, num_frames=self.num_frames, object_size=self.object_size
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

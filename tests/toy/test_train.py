@@ -1,0 +1,97 @@
+"""A few training steps run, save a loadable pipeline, resume exactly, and refuse foreign checkpoints."""
+
+import pytest
+import torch
+from diffusers import CogVideoXPipeline
+
+from attnkit_lmp.toy.cli import main as toy_main
+from attnkit_lmp.toy.model import ToyModelConfig, generation_kwargs
+from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train
+
+TINY_MODEL = ToyModelConfig(
+    height=16,
+    width=16,
+    num_frames=4,
+    object_size=6,
+    patch_size=4,
+    num_layers=1,
+    num_attention_heads=1,
+    attention_head_dim=16,
+    time_embed_dim=16,
+    text_length=8,
+    text_dim=8,
+    text_layers=1,
+    text_heads=2,
+)
+TINY_TRAINING = TrainConfig(batch_size=2)
+
+
+def _train(out, steps, **overrides):
+    settings = dict(
+        seed=0, model_config=TINY_MODEL, train_config=TINY_TRAINING, checkpoint_every=1, progress=False
+    )
+    return train(out, steps, **(settings | overrides))
+
+
+def _checkpoint_weights(folder):
+    return torch.load(folder / "checkpoint.pt", weights_only=True)["trainable"]
+
+
+def test_training_writes_a_pipeline_that_stock_diffusers_loads_and_runs(tmp_path):
+    folder = _train(tmp_path, 2)
+    pipeline = CogVideoXPipeline.from_pretrained(folder)
+    pipeline.set_progress_bar_config(disable=True)
+    settings = generation_kwargs(TINY_MODEL) | {"num_inference_steps": 2}
+    frames = pipeline(
+        "a red square", generator=torch.Generator().manual_seed(0), output_type="np", **settings
+    ).frames
+    assert frames.shape == (1, 4, 16, 16, 3)
+    log_lines = (tmp_path / "train.log").read_text().splitlines()
+    assert any('"loss"' in line for line in log_lines)
+
+
+def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    _train(tmp_path / "straight", 3)
+    _train(tmp_path / "interrupted", 2)
+    _train(tmp_path / "interrupted", 3, resume=True)
+    straight = _checkpoint_weights(tmp_path / "straight")
+    resumed = _checkpoint_weights(tmp_path / "interrupted")
+    assert torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)["step"] == 3
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resuming_a_checkpoint_of_another_model_size_is_a_clear_error(tmp_path):
+    _train(tmp_path, 1)
+    other = ToyModelConfig(**(TINY_MODEL.to_dict() | {"num_layers": 2}))
+    with pytest.raises(CheckpointError, match="incompatible.*num_layers"):
+        _train(tmp_path, 2, resume=True, model_config=other)
+
+
+def test_resuming_with_another_seed_or_batch_size_is_a_clear_error(tmp_path):
+    _train(tmp_path, 1)
+    with pytest.raises(CheckpointError, match="seed=0 != requested 1"):
+        _train(tmp_path, 2, resume=True, seed=1)
+    with pytest.raises(CheckpointError, match="batch_size"):
+        _train(tmp_path, 2, resume=True, train_config=TrainConfig(batch_size=3))
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        _train(tmp_path, 1, resume=True)
+
+
+def test_existing_checkpoint_is_not_overwritten_without_resume(tmp_path):
+    _train(tmp_path, 1)
+    with pytest.raises(CheckpointError, match="--resume"):
+        _train(tmp_path, 2)
+
+
+def test_cli_reports_an_incompatible_checkpoint_and_exits_non_zero(tmp_path, capsys):
+    _train(tmp_path, 1)
+    code = toy_main(
+        ["train", "--out", str(tmp_path), "--steps", "2", "--resume", "--no-progress", "--height", "24"]
+    )
+    assert code == 2
+    assert "incompatible" in capsys.readouterr().err
