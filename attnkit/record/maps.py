@@ -132,7 +132,7 @@ class AttentionRecord:
         number = _as_int(layer, "layer")
         if number not in self.layers:
             raise RecordLookupError(
-                f"layer {layer} is out of range: the record has layers {_describe_indices('layers', self.layers)} "
+                f"layer {layer} is out of range: the record has {_describe_indices('layers', self.layers)} "
                 "(or 'mean')"
             )
         return self.layers.index(number)
@@ -149,7 +149,7 @@ class AttentionRecord:
         number = _as_int(step, "step")
         if number not in self.steps:
             raise RecordLookupError(
-                f"step {step} is out of range: the record has steps {_describe_indices('steps', self.steps)} (or 'mean')"
+                f"step {step} is out of range: the record has {_describe_indices('steps', self.steps)} (or 'mean')"
             )
         return self.steps.index(number)
 
