@@ -36,6 +36,17 @@ def build_tiny_clip(seed: int, logit_scale: float = math.log(100.0)):
     return CLIPModel(config).eval(), processor
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run ~50x faster on one thread when the shared CPUs are busy (no spinning workers)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     """A folder laid out like a downloaded openai/clip-vit-large-patch14: model and processor together."""

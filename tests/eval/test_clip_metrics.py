@@ -26,6 +26,16 @@ def metrics(tiny_clip_dir, tiny_pickscore_dirs):
     return VideoTextMetrics.from_paths(tiny_clip_dir, pick_model, pick_processor, batch_size=2)
 
 
+@pytest.fixture(scope="module")
+def clip_forward(tiny_clip_dir, frames):
+    return logits_per_frame(tiny_clip_dir, tiny_clip_dir, frames, PROMPT)
+
+
+@pytest.fixture(scope="module")
+def pickscore_forward(tiny_pickscore_dirs, frames):
+    return logits_per_frame(*tiny_pickscore_dirs, frames, PROMPT)
+
+
 def logits_per_frame(folder, processor_folder, frames, prompt):
     """CLIPModel's own forward: exp(logit_scale) * cos(image, text) per frame, and its image embeddings."""
     from transformers import AutoProcessor, CLIPModel
@@ -45,38 +55,44 @@ def test_embeddings_have_one_unit_row_per_frame(metrics, frames):
     assert metrics.clip.embed_text(PROMPT).shape == (8,)
 
 
-def test_align_is_100_times_the_clamped_cosine_averaged_over_frames(metrics, frames, tiny_clip_dir):
-    logits, logit_scale, _ = logits_per_frame(tiny_clip_dir, tiny_clip_dir, frames, PROMPT)
+def test_align_is_100_times_the_clamped_cosine_averaged_over_frames(metrics, frames, clip_forward):
+    logits, logit_scale, _ = clip_forward
     expected = (100 * logits / logit_scale).clamp(min=0).mean().item()
     assert metrics.evaluate(frames, PROMPT)["align"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_consistency_is_the_mean_cosine_of_consecutive_frames(metrics, frames, tiny_clip_dir):
-    _, _, image_embeds = logits_per_frame(tiny_clip_dir, tiny_clip_dir, frames, PROMPT)
+def test_consistency_is_the_mean_cosine_of_consecutive_frames(metrics, frames, clip_forward):
+    _, _, image_embeds = clip_forward
     expected = np.mean(
         [torch.nn.functional.cosine_similarity(image_embeds[t], image_embeds[t + 1], dim=0) for t in range(4)]
     )
     assert metrics.evaluate(frames, PROMPT)["consistency"] == pytest.approx(float(expected), abs=1e-5)
 
 
-def test_pick_is_the_pickscore_models_logit_averaged_over_frames(metrics, frames, tiny_pickscore_dirs):
-    logits, logit_scale, _ = logits_per_frame(*tiny_pickscore_dirs, frames, PROMPT)
+def test_pick_is_the_pickscore_models_logit_averaged_over_frames(metrics, frames, pickscore_forward):
+    logits, logit_scale, _ = pickscore_forward
     assert logit_scale == pytest.approx(50.0)
     assert metrics.evaluate(frames, PROMPT)["pick"] == pytest.approx(logits.mean().item(), abs=1e-4)
 
 
-def test_pick_uses_its_own_model_not_clip(metrics, frames):
-    clip = metrics.clip
-    cosine = (clip.embed_frames(frames) @ clip.embed_text(PROMPT)).mean().item()
-    assert metrics.evaluate(frames, PROMPT)["pick"] != pytest.approx(50 * cosine, abs=1e-3)
+def test_pick_uses_its_own_model_not_clip(metrics, frames, clip_forward):
+    clip_logits, clip_logit_scale, _ = clip_forward
+    clip_cosine = (clip_logits / clip_logit_scale).mean().item()
+    assert metrics.evaluate(frames, PROMPT)["pick"] != pytest.approx(50 * clip_cosine, abs=1e-3)
 
 
-def test_results_do_not_depend_on_the_batch_size(tiny_clip_dir, frames):
-    one_by_one = VideoTextMetrics.from_paths(tiny_clip_dir, batch_size=1).evaluate(frames, PROMPT)
-    all_at_once = VideoTextMetrics.from_paths(tiny_clip_dir, batch_size=64).evaluate(frames, PROMPT)
-    assert one_by_one.keys() == {"align", "consistency"}
-    for name in one_by_one:
-        assert one_by_one[name] == pytest.approx(all_at_once[name], abs=1e-5)
+def test_results_do_not_depend_on_the_batch_size(metrics, frames):
+    clip_only = VideoTextMetrics(metrics.clip)
+    assert metrics.clip.batch_size == 2  # 5 frames: batches of 2, 2, 1
+    in_batches = clip_only.evaluate(frames, PROMPT)
+    metrics.clip.batch_size = 64
+    try:
+        all_at_once = clip_only.evaluate(frames, PROMPT)
+    finally:
+        metrics.clip.batch_size = 2
+    assert in_batches.keys() == {"align", "consistency"}
+    for name in in_batches:
+        assert in_batches[name] == pytest.approx(all_at_once[name], abs=1e-5)
 
 
 def test_long_prompts_are_truncated_to_the_text_encoders_limit(metrics, frames):
