@@ -75,7 +75,8 @@ class DavisDataset:
     """Videos under ROOT in the DAVIS layout, with or without the resolution level (see module docstring).
 
     ``require_annotations``: every frame must have its mask (the default, as LMP's evaluation and the
-    centroid tracker need them); when False, a video without an annotation folder loads with masks None.
+    centroid tracker need them); when False, a video whose masks are incomplete (DAVIS test-dev has
+    the first frame's only) or absent loads with masks None.
     """
 
     def __init__(
@@ -91,9 +92,9 @@ class DavisDataset:
             )
         elif require_annotations:
             raise DatasetError(
-                f"no annotations folder '{annotations_root}'; expected "
-                f"Annotations/{resolution}/<video>/<frame>.png "
-                "next to JPEGImages. Add the masks, or pass require_annotations=False to load frames only."
+                f"no annotations folder '{annotations_root}'; expected Annotations/{resolution}/<video>/"
+                "<frame>.png next to JPEGImages. Add the masks, or pass require_annotations=False to load "
+                "frames only."
             )
         else:
             self.annotations_dir = None
@@ -119,7 +120,9 @@ class DavisDataset:
                 f"no video '{name}' in '{self.frames_dir}' (no folder '{folder}'); known videos: "
                 f"{_short_list(self.names)}"
             )
-        paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in FRAME_SUFFIXES)
+        paths = sorted(
+            (path for path in folder.iterdir() if path.suffix.lower() in FRAME_SUFFIXES), key=_frame_order
+        )
         if not paths:
             raise DatasetError(f"video folder '{folder}' has no frames ({', '.join(FRAME_SUFFIXES)} files)")
         _check_numbering(paths)
@@ -128,23 +131,23 @@ class DavisDataset:
     def load(self, name: str, num_frames: int | None = None) -> Video:
         """Frames (and masks) of video ``name``; ``num_frames`` keeps the first that many."""
         paths = self.frame_paths(name)
+        mask_folder = self.annotations_dir / name if self.annotations_dir is not None else None
+        if mask_folder is not None and mask_folder.is_dir():
+            _check_frames_of_annotations(paths, mask_folder)
         if num_frames is not None:
             if num_frames < 1 or num_frames > len(paths):
                 raise DatasetError(
-                    f"video '{name}' has {len(paths)} frames in '{self.frames_dir / name}', "
-                    "cannot take the first "
-                    f"{num_frames}; ask for 1..{len(paths)} frames"
+                    f"video '{name}' has {len(paths)} frames in '{self.frames_dir / name}', cannot take "
+                    f"the first {num_frames}; ask for 1..{len(paths)} frames"
                 )
             paths = paths[:num_frames]
         first_frame = _read_frame(paths[0], expected_size=None)
-        height, width = first_frame.shape[:2]
-        frames = np.stack([first_frame] + [_read_frame(path, (height, width)) for path in paths[1:]])
+        size = first_frame.shape[:2]
+        frames = np.stack([first_frame] + [_read_frame(path, size) for path in paths[1:]])
+        mask_paths = [mask_folder / f"{path.stem}.png" for path in paths] if mask_folder is not None else []
         masks = None
-        mask_folder = self.annotations_dir / name if self.annotations_dir is not None else None
-        if mask_folder is not None and (mask_folder.is_dir() or self.require_annotations):
-            masks = np.stack(
-                [_read_mask(mask_folder / f"{path.stem}.png", (height, width)) for path in paths]
-            )
+        if self.require_annotations or (mask_paths and all(path.is_file() for path in mask_paths)):
+            masks = np.stack([_read_mask(path, size) for path in mask_paths])
         return Video(name=name, frames=frames, masks=masks, frame_paths=tuple(paths))
 
 
@@ -173,6 +176,25 @@ def _resolution_dir(folder: Path, resolution: str, what: str) -> Path:
     return folder
 
 
+def _frame_order(path: Path) -> tuple[int, str]:
+    # Numeric stems by value, so that unpadded names (2.jpg, 10.jpg) keep their order.
+    return (int(path.stem), path.name) if path.stem.isdigit() else (-1, path.name)
+
+
+def _check_frames_of_annotations(frame_paths: list[Path], mask_folder: Path) -> None:
+    # A mask without its frame reveals frames missing at the end, which numbering alone cannot.
+    frame_stems = {path.stem for path in frame_paths}
+    orphans = sorted(
+        (path for path in mask_folder.glob("*.png") if path.stem not in frame_stems), key=_frame_order
+    )
+    if orphans:
+        missing = frame_paths[0].with_name(f"{orphans[0].stem}{frame_paths[0].suffix}")
+        raise DatasetError(
+            f"frame '{missing}' is missing: its annotation '{orphans[0]}' exists "
+            f"({len(orphans)} annotation(s) in '{mask_folder}' have no frame); restore the frames"
+        )
+
+
 def _check_numbering(paths: list[Path]) -> None:
     if not all(path.stem.isdigit() for path in paths):
         return
@@ -183,8 +205,7 @@ def _check_numbering(paths: list[Path]) -> None:
             missing = previous.with_name(f"{expected:0{len(previous.stem)}d}{previous.suffix}")
             raise DatasetError(
                 f"frame '{missing}' is missing: frames of '{previous.parent.name}' jump from "
-                f"{previous.name} to "
-                f"{path.name}; restore the frame or renumber the sequence"
+                f"{previous.name} to {path.name}; restore the frame or renumber the sequence"
             )
 
 

@@ -96,6 +96,30 @@ def test_a_gap_in_frame_numbers_names_the_missing_frame(tmp_path):
     assert str(frame_dir / "00002.png") in str(error.value)
 
 
+def test_a_missing_last_frame_is_found_through_its_annotation(tmp_path):
+    frame_dir, mask_dir = write_video(tmp_path, "bear", num_frames=4)
+    (frame_dir / "00003.png").unlink()
+    with pytest.raises(DatasetError) as error:
+        DavisDataset(tmp_path).load("bear")
+    assert f"frame '{frame_dir / '00003.png'}' is missing: its annotation" in str(error.value)
+
+
+def test_unpadded_frame_numbers_load_in_numeric_order(tmp_path):
+    frame_dir = tmp_path / "JPEGImages" / "bear"
+    frame_dir.mkdir(parents=True)
+    for t in range(12):
+        Image.fromarray(np.full((4, 4, 3), t, dtype=np.uint8)).save(frame_dir / f"{t}.png")
+    video = DavisDataset(tmp_path, require_annotations=False).load("bear")
+    assert video.frames[:, 0, 0, 0].tolist() == list(range(12))
+
+
+def test_first_frame_only_annotations_load_without_masks_when_not_required(tmp_path):
+    _, mask_dir = write_video(tmp_path, "bear", num_frames=3)
+    for t in (1, 2):
+        (mask_dir / f"{t:05d}.png").unlink()
+    assert DavisDataset(tmp_path, require_annotations=False).load("bear").masks is None
+
+
 def test_a_missing_annotation_names_its_path(tmp_path):
     _, mask_dir = write_video(tmp_path, "bear", num_frames=3)
     (mask_dir / "00001.png").unlink()
