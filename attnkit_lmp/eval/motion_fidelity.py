@@ -27,7 +27,8 @@ If either video has no tracklet left, MF is 0.0 (no motion to compare) and the c
 say so.
 
 Tracks are pixel coordinates (x, y); cosines are invariant to a uniform rescale of either video, so
-both need not have the same resolution, only the same aspect ratio and the same number of frames.
+both need not have the same resolution, only the same aspect ratio and the same number of frames
+(track a reference resized for generation as resized).
 """
 
 from __future__ import annotations
