@@ -28,6 +28,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 # Built-in plugins, registered through the same manager as third-party ones: name -> module path.
 BUILTIN_PLUGINS = {
     "attnkit.adapters.cogvideox": "attnkit.adapters.cogvideox",
+    "attnkit.adapters.hunyuan_video": "attnkit.adapters.hunyuan_video",
 }
 
 

@@ -1,10 +1,50 @@
-"""Plugins the conformance tests attach: read-only probes, a raising plugin, an extra-K/V plugin."""
+"""Plugins the conformance tests attach: read-only probes, a raising plugin, an extra-K/V plugin.
+
+They read the call only through its roles and spans (``layout.query_spans`` / ``key_spans``, the softmax
+groups, ``attention_mask``), so the same plugins check joint, self and cross calls of every adapter.
+"""
 
 from __future__ import annotations
 
 import torch
 
 import attnkit
+
+
+def key_groups(layout) -> list[list[int]]:
+    """Key positions of each softmax group: each separately normalised span, then all other keys."""
+    separate = [list(range(layout.key_span(name).start, layout.key_span(name).stop)) for name in layout.separately_normalised]
+    taken = {position for group in separate for position in group}
+    rest = [position for position in range(layout.num_key_tokens) if position not in taken]
+    return separate + [rest]
+
+
+def mask_bias(call) -> torch.Tensor:
+    """The call's attention mask as an additive (B or 1, heads or 1, Nq or 1, Nk) bias; zeros if none."""
+    mask = call.attention_mask
+    if mask is None:
+        return torch.zeros(1, 1, 1, call.k.shape[2], dtype=call.q.dtype)
+    while mask.dim() < 4:
+        mask = mask.unsqueeze(0)
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=call.q.dtype).masked_fill(~mask, float("-inf"))
+    return mask.to(call.q.dtype)
+
+
+def naive_probs(call, keys: list[int], extra_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The full softmax map over the key group ``keys`` (mask applied), ``(B, heads, Nq, len(keys))``.
+
+    Only for checking on tiny shapes.
+    """
+    scores = call.q @ call.k[:, :, keys].transpose(-1, -2) * call.softmax_scale + mask_bias(call)[..., keys]
+    if extra_bias is not None:
+        scores = scores + extra_bias
+    return torch.softmax(scores, dim=-1)
+
+
+def edge_tokens(spans) -> list[int]:
+    """First, second and last token of each span: cheap indices that cover every span's borders."""
+    return sorted({index for span in spans for index in (span.start, span.start + 1, span.stop - 1) if index < span.stop})
 
 
 class ReadOnlyProbe:
@@ -17,6 +57,8 @@ class ReadOnlyProbe:
         self.layouts = []
         self.calls = 0
         self.slices: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.masked_calls = 0
+        self.masked_key_mass = 0.0
 
     @attnkit.hookimpl
     def attnkit_step_start(self, step, timestep):
@@ -33,16 +75,20 @@ class ReadOnlyProbe:
     @attnkit.hookimpl
     def attnkit_attention_output(self, call, output):
         self.calls += 1
-        text, video = call.layout.text, call.layout.video
-        query_tokens = [text.start, text.start + 1, video.start, video.stop - 1]
-        key_tokens = [text.start + 2, video.start + 1, video.stop - 2]
-        probs = call.attention_probs(query_tokens, key_tokens, heads="all")
-        self.slices.append((probs, naive_softmax(call.q, call.k, call.softmax_scale)[:, :, query_tokens][..., key_tokens]))
-
-
-def naive_softmax(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    """The full N x N softmax map, only for checking on tiny shapes."""
-    return torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1)
+        layout = call.layout
+        query_tokens = edge_tokens(layout.query_spans.values())
+        for group in key_groups(layout):
+            group_spans = [span for span in layout.key_spans.values() if span.start in group]
+            key_tokens = edge_tokens(group_spans)
+            probs = call.attention_probs(query_tokens, key_tokens, heads="all")
+            naive = naive_probs(call, group)[:, :, query_tokens][..., [group.index(key) for key in key_tokens]]
+            self.slices.append((probs, naive))
+        if call.attention_mask is not None and not bool(call.attention_mask.all()):
+            self.masked_calls += 1
+            masked_keys = torch.nonzero(~call.attention_mask.reshape(-1, call.attention_mask.shape[-1]).all(0)).flatten()
+            probs = call.attention_probs(list(layout.query_spans.values())[0], masked_keys.tolist(), heads="all")
+            bias = mask_bias(call)[..., masked_keys]
+            self.masked_key_mass += probs.masked_select(torch.isinf(bias).expand_as(probs)).abs().sum().item()
 
 
 class RaisesAtLayer:
@@ -50,15 +96,26 @@ class RaisesAtLayer:
 
     def __init__(self, layer: int = 1):
         self.layer = layer
+        self.raised_in: str | None = None
 
     @attnkit.hookimpl
     def attnkit_qkv(self, call):
         if call.layer == self.layer:
+            self.raised_in = call.name
             raise ValueError("deliberate failure")
 
 
+def duplicated_span(layout) -> str:
+    """The key span whose copy DuplicateVideoKV adds: video keys where there are any, else text keys."""
+    return "video" if "video" in layout.key_spans else "text"
+
+
 class DuplicateVideoKV:
-    """Gives the cond rows' video queries a copy of their own video keys/values as extra K/V."""
+    """Gives the cond rows' video queries a copy of their own video keys/values as extra K/V.
+
+    In a cross call, whose keys hold no video, it duplicates the text keys instead (extras join the softmax
+    of the keys that are not separately normalised, which is where the text is).
+    """
 
     name = "duplicate-video-kv"
 
@@ -68,19 +125,45 @@ class DuplicateVideoKV:
 
     @attnkit.hookimpl
     def attnkit_extra_kv(self, call):
+        if not call.has_branch("cond"):
+            return None
         rows = call.rows("cond")
+        span = duplicated_span(call.layout)
         return attnkit.ExtraKV(
-            key=call.video(call.k[rows]), value=call.video(call.v[rows]), rows=rows, query_tokens=call.layout.video
+            key=call.tokens(call.k[rows], span),
+            value=call.tokens(call.v[rows], span),
+            rows=rows,
+            query_tokens=call.layout.query_span("video"),
         )
 
     @attnkit.hookimpl
     def attnkit_attention_output(self, call, output):
-        # Duplicating every video key doubles its softmax weight: the same as a log(2) bias on video keys,
+        # Duplicating every key of a span doubles its softmax weight: the same as a log(2) bias on those keys,
         # for video queries of cond rows only; everything else is plain attention.
-        bias = torch.zeros(call.q.shape[2], call.k.shape[2])
-        bias[call.layout.video, call.layout.video] = torch.log(torch.tensor(2.0))
-        expected = torch.nn.functional.scaled_dot_product_attention(call.q, call.k, call.v)
-        rows = call.rows("cond")
-        expected[rows] = torch.nn.functional.scaled_dot_product_attention(call.q[rows], call.k[rows], call.v[rows], attn_mask=bias)
+        layout = call.layout
+        duplicated = layout.key_span(duplicated_span(layout))
+        video_queries = layout.query_span("video")
+        groups = key_groups(layout)
+        expected = torch.zeros_like(output)
+        for group in groups:
+            bias = torch.zeros(call.batch_size, 1, call.q.shape[2], len(group))
+            if group is groups[-1] and call.has_branch("cond"):
+                columns = [group.index(key) for key in range(duplicated.start, duplicated.stop)]
+                for row in call.rows("cond"):
+                    bias[row, 0, video_queries.start : video_queries.stop, columns] = torch.log(torch.tensor(2.0))
+            expected = expected + naive_probs(call, group, bias) @ call.v[:, :, group]
         self.max_error = max(self.max_error, (output - expected).abs().max().item())
         self.checked += 1
+
+
+class RoleSpy:
+    """Declares the roles it handles and records the roles of the calls it is given."""
+
+    def __init__(self, roles: set[str]):
+        self.attnkit_roles = set(roles)
+        self.name = f"role-spy-{'-'.join(sorted(roles))}"
+        self.seen: list[str] = []
+
+    @attnkit.hookimpl
+    def attnkit_qkv(self, call):
+        self.seen.append(call.layout.role)
