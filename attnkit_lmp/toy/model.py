@@ -100,13 +100,25 @@ class ToyModelConfig:
         return cls(**values)
 
 
-def generation_kwargs(config: ToyModelConfig | None = None) -> dict:
-    """Keyword arguments for ``pipeline(prompt, **generation_kwargs())`` that match training.
+def generation_kwargs(config_or_pipeline=None) -> dict:
+    """Keyword arguments for ``pipeline(prompt, **generation_kwargs(pipeline))`` that match training.
 
-    ``max_sequence_length`` matters: the pipeline pads prompts to it without an attention mask, so a
-    length other than the trained one shows the model pad tokens it never saw.
+    Accepts a :class:`ToyModelConfig`, a toy ``CogVideoXPipeline`` (sizes read from its transformer
+    config) or None (the default config). ``max_sequence_length`` matters: the pipeline pads prompts
+    to it without an attention mask, so another length shows the model pad tokens it never saw.
     """
-    config = config or ToyModelConfig()
+    if config_or_pipeline is None:
+        config = ToyModelConfig()
+    elif isinstance(config_or_pipeline, ToyModelConfig):
+        config = config_or_pipeline
+    else:
+        transformer_config = config_or_pipeline.transformer.config
+        config = ToyModelConfig(
+            height=transformer_config.sample_height,
+            width=transformer_config.sample_width,
+            num_frames=transformer_config.sample_frames,
+            text_length=transformer_config.max_text_seq_length,
+        )
     return {
         "height": config.height,
         "width": config.width,

@@ -36,7 +36,9 @@ def generate_videos(
     """Frames (N, T, H, W, 3) float in [0, 1]; video i depends only on its prompt and seed, not on batching."""
     from attnkit_lmp.toy.model import generation_kwargs
 
-    settings = generation_kwargs() | {key: value for key, value in kwargs.items() if value is not None}
+    settings = generation_kwargs(pipeline) | {
+        key: value for key, value in kwargs.items() if value is not None
+    }
     videos = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]

@@ -52,7 +52,6 @@ class TrainConfig:
     final_learning_rate_fraction: float = 0.1
     weight_decay: float = 0.0
     prompt_dropout: float = 0.1
-    foreground_loss_weight: float = 4.0
     ema_decay: float = 0.999
     white_background_probability: float = 0.2
 
@@ -69,7 +68,7 @@ class TrainConfig:
             )
 
     # Fields that decide the data stream or the model: a resumed run must use the same values.
-    RESUME_FIELDS = ("batch_size", "prompt_dropout", "foreground_loss_weight", "white_background_probability")
+    RESUME_FIELDS = ("batch_size", "prompt_dropout", "white_background_probability")
 
 
 def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -82,22 +81,20 @@ def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
 
 
 def training_batch(run_seed: int, step: int, config: TrainConfig, model_config: ToyModelConfig):
-    """The clips of ``step``: (pixels (B,F,3,H,W) in [-1,1], foreground masks (B,F,1,H,W), prompts)."""
+    """The clips of ``step``: (pixels (B,F,3,H,W) in [-1,1], prompts)."""
     world = model_config.world
     backgrounds = {
         "black": 1 - config.white_background_probability,
         "white": config.white_background_probability,
     }
-    pixels, masks, prompts = [], [], []
+    pixels, prompts = [], []
     for index in range(config.batch_size):
         clip_seed = run_seed * _SEEDS_PER_RUN + step * config.batch_size + index
         clip = render_clip(random_clip_spec(clip_seed, "train", background_probabilities=backgrounds), world)
         pixels.append(clip.frames)
-        masks.append(clip.masks)
         prompts.append(clip.prompt)
     pixels = torch.from_numpy(np.stack(pixels)).float().div(127.5).sub(1.0).permute(0, 1, 4, 2, 3)
-    masks = torch.from_numpy(np.stack(masks))[:, :, None].float()
-    return pixels.contiguous(), masks, prompts
+    return pixels.contiguous(), prompts
 
 
 def train(
@@ -180,7 +177,7 @@ def train(
             learning_rate = learning_rate_at(step, steps, train_config)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
-            clean, masks, prompts = training_batch(seed, step, train_config, model_config)
+            clean, prompts = training_batch(seed, step, train_config, model_config)
             batch = clean.shape[0]
             drop = torch.rand(batch, generator=generator) < train_config.prompt_dropout
             prompts = ["" if dropped else prompt for prompt, dropped in zip(prompts, drop.tolist())]
@@ -204,8 +201,9 @@ def train(
                 image_rotary_emb=rotary,
                 return_dict=False,
             )[0]
-            weights = 1.0 + (train_config.foreground_loss_weight - 1.0) * masks
-            loss = (weights * (predicted - clean) ** 2).mean() / weights.mean()
+            # Plain MSE on x0: weighting object pixels more would bias the prediction under positional
+            # uncertainty towards "object everywhere" (it did: frames filled with the prompt's colour).
+            loss = ((predicted - clean) ** 2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
