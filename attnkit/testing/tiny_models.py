@@ -20,7 +20,8 @@ patch size 2, a 4 x 4 token grid per latent frame. 9 frames are 3 latent frames 
 48 video tokens); version 1.5 pads the 3 latent frames to 4 and patches pairs of them (2 x 4 x 4 =
 32 video tokens). Text is ``max_sequence_length`` = 16 tokens, which must equal ``text_len``
 (the pipeline defaults to 226). Image-to-video also takes ``image=`` (a PIL image or a tensor in
-[0, 1] of shape (3, H, W)). The 1.0 image-to-video model has learned positional embeddings, as the
+[0, 1] of shape (3, H, W), e.g. ``tiny_image()``); its first positional argument is the image, so
+pass ``prompt=`` by keyword. The 1.0 image-to-video model has learned positional embeddings, as the
 released checkpoint does, so it only runs at its sample size (32 x 32 by default).
 """
 
