@@ -4,11 +4,13 @@ DAVIS-like layout written by :func:`write_davis_layout`::
 
     ROOT/JPEGImages/<name>/00000.jpg ...   frames (JPEG, quality 95)
     ROOT/Annotations/<name>/00000.png ...  masks (palette PNG: 0 background, 1 object), as in DAVIS
-    ROOT/prompts.json                      name -> subject, prompt and the Sub / Back split variants
+    ROOT/prompts.json                      {"videos": {name: {subject, prompt, sub, back}}}
     ROOT/ground_truth.json                 name -> clip spec, centroids (x, y) per frame, world config
 
-The prompts file mirrors the paper's three splits: ``Ori`` (the clip's own prompt), ``Sub`` (the
-subject changed to another colour *and* shape) and ``Back`` (the background changed).
+The prompts file follows the schema of docs/evaluation.md (``attnkit_lmp.eval.datasets.load_prompts``)
+and the paper's three splits: Ori (the clip's own prompt), Sub (the subject changed to another colour
+*and* shape) and Back (the background changed). ``attnkit_lmp.eval.datasets.DavisDataset(ROOT)``
+reads the folder (it accepts the layout without the resolution level).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, SHAPES, Clip, clip_rng, prompt_for
+from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, SHAPES, SPLIT_NAMESPACES, Clip, prompt_for
 
 # DAVIS annotation palette: index 0 black (background), 1 red (first object).
 _DAVIS_PALETTE = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 254
@@ -61,28 +63,24 @@ def read_mp4(path: str | Path) -> np.ndarray:
 
 
 def split_prompts(clip: Clip) -> dict:
-    """The clip's prompts entry: subject, prompt, and the Sub and Back variants (seeded by the clip)."""
+    """The clip's prompts-file entry: subject, prompt, and the ``sub`` and ``back`` variants.
+
+    Follows the prompts-file schema of docs/evaluation.md: ``sub`` changes colour *and* shape (drawn
+    from the clip's own random stream, so it is reproducible), ``back`` changes the background.
+    """
     spec = clip.spec
-    rng = clip_rng(spec.seed, spec.split)
-    rng.random()  # skip the draw the clip's own spec used first, so the Sub subject is its own stream
+    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 2])
     other_colour = str(rng.choice([colour for colour in COLOURS if colour != spec.colour]))
     other_shape = str(rng.choice([shape for shape in SHAPES if shape != spec.shape]))
     other_background = str(rng.choice([name for name in BACKGROUNDS if name != spec.background]))
     return {
         "subject": spec.subject,
-        "subject_words": spec.subject.split(),
         "prompt": spec.prompt,
-        "splits": {
-            "Ori": {"subject": spec.subject, "prompt": spec.prompt},
-            "Sub": {
-                "subject": f"{other_colour} {other_shape}",
-                "prompt": prompt_for(other_colour, other_shape, spec.background),
-            },
-            "Back": {
-                "subject": spec.subject,
-                "prompt": prompt_for(spec.colour, spec.shape, other_background),
-            },
+        "sub": {
+            "subject": f"{other_colour} {other_shape}",
+            "prompt": prompt_for(other_colour, other_shape, spec.background),
         },
+        "back": {"prompt": prompt_for(spec.colour, spec.shape, other_background)},
     }
 
 
@@ -116,7 +114,7 @@ def write_davis_layout(clips: list[Clip], root: str | Path, write_videos: bool =
             "world": asdict(clip.config),
             "centroids": np.round(clip.centroids, 4).tolist(),
         }
-    (root / "prompts.json").write_text(json.dumps(prompts, indent=1) + "\n")
+    (root / "prompts.json").write_text(json.dumps({"videos": prompts}, indent=1) + "\n")
     (root / "ground_truth.json").write_text(json.dumps(ground_truth, indent=1) + "\n")
     return root
 

@@ -25,12 +25,12 @@ def test_davis_layout_has_the_davis_files_and_reads_back(tmp_path):
 def test_prompts_file_has_the_three_splits_with_a_different_subject_and_background(tmp_path):
     clip = render_clip(ClipSpec("red", "square", "wave", seed=5, split="heldout"))
     write_davis_layout([clip], tmp_path)
-    entry = json.loads((tmp_path / "prompts.json").read_text())[clip.name]
+    entry = json.loads((tmp_path / "prompts.json").read_text())["videos"][clip.name]
     assert entry["prompt"] == "a red square" and entry["subject"] == "red square"
-    assert entry["splits"]["Ori"]["prompt"] == "a red square"
-    sub_colour, sub_shape = entry["splits"]["Sub"]["subject"].split()
+    sub_colour, sub_shape = entry["sub"]["subject"].split()
     assert sub_colour != "red" and sub_shape != "square"
-    assert entry["splits"]["Back"]["prompt"] == "a red square on a white background"
+    assert entry["sub"]["prompt"] == f"a {sub_colour} {sub_shape}"
+    assert entry["back"]["prompt"] == "a red square on a white background"
     truth = json.loads((tmp_path / "ground_truth.json").read_text())[clip.name]
     assert np.allclose(truth["centroids"], clip.centroids, atol=1e-3)
 
@@ -42,3 +42,16 @@ def test_mp4_round_trip_keeps_the_object_readable(tmp_path):
     reading = read_frames(frames)
     assert (reading.colour, reading.shape) == ("yellow", "circle")
     assert np.abs(reading.centroids - clip.centroids).max() < 0.5
+
+
+def test_the_evaluation_harness_reads_the_layout_and_accepts_the_prompts_file(tmp_path):
+    from attnkit_lmp.eval.datasets import DavisDataset, load_prompts
+
+    clips = [render_clip(random_clip_spec(seed, "heldout")) for seed in range(3)]
+    write_davis_layout(clips, tmp_path)
+    dataset = DavisDataset(tmp_path)
+    assert sorted(dataset.names) == sorted(clip.name for clip in clips)
+    video = dataset.load(clips[0].name)
+    assert np.array_equal(video.masks, clips[0].masks)
+    prompts = load_prompts(tmp_path / "prompts.json", known_videos=dataset.names)
+    assert len(list(prompts.eval_items())) == 3 * len(clips)
