@@ -181,16 +181,15 @@ class LMPConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically (temp file, then rename)."""
+        from attnkit.record.atomic import atomic_write_bytes
+
         path = Path(path)
         text = self.to_yaml() if _is_yaml(path) else self.to_json()
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
-        return path
+        return atomic_write_bytes(path, text.encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> LMPConfig:
-        """Read a config written by :meth:`save` (or by hand): JSON or YAML by suffix; validated."""
+        """Read a config written by :meth:`save` (or by hand), or the ``config.json`` of a CLI run; validated."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -205,6 +204,8 @@ class LMPConfig:
                 values = json.loads(text)
         except Exception as error:
             raise LMPConfigError(f"LMP config {str(path)!r} is not valid {'YAML' if _is_yaml(path) else 'JSON'}: {error}") from error
+        if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run" in values:
+            values = values["config"]  # a run record written by `attnkit-lmp transfer`
         return cls.from_dict(values or {}).validate()
 
 

@@ -211,6 +211,10 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8, upscale: i
     os.close(descriptor)
     try:
         iio.imwrite(temporary, video, extension=suffix, **kwargs)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
