@@ -142,6 +142,21 @@ def classify_colour(frames: np.ndarray, masks: np.ndarray) -> str | None:
     return names[int(np.argmin(np.linalg.norm(palette - mean, axis=1)))]
 
 
+def colour_fractions(frames) -> dict[str, float]:
+    """Share of all foreground pixels (any region) nearest to each palette colour, e.g. to measure how
+    much of a reference's colour leaked into a motion-transfer target. Empty frames give all zeros."""
+    frames = to_uint8_frames(frames).astype(np.float64)
+    background = estimate_background(frames)
+    pixels = frames[np.linalg.norm(frames - background, axis=-1) > FOREGROUND_DISTANCE]
+    names = list(COLOURS)
+    if len(pixels) == 0:
+        return {name: 0.0 for name in names}
+    palette = np.array([COLOURS[name] for name in names], dtype=np.float64)
+    nearest = np.argmin(np.linalg.norm(pixels[:, None, :] - palette[None], axis=-1), axis=1)
+    counts = np.bincount(nearest, minlength=len(names))
+    return {name: float(count / len(pixels)) for name, count in zip(names, counts)}
+
+
 def shape_features(masks: np.ndarray) -> tuple[float, float]:
     """Median over frames of (area / bounding-box area, top-quarter width / bottom-quarter width)."""
     fills, tapers = [], []

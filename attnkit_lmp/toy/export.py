@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, SHAPES, SPLIT_NAMESPACES, Clip, prompt_for
+from attnkit_lmp.toy.world import Clip, prompt_for, substitute_background, substitute_subject
 
 # DAVIS annotation palette: index 0 black (background), 1 red (first object).
 _DAVIS_PALETTE = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 254
@@ -69,10 +69,8 @@ def split_prompts(clip: Clip) -> dict:
     from the clip's own random stream, so it is reproducible), ``back`` changes the background.
     """
     spec = clip.spec
-    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 2])
-    other_colour = str(rng.choice([colour for colour in COLOURS if colour != spec.colour]))
-    other_shape = str(rng.choice([shape for shape in SHAPES if shape != spec.shape]))
-    other_background = str(rng.choice([name for name in BACKGROUNDS if name != spec.background]))
+    other_colour, other_shape = substitute_subject(spec)
+    other_background = substitute_background(spec)
     return {
         "subject": spec.subject,
         "prompt": spec.prompt,

@@ -185,6 +185,19 @@ def random_clip_spec(
     return ClipSpec(colour, shape, trajectory, seed=int(seed), background=background, split=split)
 
 
+def substitute_subject(spec: ClipSpec) -> tuple[str, str]:
+    """Another (colour, shape) for a motion-transfer target: both differ from ``spec``'s, seeded by it."""
+    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 2])
+    colour = str(rng.choice([name for name in COLOURS if name != spec.colour]))
+    shape = str(rng.choice([name for name in SHAPES if name != spec.shape]))
+    return colour, shape
+
+
+def substitute_background(spec: ClipSpec) -> str:
+    """Another background than ``spec``'s (the world has two)."""
+    return next(name for name in BACKGROUNDS if name != spec.background)
+
+
 def render_clip(spec: ClipSpec, config: WorldConfig = DEFAULT_WORLD) -> Clip:
     """Render the clip described by ``spec``; the same spec and config always give identical arrays."""
     spec.validate()

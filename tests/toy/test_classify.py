@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attnkit_lmp.toy.classify import COHERENCE_MAX_RATIO, path_report, read_frames
+from attnkit_lmp.toy.classify import COHERENCE_MAX_RATIO, colour_fractions, path_report, read_frames
 from attnkit_lmp.toy.world import COLOURS, SHAPES, ClipSpec, random_clip_spec, render_clip
 
 
@@ -60,3 +60,14 @@ def test_a_missing_frame_makes_the_path_incoherent():
     centroids = np.stack([np.linspace(8, 24, 8), np.full(8, 16.0)], axis=1)
     centroids[3] = np.nan
     assert not path_report(centroids).coherent
+
+
+def test_colour_fractions_split_two_objects_by_their_areas():
+    red = render_clip(ClipSpec("red", "square", "straight", seed=0))
+    blue = render_clip(ClipSpec("blue", "triangle", "straight", seed=1))
+    left_red_right_blue = np.concatenate([red.frames[:, :, :16], blue.frames[:, :, 16:]], axis=2)
+    fractions = colour_fractions(left_red_right_blue)
+    red_area = (red.masks[:, :, :16]).sum()
+    blue_area = (blue.masks[:, :, 16:]).sum()
+    assert fractions["red"] == pytest.approx(red_area / (red_area + blue_area), abs=0.1)
+    assert fractions["green"] == 0 and fractions["yellow"] == 0

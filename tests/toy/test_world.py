@@ -12,6 +12,8 @@ from attnkit_lmp.toy.world import (
     prompt_for,
     random_clip_spec,
     render_clip,
+    substitute_background,
+    substitute_subject,
 )
 
 
@@ -101,3 +103,12 @@ def test_unknown_spec_values_raise_a_clear_error(spec, message):
 def test_path_that_cannot_fit_raises_instead_of_looping():
     with pytest.raises(ValueError, match="could not fit"):
         render_clip(ClipSpec("red", "square", "straight"), WorldConfig(height=16, width=16, object_size=13))
+
+
+def test_substitute_subject_changes_colour_and_shape_and_is_seeded():
+    for seed in range(20):
+        spec = random_clip_spec(seed, "heldout")
+        colour, shape = substitute_subject(spec)
+        assert colour != spec.colour and shape != spec.shape
+        assert substitute_subject(spec) == (colour, shape)
+        assert substitute_background(spec) != spec.background
