@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..call import AttentionCall
+from ..errors import UnsupportedModelError
 from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
@@ -32,6 +33,15 @@ if TYPE_CHECKING:
 
 _BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
+# HunyuanVideo-family transformers whose token stream or attention differs from the original model's.
+UNSUPPORTED_VARIANTS = {
+    "HunyuanVideoFramepackTransformer3DModel": (
+        "HunyuanVideo FramePack (clean-history latents are prepended to the video tokens, so they do not form "
+        "one latent grid)"
+    ),
+    "HunyuanVideo15Transformer3DModel": "HunyuanVideo 1.5 (a different attention processor and text streams)",
+}
+
 
 class HunyuanVideoAdapter(Adapter):
     name = "hunyuan_video"
@@ -39,13 +49,23 @@ class HunyuanVideoAdapter(Adapter):
     roles = frozenset({"joint"})
 
     def __init__(self, model: torch.nn.Module):
+        variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
+        if variant is not None:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is {variant}; the attnkit 'hunyuan_video' adapter supports "
+                f"{', '.join(self.model_classes)} (text-to-video and image-to-video) only. Write an adapter for "
+                "this variant (see docs/porting.md) or use a supported model"
+            )
         super().__init__(model)
         self._originals: dict[torch.nn.Module, Any] = {}
         self.grid: tuple[int, int, int] | None = None
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
-        return type(model).__name__ in cls.model_classes and all(hasattr(model, blocks) for blocks in _BLOCK_LISTS)
+        # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
+        name = type(model).__name__
+        has_blocks = all(hasattr(model, blocks) for blocks in _BLOCK_LISTS)
+        return (name in cls.model_classes and has_blocks) or name in UNSUPPORTED_VARIANTS
 
     def install(self, session: Session) -> int:
         from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
@@ -54,18 +74,21 @@ class HunyuanVideoAdapter(Adapter):
         for blocks in _BLOCK_LISTS:
             for index, block in enumerate(getattr(self.model, blocks)):
                 attention, name = block.attn, f"{blocks}.{index}.attn"
+                problem = None
                 if type(attention.processor) is not HunyuanVideoAttnProcessor2_0:
-                    self.uninstall()
-                    raise TypeError(
+                    problem = (
                         f"{name} uses {type(attention.processor).__name__}; attnkit reproduces "
                         "HunyuanVideoAttnProcessor2_0 only (set_attn_processor(HunyuanVideoAttnProcessor2_0()) "
                         "on the attention modules first)"
                     )
-                try:
-                    require_native_attention(attention.processor, name)
-                except TypeError:
+                else:
+                    try:
+                        require_native_attention(attention.processor, name)
+                    except TypeError as error:
+                        problem = str(error)
+                if problem is not None:
                     self.uninstall()
-                    raise
+                    raise UnsupportedModelError(problem)
                 self._originals[attention] = attention.processor
                 # Assigned directly: Attention.set_processor would also log and touch _modules.
                 attention.processor = HunyuanVideoProcessor(session, self, attention.processor, layer, name)

@@ -14,6 +14,16 @@ import torch
 from attnkit.layout import TokenLayout
 from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, HUNYUAN_GRID, HUNYUAN_TEXT_LEN, tiny_hunyuan_pipeline
 from attnkit.testing.tiny_models import TINY_CALL_KWARGS, TINY_TEXT_LEN, tiny_cogvideox_pipeline, tiny_image
+from attnkit.testing.tiny_wan import (
+    WAN_CALL_KWARGS,
+    WAN_GRID,
+    WAN_I2V_CALL_KWARGS,
+    WAN_I2V_TEXT_LEN,
+    WAN_IMAGE_TOKENS,
+    WAN_TEXT_LEN,
+    tiny_wan_image,
+    tiny_wan_pipeline,
+)
 
 # Branch rows of each transformer forward within a denoising step.
 BATCHED_GUIDANCE = ({"uncond": [0], "cond": [1]},)  # one forward, uncond and cond rows (CogVideoX)
@@ -65,6 +75,22 @@ def _video_first(grid: tuple[int, int, int], text: int) -> tuple[TokenLayout, ..
     return (TokenLayout(text=slice(video, video + text), video=slice(0, video), grid=grid),)
 
 
+def _self_and_cross(grid: tuple[int, int, int], text: int, image: int = 0) -> tuple[TokenLayout, ...]:
+    """Wan: video self-attention, and video queries over [image, text] keys (image softmax separate)."""
+    video = slice(0, grid[0] * grid[1] * grid[2])
+    return (
+        TokenLayout(text=None, video=video, grid=grid, role="self"),
+        TokenLayout(
+            text=slice(image, image + text),
+            video=video,
+            grid=grid,
+            image=slice(0, image) if image else None,
+            role="cross",
+            separately_normalised=("image",) if image else (),
+        ),
+    )
+
+
 # CogVideoX: 32 x 32 px, 9 frames -> 3 latent frames of 8 x 8 -> patches of 2: 4 x 4 per frame; 1.5 pairs frames.
 ADAPTER_CASES = [
     AdapterCase("cogvideox-1.0-t2v-rope", "cogvideox", _cogvideox("t2v", "1.0"), _text_first((3, 4, 4))),
@@ -85,5 +111,23 @@ ADAPTER_CASES = [
         base_kwargs=dict(HUNYUAN_CALL_KWARGS),
         forward_branches=SEQUENTIAL_GUIDANCE,
         text_padding=True,
+    ),
+    # Wan 2.1: self-attention (attn1) and cross-attention (attn2), cond then uncond forwards.
+    AdapterCase(
+        "wan-2.1-t2v",
+        "wan",
+        lambda: tiny_wan_pipeline("t2v"),
+        _self_and_cross(WAN_GRID, WAN_TEXT_LEN),
+        base_kwargs=dict(WAN_CALL_KWARGS),
+        forward_branches=SEQUENTIAL_GUIDANCE,
+    ),
+    AdapterCase(
+        "wan-2.1-i2v",
+        "wan",
+        lambda: tiny_wan_pipeline("i2v"),
+        _self_and_cross(WAN_GRID, WAN_I2V_TEXT_LEN, image=WAN_IMAGE_TOKENS),
+        base_kwargs=dict(WAN_CALL_KWARGS, **WAN_I2V_CALL_KWARGS),
+        call_kwargs={"image": tiny_wan_image()},
+        forward_branches=SEQUENTIAL_GUIDANCE,
     ),
 ]

@@ -1,0 +1,301 @@
+"""Adapter for Wan transformers (Wan 2.1 / 2.2 text-to-video, image-to-video, first-last-frame).
+
+Wan has no joint attention. Each block ``blocks.N`` runs
+
+- ``attn1``: video self-attention with RoPE on q and k -> a ``"self"`` call (video tokens only);
+- ``attn2``: cross-attention from video queries to the text -> a ``"cross"`` call. In image-to-video
+  the CLIP image tokens come first in ``encoder_hidden_states`` and get their own key/value
+  projections (``add_k_proj``/``add_v_proj``) and their own softmax, whose output is added to the
+  text attention's. The call's keys are ``[image, text]`` with ``separately_normalised=("image",)``;
+  extra K/V join the text softmax.
+
+No attention mask is used (padded text tokens are zero embeddings, attended to like the others).
+The pipelines run guidance as a second forward per step (cond first, then uncond). Wan 2.2's
+per-token timesteps (``expand_timesteps``) count as the largest one. This module is a built-in attnkit
+plugin.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..call import AttentionCall
+from ..errors import UnsupportedModelError
+from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
+from ..layout import TokenLayout
+from ..plugins import hookimpl
+from .base import Adapter
+from .dispatch import require_native_attention
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+# diffusers' WanAttnProcessor splits encoder_hidden_states at len - 512 to find the image tokens.
+WAN_TEXT_CONTEXT_LENGTH = 512
+
+# Wan-family transformers whose attention or token stream differs from WanTransformer3DModel's.
+UNSUPPORTED_VARIANTS = {
+    "WanVACETransformer3DModel": "Wan VACE (control hints are added to the video stream between blocks)",
+    "WanAnimateTransformer3DModel": "Wan Animate (face and pose adapters inject extra attention)",
+    "WanAnimate2Transformer3DModel": "Wan Animate 2 (face and pose adapters inject extra attention)",
+    "ChronoEditTransformer3DModel": "ChronoEdit (temporal reasoning tokens change the video stream)",
+    "SkyReelsV2Transformer3DModel": "SkyReels V2 (diffusion forcing with per-frame timesteps)",
+}
+
+
+class WanAdapter(Adapter):
+    name = "wan"
+    model_classes = ("WanTransformer3DModel",)
+    roles = frozenset({"self", "cross"})
+
+    def __init__(self, model: torch.nn.Module):
+        variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
+        if variant is not None:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is {variant}; the attnkit 'wan' adapter supports "
+                f"{', '.join(self.model_classes)} (Wan 2.1/2.2 text-to-video, image-to-video, first-last-frame) "
+                "only. Write an adapter for this variant (see docs/porting.md) or use a supported model"
+            )
+        super().__init__(model)
+        self._originals: dict[torch.nn.Module, Any] = {}
+        self.grid: tuple[int, int, int] | None = None
+
+    @classmethod
+    def supports(cls, model: torch.nn.Module) -> bool:
+        # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
+        name = type(model).__name__
+        return (name in cls.model_classes and hasattr(model, "blocks")) or name in UNSUPPORTED_VARIANTS
+
+    def install(self, session: Session) -> int:
+        from diffusers.models.transformers.transformer_wan import WanAttnProcessor
+
+        layer = 0
+        for index, block in enumerate(self.model.blocks):
+            for role, attention in (("self", block.attn1), ("cross", block.attn2)):
+                name = f"blocks.{index}.{'attn1' if role == 'self' else 'attn2'}"
+                problem = None
+                if type(attention.processor) is not WanAttnProcessor:
+                    problem = (
+                        f"{name} uses {type(attention.processor).__name__}; attnkit reproduces WanAttnProcessor only "
+                        "(set_attn_processor(WanAttnProcessor()) first)"
+                    )
+                else:
+                    try:
+                        require_native_attention(attention.processor, name)
+                    except TypeError as error:
+                        problem = str(error)
+                if problem is not None:
+                    self.uninstall()
+                    raise UnsupportedModelError(problem)
+                self._originals[attention] = attention.processor
+                processor_class = WanSelfProcessor if role == "self" else WanCrossProcessor
+                attention.processor = processor_class(session, self, attention.processor, layer, name)
+                layer += 1
+        return len(self._originals)
+
+    def uninstall(self) -> None:
+        for attention, processor in self._originals.items():
+            attention.processor = processor
+        self._originals.clear()
+
+    def begin_forward(self, inputs: dict[str, Any]) -> None:
+        _, _, frames, height, width = inputs["hidden_states"].shape
+        patch_t, patch_h, patch_w = self.model.config.patch_size
+        self.grid = (frames // patch_t, height // patch_h, width // patch_w)
+
+    @staticmethod
+    def timestep(inputs: dict[str, Any]) -> float | None:
+        # Wan 2.2 passes one timestep per token, 0 on the clean first frame in image-to-video.
+        timestep = inputs.get("timestep")
+        if isinstance(timestep, torch.Tensor):
+            return float(timestep.max().item())
+        return None if timestep is None else float(timestep)
+
+    def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
+        # WanPipeline / WanImageToVideoPipeline: the prompt's forward, then the negative prompt's.
+        return {("cond", "uncond")[min(forward_in_step, 1)]: list(range(batch_size))}
+
+    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
+        """Append rows; image-to-video rows reuse the last row's image tokens."""
+        base = inputs["hidden_states"]
+        if latents.shape[1:] != base.shape[1:]:
+            raise ValueError(
+                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
+                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
+            )
+        text = inputs["encoder_hidden_states"]
+        if encoder_hidden_states.shape[1:] != text.shape[1:]:
+            raise ValueError(
+                f"added text embeddings have shape {tuple(encoder_hidden_states.shape)} but the model's are "
+                f"{tuple(text.shape[1:])} per row; encode the prompt with the same max_sequence_length"
+            )
+        added = latents.shape[0]
+        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
+        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
+        for key in ("encoder_hidden_states_image", "timestep"):
+            value = inputs.get(key)
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == base.shape[0]:
+                inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
+
+
+class _WanProcessor:
+    """Shared by the self- and cross-attention stand-ins for ``WanAttnProcessor``."""
+
+    def __init__(self, session: Session, adapter: WanAdapter, original, layer: int, name: str):
+        self.session = session
+        self.adapter = adapter
+        self.original = original
+        self.layer = layer
+        self.name = name
+
+    def _call(self, layout: TokenLayout, hidden_states: torch.Tensor, project, attention_mask) -> AttentionCall:
+        session = self.session
+        return AttentionCall(
+            layer=self.layer,
+            name=self.name,
+            step=session.step,
+            timestep=session.timestep,
+            branches=session.branches,
+            layout=layout,
+            hidden_states=hidden_states,
+            project=project,
+            attention_mask=attention_mask,
+        )
+
+    def _attend(self, call: AttentionCall, key: torch.Tensor, value: torch.Tensor, attention_mask):
+        """The kernel over ``key``/``value`` with the plugins' extra K/V; stores the log-sum-exp on the call."""
+        session = self.session
+        extras = session.run_extra_kv(call)
+        want_logsumexp = session.wants_logsumexp
+        if extras:
+            output, logsumexp = attention_with_extras(call.q, key, value, extras, want_logsumexp, attention_mask)
+        elif want_logsumexp:
+            output, logsumexp = sdpa_with_logsumexp(call.q, key, value, attention_mask)
+        else:
+            output, logsumexp = sdpa(call.q, key, value, attention_mask), None
+        call._logsumexp = logsumexp
+        return output
+
+    @staticmethod
+    def _project_out(attn, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
+        # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, then the output projection.
+        output = output.permute(0, 2, 1, 3).flatten(2, 3).type_as(call.q)
+        output = attn.to_out[0](output)
+        return attn.to_out[1](output)
+
+
+class WanSelfProcessor(_WanProcessor):
+    """Stands in for ``WanAttnProcessor`` in ``attn1`` (video self-attention), same operations, same order."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        session = self.session
+        if not session.hooks_attention or encoder_hidden_states is not None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+
+        def project(states: torch.Tensor):
+            return _project_self(attn, states, rotary_emb)
+
+        layout = TokenLayout(text=None, video=slice(0, hidden_states.shape[1]), grid=self.adapter.grid, role="self")
+        call = self._call(layout, hidden_states, project, attention_mask)
+        session.run_before_attention(call)
+        call.q, call.k, call.v = project(call.hidden_states)
+        session.run_qkv(call)
+        call.output = self._attend(call, call.k, call.v, attention_mask)
+        output = session.run_attention_output(call, call.output)
+        return self._project_out(attn, call, output)
+
+
+class WanCrossProcessor(_WanProcessor):
+    """Stands in for ``WanAttnProcessor`` in ``attn2`` (video -> [image,] text), same operations, same order."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
+        session = self.session
+        if not session.hooks_attention or encoder_hidden_states is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+
+        image_length = encoder_hidden_states.shape[1] - WAN_TEXT_CONTEXT_LENGTH if attn.add_k_proj is not None else 0
+        text_length = encoder_hidden_states.shape[1] - image_length
+        context = encoder_hidden_states
+
+        def project(states: torch.Tensor):
+            return _project_cross(attn, states, context, image_length, rotary_emb)
+
+        layout = TokenLayout(
+            text=slice(image_length, image_length + text_length),
+            video=slice(0, hidden_states.shape[1]),
+            grid=self.adapter.grid,
+            image=slice(0, image_length) if image_length else None,
+            role="cross",
+            separately_normalised=("image",) if image_length else (),
+        )
+        call = self._call(layout, hidden_states, project, attention_mask)
+        session.run_before_attention(call)
+        call.q, call.k, call.v = project(call.hidden_states)
+        session.run_qkv(call)
+
+        text_keys, text_values = call.k[:, :, image_length:], call.v[:, :, image_length:]
+        output = self._attend(call, text_keys, text_values, attention_mask)
+        if image_length:
+            image_keys, image_values = call.k[:, :, :image_length], call.v[:, :, :image_length]
+            if session.wants_logsumexp:
+                image_output, image_logsumexp = sdpa_with_logsumexp(call.q, image_keys, image_values)
+                call._group_logsumexps["image"] = image_logsumexp
+            else:
+                image_output = sdpa(call.q, image_keys, image_values)
+            # diffusers adds the image attention to the text attention's (text + image, in that order).
+            output = output + image_output
+        call.output = output
+        output = session.run_attention_output(call, output)
+        return self._project_out(attn, call, output)
+
+
+def _apply_rotary(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    """Wan's RoPE on interleaved pairs, in the operation order of diffusers' WanAttnProcessor."""
+    x1, x2 = hidden_states.unflatten(-1, (-1, 2)).unbind(-1)
+    cos = freqs_cos[..., 0::2]
+    sin = freqs_sin[..., 1::2]
+    out = torch.empty_like(hidden_states)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(hidden_states)
+
+
+def _as_call_layout(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(B, N, heads, d) -> (B, heads, N, d) views: the very tensors diffusers' native dispatch hands to SDPA."""
+    return tuple(tensor.permute(0, 2, 1, 3) for tensor in tensors)
+
+
+def _project_self(attn, states: torch.Tensor, rotary_emb):
+    from diffusers.models.transformers.transformer_wan import _get_qkv_projections
+
+    query, key, value = _get_qkv_projections(attn, states, None)
+    query, key = attn.norm_q(query), attn.norm_k(key)
+    query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))
+    if rotary_emb is not None:
+        query, key = _apply_rotary(query, *rotary_emb), _apply_rotary(key, *rotary_emb)
+    return _as_call_layout(query, key, value)
+
+
+def _project_cross(attn, states: torch.Tensor, context: torch.Tensor, image_length: int, rotary_emb):
+    """q from the video stream; k, v of ``[image, text]`` (image through the added projections)."""
+    from diffusers.models.transformers.transformer_wan import _get_added_kv_projections, _get_qkv_projections
+
+    image, text = context[:, :image_length], context[:, image_length:]
+    query, key, value = _get_qkv_projections(attn, states, text)
+    query, key = attn.norm_q(query), attn.norm_k(key)
+    query, key, value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (query, key, value))
+    if rotary_emb is not None:
+        query, key = _apply_rotary(query, *rotary_emb), _apply_rotary(key, *rotary_emb)
+    if image_length:
+        image_key, image_value = _get_added_kv_projections(attn, image)
+        image_key = attn.norm_added_k(image_key)
+        image_key, image_value = (tensor.unflatten(2, (attn.heads, -1)) for tensor in (image_key, image_value))
+        key, value = torch.cat([image_key, key], dim=1), torch.cat([image_value, value], dim=1)
+    return _as_call_layout(query, key, value)
+
+
+@hookimpl(trylast=True)
+def attnkit_register_adapters(register):
+    register(WanAdapter)

@@ -1,0 +1,136 @@
+"""HunyuanVideo and Wan adapters beyond the conformance suite: refused variants and processors, added rows,
+per-token timesteps, and the roles plugins see."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attnkit
+from attnkit.adapters.wan import WanAdapter
+from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, tiny_hunyuan_pipeline, tiny_hunyuan_transformer
+from attnkit.testing.tiny_wan import WAN_CALL_KWARGS, tiny_wan_pipeline, tiny_wan_transformer
+
+
+@pytest.fixture(scope="module")
+def wan_pipe():
+    return tiny_wan_pipeline("t2v")
+
+
+@pytest.fixture(scope="module")
+def hunyuan_pipe():
+    return tiny_hunyuan_pipeline()
+
+
+def run(pipe, kwargs, **overrides):
+    return pipe(prompt="a red dog runs", generator=torch.Generator().manual_seed(0), **dict(kwargs, **overrides)).frames
+
+
+def processors(model):
+    return {name: id(processor) for name, processor in model.attn_processors.items()}
+
+
+def test_wan_vace_is_refused_by_name():
+    from diffusers import WanVACETransformer3DModel
+
+    vace = WanVACETransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2, vace_layers=[0], vace_in_channels=16,
+    )
+    before = processors(vace)
+    with pytest.raises(attnkit.UnsupportedModelError) as raised:
+        with attnkit.attach(vace):
+            pass
+    message = str(raised.value)
+    assert "WanVACETransformer3DModel is Wan VACE" in message and "WanTransformer3DModel" in message
+    assert processors(vace) == before
+
+
+def test_hunyuan_framepack_is_refused_by_name():
+    framepack_class = type("HunyuanVideoFramepackTransformer3DModel", (torch.nn.Module,), {})
+    with pytest.raises(attnkit.UnsupportedModelError, match="HunyuanVideo FramePack"):
+        with attnkit.attach(framepack_class()):
+            pass
+
+
+@pytest.mark.parametrize("build", [tiny_wan_transformer, tiny_hunyuan_transformer], ids=["wan", "hunyuan"])
+def test_an_unexpected_processor_class_is_refused_and_nothing_stays_swapped(build):
+    model = build()
+    attentions = [module for module in model.modules() if hasattr(module, "processor")]
+    last = attentions[-1]
+    original_class = type(last.processor)
+    last.processor = type("CustomProcessor", (original_class,), {})()
+    before = processors(model)
+    with pytest.raises(attnkit.UnsupportedModelError, match="uses CustomProcessor"):
+        with attnkit.attach(model):
+            pass
+    assert processors(model) == before
+
+
+def test_a_non_native_attention_backend_is_refused(wan_pipe):
+    processor = wan_pipe.transformer.blocks[1].attn2.processor
+    processor._attention_backend = "flash"
+    try:
+        with pytest.raises(attnkit.UnsupportedModelError, match="blocks.1.attn2 dispatches attention to the 'flash'"):
+            with attnkit.attach(wan_pipe):
+                pass
+    finally:
+        processor._attention_backend = None
+
+
+def test_wan_per_token_timesteps_count_as_the_largest():
+    # Wan 2.2 image-to-video: the clean first frame's tokens have timestep 0, the rest the step's.
+    inputs = {"timestep": torch.tensor([[0.0, 0.0, 875.0, 875.0]])}
+    assert WanAdapter.timestep(inputs) == 875.0
+
+
+def test_joint_only_plugin_is_refused_on_wan_but_accepted_on_hunyuan(wan_pipe, hunyuan_pipe):
+    class JointOnly:
+        name = "joint-only"
+        attnkit_roles = {"joint"}
+
+        @attnkit.hookimpl
+        def attnkit_qkv(self, call):
+            pass
+
+    with pytest.raises(attnkit.UnsupportedRoleError, match="WanTransformer3DModel .*has only \\['cross', 'self'\\]"):
+        with attnkit.attach(wan_pipe, plugins=[JointOnly()]):
+            pass
+    with attnkit.attach(hunyuan_pipe, plugins=[JointOnly()]):
+        pass
+
+
+class AddsReferenceRow:
+    """Adds a "reference" row that copies the cond row's inputs; records the branches of each output."""
+
+    name = "adds-reference-row"
+
+    def __init__(self):
+        self.outputs = []
+
+    @attnkit.hookimpl
+    def attnkit_model_inputs(self, inputs):
+        if "cond" in inputs.session.branches:
+            rows = inputs.session.branches["cond"]
+            inputs.add_rows("reference", inputs.latents[rows], inputs.encoder_hidden_states[rows])
+
+    @attnkit.hookimpl
+    def attnkit_model_output(self, outputs):
+        self.outputs.append({branch: sample.clone() for branch, sample in outputs.items()})
+
+
+@pytest.mark.parametrize("which", ["wan", "hunyuan"])
+def test_added_rows_are_denoised_beside_the_pipeline_and_stripped(which, wan_pipe, hunyuan_pipe):
+    pipe, kwargs = (wan_pipe, WAN_CALL_KWARGS) if which == "wan" else (hunyuan_pipe, HUNYUAN_CALL_KWARGS)
+    expected = run(pipe, kwargs)
+    plugin = AddsReferenceRow()
+    with attnkit.attach(pipe, plugins=[plugin]):
+        attached = run(pipe, kwargs)
+    torch.testing.assert_close(attached, expected, atol=1e-5, rtol=0)
+    with_reference = [output for output in plugin.outputs if "reference" in output]
+    assert len(with_reference) == 2  # the cond forward of each of the two steps
+    for output in with_reference:
+        # The reference row has the cond row's inputs (Hunyuan: text unmasked, so only close in shape).
+        assert output["reference"].shape == output["cond"].shape
+        if which == "wan":
+            torch.testing.assert_close(output["reference"], output["cond"], atol=1e-5, rtol=0)
