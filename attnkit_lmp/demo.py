@@ -1,7 +1,18 @@
-"""Placeholder demo: a tiny random CogVideoX pipeline on the CPU, written out as mp4, gif and metrics.
+"""The main-job demo: copy a held-out toy clip's motion onto another subject with LMP, next to the baseline.
 
-It shows the whole path from prompt to video file without any download; the toy-world motion
-transfer demo replaces it. Run ``python -m attnkit_lmp.demo --out demo_out``.
+With the trained toy model bundled in the package (``attnkit_lmp/toy/pretrained``), on a CPU, it:
+
+1. renders a reference clip the model never saw in training ("a red square" on a wave path);
+2. generates the target prompt ("a blue circle") twice from the same noise: with the stock pipeline
+   (baseline) and with LMP (FBDM + RMTM + ASM);
+3. writes to ``--out``: ``reference``/``baseline``/``lmp`` as ``.mp4`` and ``.gif``, ``comparison.mp4``/
+   ``.gif`` (reference | baseline | LMP side by side), ``fbdm_explorer.html`` (FBDM's subject attention and
+   foreground mask per step over the reference frames, next to the ground truth) and ``metrics.json``
+   (scores, the full LMP config, timings);
+4. prints motion fidelity, path error and whether the target's look was kept, for baseline vs LMP.
+
+Run ``python -m attnkit_lmp.demo --out demo_out`` (or ``attnkit-lmp demo``). Scores are those of
+:mod:`attnkit_lmp.toy.measure`; docs/toy-measurement.md has them over many clips.
 """
 
 from __future__ import annotations
@@ -9,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,65 +29,278 @@ import numpy as np
 
 from attnkit_lmp.cli import register_command
 
-PROMPT = "a red ball rolls left across the field"
-# 32 x 32 frames are hard to see; each pixel becomes an 8 x 8 block in the written files.
+# The demo's case: a held-out trajectory family and seed, and a target differing in colour and shape.
+DEMO_REFERENCE = {"colour": "red", "shape": "square", "trajectory": "wave", "seed": 3, "split": "heldout"}
+DEMO_TARGET = ("blue", "circle")
+# 32 x 32 frames are hard to see; each pixel becomes an UPSCALE x UPSCALE block in the written videos.
 UPSCALE = 8
-FPS = 8
+VIDEO_NAMES = ("reference", "baseline", "lmp")
+DISPLAY_NAMES = {"reference": "reference", "baseline": "baseline (no plugins)", "lmp": "LMP"}
+EXIT_MODEL_MISSING = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from attnkit_lmp.toy.measure import DEFAULT_STEPS
+
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (created)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the noise")
-    parser.add_argument("--steps", type=int, default=2, help="denoising steps")
-    parser.add_argument("--prompt", default=PROMPT, help="text prompt")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="toy pipeline folder (default: the model bundled in the package)"
+    )
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (shared by baseline and LMP)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    import imageio.v3 as iio
     import torch
 
-    from attnkit.testing import TINY_CALL_KWARGS, tiny_cogvideox_pipeline
+    from attnkit_lmp.toy.pretrained import ToyModelMissingError, load_toy_pipeline
 
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        print(f"error: --steps {args.steps} must be at least 1 (e.g. 50)", file=sys.stderr)
+        return EXIT_MODEL_MISSING
+    try:
+        pipe = load_toy_pipeline(args.model)
+    except ToyModelMissingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_MODEL_MISSING
+    pipe.set_progress_bar_config(disable=True)  # the demo shows its own bars, one per run
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    timings = {"load": time.perf_counter() - started}
 
-    start = time.perf_counter()
-    pipe = tiny_cogvideox_pipeline("t2v", "1.0", seed=args.seed)
-    built = time.perf_counter()
-    call_kwargs = {**TINY_CALL_KWARGS, "num_inference_steps": args.steps}
-    frames = pipe(
-        prompt=args.prompt, generator=torch.Generator().manual_seed(args.seed), **call_kwargs
-    ).frames[0]
-    generated = time.perf_counter()
+    report = generate_and_score(pipe, args.steps, args.seed, progress=not args.no_progress, timings=timings)
+    written = write_outputs(out, report, timings)
+    timings["total"] = time.perf_counter() - started
 
-    # (frames, channels, height, width) in [0, 1] -> (frames, height, width, 3) uint8, upscaled
-    video = (frames.permute(0, 2, 3, 1).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-    video = video.repeat(UPSCALE, axis=1).repeat(UPSCALE, axis=2)
-    iio.imwrite(out / "video.mp4", video, plugin="pyav", codec="libx264", fps=FPS)
-    iio.imwrite(out / "video.gif", video, duration=1000 / FPS, loop=0)
-    written = time.perf_counter()
+    metrics = metrics_document(report, args, timings, written)
+    from attnkit.record.atomic import atomic_write_bytes
 
-    metrics = {
-        "what": "tiny random-weight CogVideoX 1.0 text-to-video pipeline (placeholder demo)",
-        "prompt": args.prompt,
-        "seed": args.seed,
-        "num_inference_steps": args.steps,
-        "frames": int(video.shape[0]),
-        "generated_height_width": [int(frames.shape[2]), int(frames.shape[3])],
-        "written_height_width": [int(video.shape[1]), int(video.shape[2])],
-        "seconds_build": round(built - start, 3),
-        "seconds_generate": round(generated - built, 3),
-        "seconds_write": round(written - generated, 3),
-        "seconds_total": round(written - start, 3),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"wrote {out / 'video.mp4'}, {out / 'video.gif'}, {out / 'metrics.json'} in {metrics['seconds_total']} s")
+    atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    print()
+    print(f"reference: {report['case'].reference.prompt!r} ({report['case'].reference.trajectory} path, held out)"
+          f" -> target: {report['case'].prompt!r}, {args.steps} steps")
+    print(demo_table(report["scores"]))
+    print(f"wrote {', '.join(sorted(written + ['metrics.json']))} to {out}/ in {timings['total']:.1f} s")
     return 0
 
 
-register_command("demo", "run the demo and write video.mp4, video.gif and metrics.json", add_arguments, run)
+def demo_case():
+    """The demo's :class:`~attnkit_lmp.toy.measure.TransferCase` (fixed: the same every run)."""
+    from attnkit_lmp.toy.measure import TransferCase
+    from attnkit_lmp.toy.world import ClipSpec
+
+    return TransferCase(ClipSpec(**DEMO_REFERENCE), *DEMO_TARGET, noise_seed=0)
+
+
+def generate_and_score(pipe, steps: int, seed: int, progress: bool = True, timings: dict | None = None) -> dict:
+    """Render the reference, run baseline and LMP from the same noise, and score both."""
+    import dataclasses
+
+    from attnkit_lmp.toy.measure import run_baseline, run_lmp, score_transfer, toy_lmp_config, world_of
+    from attnkit_lmp.toy.world import render_clip
+
+    timings = timings if timings is not None else {}
+    case = dataclasses.replace(demo_case(), noise_seed=seed)
+    clip = render_clip(case.reference, world_of(pipe))
+    config = toy_lmp_config(steps)
+
+    started = time.perf_counter()
+    baseline = run_baseline(pipe, case.prompt, config, case.noise_seed, progress=progress)
+    timings["baseline"] = time.perf_counter() - started
+
+    import torch
+
+    from attnkit_lmp.transfer import motion_transfer
+
+    started = time.perf_counter()
+    result = motion_transfer(
+        pipe,
+        reference=clip.frames,
+        reference_prompt=clip.prompt,
+        reference_subject=case.reference_subject,
+        prompt=case.prompt,
+        subject=case.subject,
+        config=config,
+        generator=torch.Generator().manual_seed(case.noise_seed),
+        return_details=True,
+        progress=progress,
+    )
+    timings["lmp"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = {
+        "baseline": score_transfer(baseline.frames, clip, case),
+        "lmp": score_transfer(result.frames, clip, case, result.masks),
+    }
+    timings["score"] = time.perf_counter() - started
+    reference_frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 255
+    return {
+        "case": case,
+        "clip": clip,
+        "config": result.config,
+        "videos": {"reference": reference_frames, "baseline": baseline.frames, "lmp": result.frames},
+        "fbdm_records": result.masks,
+        "asm_losses": result.asm_losses,
+        "scores": scores,
+        "num_layers": pipe.transformer.config.num_layers,
+    }
+
+
+def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
+    """Videos (mp4 + gif), the side-by-side comparison and the FBDM explorer; returns the file names written."""
+    from tqdm.auto import tqdm
+
+    from attnkit_lmp.video_io import write_video
+
+    started = time.perf_counter()
+    fps = report["config"].fps
+    videos = report["videos"]
+    comparison = labelled_row([(DISPLAY_NAMES[name], videos[name]) for name in VIDEO_NAMES])
+    jobs = [(f"{name}{suffix}", videos[name], UPSCALE) for name in VIDEO_NAMES for suffix in (".mp4", ".gif")]
+    jobs += [(f"comparison{suffix}", comparison, 1) for suffix in (".mp4", ".gif")]
+    written = []
+    for file_name, frames, upscale in tqdm(jobs, desc="writing videos", unit="file", leave=False):
+        write_video(out / file_name, frames, fps=fps, upscale=upscale)
+        written.append(file_name)
+    write_fbdm_explorer(out / "fbdm_explorer.html", report)
+    written.append("fbdm_explorer.html")
+    timings["write"] = time.perf_counter() - started
+    return written
+
+
+def labelled_row(videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: int = 4, label_height: int = 22):
+    """Videos ``(F, 3, H, W)`` in [0, 1] upscaled and placed left to right, each under its name, white gaps."""
+    import cv2
+    import torch
+
+    panels = []
+    for index, (name, frames) in enumerate(videos):
+        frames = frames.detach().float().cpu().clamp(0, 1)
+        frames = frames.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
+        count, _, _, width = frames.shape
+        label = np.full((label_height, width, 3), 255, dtype=np.uint8)
+        cv2.putText(label, name, (4, label_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        label = torch.from_numpy(label).permute(2, 0, 1).float().div(255).expand(count, -1, -1, -1)
+        panels.append(torch.cat([label, frames], dim=2))
+        if index < len(videos) - 1:
+            panels.append(torch.ones(count, 3, panels[-1].shape[2], gap))
+    return torch.cat(panels, dim=3)
+
+
+def fbdm_record(report: dict):
+    """FBDM's history as an :class:`attnkit.record.AttentionRecord`: per refresh step, the subject map,
+    the thresholded mask, and the ground-truth mask pooled to the latent grid (three "tokens")."""
+    import torch
+
+    from attnkit.record import AttentionRecord
+    from attnkit_lmp.toy.measure import ground_truth_on_grid
+
+    records = report["fbdm_records"]
+    if not records:
+        raise ValueError("LMP ran without FBDM, so there is no foreground mask to show; enable_fbdm must be on")
+    grid = tuple(records[0].mask.shape)
+    truth = torch.from_numpy(ground_truth_on_grid(report["clip"].masks, grid)).float()
+    maps = torch.stack(
+        [torch.stack([record.attention_map.float(), record.mask.float(), truth])[None] for record in records]
+    )  # (steps, 1 layer slot, 3 "tokens", frames, h, w)
+    case = report["case"]
+    subject = " ".join(case.reference_subject)
+    config = report["config"]
+    layers = config.fbdm_layers if config.fbdm_layers is not None else list(range(report["num_layers"]))
+    return AttentionRecord(
+        maps={"reference": maps},
+        grid=grid,
+        tokens=[
+            f"{subject}: FBDM map (min-max per frame)",
+            f"{subject}: FBDM mask (>= {config.fg_threshold})",
+            "ground-truth mask (pooled)",
+        ],
+        token_positions=[[], [], []],
+        steps=[record.step for record in records],
+        timesteps=[None] * len(records),
+        layers=layers,
+        layer_names=[f"layer {layer}" for layer in layers],
+        direction="both",
+        layer_reduction="mean",
+        model_class="toy CogVideoXTransformer3DModel",
+        pipeline_class="CogVideoXPipeline",
+        prompt=case.reference.prompt,
+    )
+
+
+def write_fbdm_explorer(path: Path, report: dict) -> Path:
+    """The FBDM masks as the attnkit explorer page (step slider, map/mask/ground-truth menu, reference overlay)."""
+    from attnkit.viz import write_explorer
+
+    record = fbdm_record(report)
+    return write_explorer(record, path, frames=report["clip"].frames)
+
+
+def demo_table(scores: dict[str, dict]) -> str:
+    """The printed comparison: MF (centroid and grid tracks), path error (and its controls), look kept."""
+    from attnkit_lmp.toy.measure import format_table
+
+    columns = (
+        ("MF centroid", "motion_fidelity_centroid", "{:.3f}"),
+        ("MF grid", "motion_fidelity_grid", "{:.3f}"),
+        ("path error px", "path_error", "{:.2f}"),
+        ("vs reversed px", "path_error_reversed", "{:.2f}"),
+        ("colour", "colour", "{}"),
+        ("shape", "shape", "{}"),
+        ("look kept", "appearance_kept", "{}"),
+    )
+    return format_table(scores, columns)
+
+
+def metrics_document(report: dict, args: argparse.Namespace, timings: dict, written: list[str]) -> dict:
+    """Everything needed to read and rerun the demo: case, scores, LMP config, timings, versions."""
+    import torch
+
+    case = report["case"]
+    return {
+        "what": "LMP motion transfer vs the stock pipeline on the bundled toy CogVideoX model",
+        "model": str(args.model or "bundled (attnkit_lmp/toy/pretrained)"),
+        "reference": {**case.reference.to_dict(), "prompt": case.reference.prompt, "subject": case.reference_subject},
+        "target": {"prompt": case.prompt, "subject": case.subject},
+        "noise_seed": case.noise_seed,
+        "scores": _json_ready(report["scores"]),
+        "config": report["config"].to_dict(),
+        "fbdm_mask_steps": [record.step for record in report["fbdm_records"]],
+        "asm_loss_first_last": _json_ready(
+            [report["asm_losses"][0], report["asm_losses"][-1]] if report["asm_losses"] else []
+        ),
+        "seconds": {name: round(value, 2) for name, value in timings.items()},
+        "files": sorted(written),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+
+
+def _json_ready(value):
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN; a metric that could not be measured is null
+    return value
+
+
+register_command(
+    "demo",
+    "copy a held-out toy clip's motion with LMP vs the baseline; writes videos, comparison, explorer, metrics.json",
+    add_arguments,
+    run,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
