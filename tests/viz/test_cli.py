@@ -34,7 +34,7 @@ def test_viz_can_draw_over_a_video(record_file, recorded_run, tmp_path):
     iio.imwrite(video, frames, fps=8)
     out = tmp_path / "overlay.html"
     assert main(["viz", str(record_file), "--video", str(video), "--out", str(out)]) == 0
-    assert "data:image/png;base64" in out.read_text()
+    assert out.read_text().count('"source":"data:image') == 3, "one video frame under each latent frame's map"
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary_files(record, tmp_pa
 
 def test_a_run_that_reaches_no_recorded_step_gives_an_empty_record_that_saves(tiny_pipe, tmp_path):
     recorder = AttentionRecorder(tokens=["dog"], prompt=PROMPT, steps=[40])
-    run_pipeline(tiny_pipe, [recorder], num_inference_steps=1)
+    run_pipeline(tiny_pipe, [recorder], num_inference_steps=1, output_type="latent")
     assert recorder.record.is_empty and recorder.peak_kept_bytes == 0
     loaded = load_record(recorder.save_record(tmp_path / "empty.safetensors"))
     assert loaded.is_empty and loaded.maps["cond"].shape[0] == 0

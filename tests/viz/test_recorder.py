@@ -116,10 +116,10 @@ def test_going_over_the_budget_is_an_error_before_any_map_is_kept(tiny_pipe):
 
 
 def test_a_budget_that_fits_records(tiny_pipe):
-    estimate = estimate_recording_bytes(video_tokens=48, tokens=1, layers=2, steps=2, heads=2)
+    estimate = estimate_recording_bytes(video_tokens=48, tokens=1, layers=2, steps=1, heads=2)
     recorder = AttentionRecorder(tokens=["dog"], prompt=PROMPT, memory_budget_bytes=estimate.total_bytes)
-    run_pipeline(tiny_pipe, [recorder], num_inference_steps=2)
-    assert recorder.peak_kept_bytes == estimate.kept_bytes == 768
+    run_pipeline(tiny_pipe, [recorder], num_inference_steps=1, output_type="latent")
+    assert recorder.peak_kept_bytes == estimate.kept_bytes == 384
 
 
 def test_an_unknown_word_lists_the_prompt_tokens(tiny_pipe):
@@ -143,13 +143,13 @@ def test_a_layer_out_of_range_fails_when_the_session_starts(tiny_pipe):
 def test_a_missing_branch_names_the_branches_of_the_batch(tiny_pipe):
     recorder = AttentionRecorder(tokens=[2], branches=["reference"])
     with pytest.raises(attnkit.PluginError, match=r"\['reference'\] are not in this run's batch, which has \['cond', 'uncond'\]"):
-        run_pipeline(tiny_pipe, [recorder], num_inference_steps=1)
+        run_pipeline(tiny_pipe, [recorder], num_inference_steps=1, output_type="latent")
 
 
 def test_a_word_beyond_the_encoded_text_is_an_error(tiny_pipe):
     recorder = AttentionRecorder(tokens=[20])
     with pytest.raises(attnkit.PluginError, match="the model sees only 16 text tokens"):
-        run_pipeline(tiny_pipe, [recorder], num_inference_steps=1)
+        run_pipeline(tiny_pipe, [recorder], num_inference_steps=1, output_type="latent")
 
 
 @pytest.mark.parametrize(
