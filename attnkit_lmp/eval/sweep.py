@@ -1,0 +1,726 @@
+"""An evaluation sweep: every (video, split, method, seed) generated once, scored, and kept across kills and reruns.
+
+:func:`run_sweep` is what ``attnkit-lmp eval`` runs. In order:
+
+1. **Checks before any long work** (every process does them, so all fail alike): the dataset layout,
+   frames and annotations of every video used (:class:`~attnkit_lmp.eval.datasets.DatasetError`), the
+   prompts file against the dataset (:class:`~attnkit_lmp.eval.datasets.PromptsFileError`), the methods,
+   the metric model folders (:class:`~attnkit_lmp.eval.clip_metrics.MetricModelNotFoundError`), the
+   pipeline, every prompt's subject tokens, the output folder, and that an existing output folder was
+   written with the same settings (:class:`SweepSettingsMismatchError`).
+2. **Items.** The plan lists the items video by video (so a video's reference tracks are computed once);
+   process ``rank`` of ``world`` takes items ``rank, rank + world, ...`` of the plan. Items already in
+   any results file are skipped. Each finished item writes its video (temporary file, then rename) and
+   then appends its record (see :mod:`~attnkit_lmp.eval.results`), so a record always has its video.
+3. **Aggregate.** After a barrier, process 0 builds the table from every record of the plan
+   (:mod:`~attnkit_lmp.eval.report`).
+
+Methods (:mod:`~attnkit_lmp.eval.methods`): ``baseline`` is the plain pipeline with the initial noise
+LMP would start from (same seed, same first draw); the others are ``motion_transfer`` with config
+changes. Timing: each record holds its generation seconds and its whole-item seconds; the summary
+reports the harness overhead (everything but the generations) per item and over the process's wall time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .datasets import SPLITS, DatasetError, DavisDataset, EvalItem, load_prompts
+from .methods import DEFAULT_METHODS, Method, resolve_methods
+from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT, motion_fidelity
+from .results import ResultsStore
+
+SETTINGS_FILE = "sweep.json"
+TRACKER_ALIASES = {"lk": "lucas-kanade", "lucas-kanade": "lucas-kanade", "centroid": "centroid", "cotracker": "cotracker"}
+PAPER_GRID_SIZE = 55
+
+
+class SweepError(ValueError):
+    """An input of the sweep cannot work; the message says which and how to fix it."""
+
+
+class SweepSettingsMismatchError(SweepError):
+    """The output folder holds results computed with other settings; mixing them would corrupt the table."""
+
+
+@dataclass
+class SweepSettings:
+    """Everything a sweep needs; ``fingerprint()`` is the part that decides an item's numbers."""
+
+    dataset: Path
+    prompts: Path
+    model: str
+    out: Path
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    splits: tuple[str, ...] = SPLITS
+    seeds: tuple[int, ...] = (0,)
+    videos: tuple[str, ...] | None = None
+    """A subset of the prompts file's videos, in this order; None: all of them."""
+    tracker: str = "lucas-kanade"
+    grid_size: int = PAPER_GRID_SIZE
+    min_displacement: float = DEFAULT_MIN_DISPLACEMENT
+    cotracker_checkpoint: Path | None = None
+    cotracker_repo: Path | None = None
+    clip: Path | None = None
+    pickscore: Path | None = None
+    pickscore_processor: Path | None = None
+    config: Path | None = None
+    """An LMPConfig file (JSON/YAML) every method starts from; None: the paper's defaults."""
+    steps: int | None = None
+    guidance_scale: float | None = None
+    toy_metrics: bool = False
+    require_annotations: bool = True
+    dtype: str = "float32"
+    device: str | None = None
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.dataset, self.prompts, self.out = Path(self.dataset), Path(self.prompts), Path(self.out)
+        for name in ("cotracker_checkpoint", "cotracker_repo", "clip", "pickscore", "pickscore_processor", "config"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, Path(value))
+        self.methods, self.splits = tuple(self.methods), tuple(self.splits)
+        self.seeds = tuple(int(seed) for seed in self.seeds)
+        if self.videos is not None:
+            self.videos = tuple(self.videos)
+
+    def fingerprint(self, base_config: dict[str, Any]) -> dict[str, Any]:
+        """What makes two runs' items comparable: model, sampling config, tracker, metric models."""
+        return {
+            "model": self.model,
+            "dtype": self.dtype,
+            "lmp_config": base_config,
+            "tracker": self.tracker,
+            "grid_size": self.grid_size,
+            "min_displacement": self.min_displacement,
+            "cotracker_checkpoint": _text(self.cotracker_checkpoint),
+            "clip": _text(self.clip),
+            "pickscore": _text(self.pickscore),
+            "toy_metrics": self.toy_metrics,
+        }
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    """One generation to make and score: a (video, split) of the prompts file, a method and a seed."""
+
+    target: EvalItem
+    method: Method
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """``<video>/<split>/<method>/seed<seed>``: the item's name in results files and on disk."""
+        return f"{self.target.video}/{self.target.split}/{self.method.name}/seed{self.seed}"
+
+    @property
+    def video_path(self) -> str:
+        """Where the generated video goes, relative to the output folder."""
+        return f"videos/{self.method.name}/{self.target.video}/{self.target.split}-seed{self.seed}.mp4"
+
+
+@dataclass
+class SweepSummary:
+    """What one process did: items run and skipped, and where its time went."""
+
+    rank: int
+    world_size: int
+    planned: int
+    in_shard: int
+    skipped: int
+    ran: int
+    generation_seconds: float = 0.0
+    item_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    repaired_bytes: int = 0
+    report: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def item_overhead(self) -> float:
+        """Share of the items' time not spent generating (reading, tracking, scoring, writing)."""
+        return 1.0 - self.generation_seconds / self.item_seconds if self.item_seconds > 0 else 0.0
+
+    @property
+    def wall_overhead(self) -> float:
+        """Share of the process's wall time not spent generating (also loading, checks, aggregation)."""
+        return 1.0 - self.generation_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "item_overhead": self.item_overhead, "wall_overhead": self.wall_overhead}
+
+    def describe(self) -> str:
+        lines = [
+            f"rank {self.rank}/{self.world_size}: {self.ran} item(s) run, {self.skipped} already done "
+            f"(shard of {self.in_shard}, plan of {self.planned})"
+        ]
+        if self.repaired_bytes:
+            lines.append(f"  repaired a torn last line ({self.repaired_bytes} bytes) left by an interrupted run")
+        if self.ran:
+            lines.append(
+                f"  generation {self.generation_seconds:.1f} s of {self.item_seconds:.1f} s item time: harness "
+                f"overhead {100 * self.item_overhead:.2f}% per item, {100 * self.wall_overhead:.2f}% of "
+                f"{self.wall_seconds:.1f} s wall time (incl. loading and checks)"
+            )
+        return "\n".join(lines)
+
+
+# --- planning ---------------------------------------------------------------------------------------
+
+
+def plan_items(
+    targets: Sequence[EvalItem], methods: Sequence[Method], seeds: Sequence[int]
+) -> list[SweepItem]:
+    """Every item, video by video (then seed, split, method), so a process meets each video in one run."""
+    by_video: dict[str, list[EvalItem]] = {}
+    for target in targets:
+        by_video.setdefault(target.video, []).append(target)
+    return [
+        SweepItem(target, method, seed)
+        for video_targets in by_video.values()
+        for seed in seeds
+        for target in video_targets
+        for method in methods
+    ]
+
+
+def shard(items: Sequence[SweepItem], rank: int, world_size: int) -> list[SweepItem]:
+    """Process ``rank``'s items: every ``world_size``-th of the plan, starting at ``rank``."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+    return list(items[rank::world_size])
+
+
+def check_videos(dataset: DavisDataset, names: Sequence[str], num_frames: int, require_annotations: bool) -> None:
+    """Every video used has gap-free frames (at least ``num_frames``) and, if required, a mask per frame.
+
+    Reads only the folder listings, not the images, so a large dataset is checked in a moment.
+    """
+    for name in names:
+        paths = dataset.frame_paths(name)
+        if len(paths) < num_frames:
+            raise DatasetError(
+                f"video '{name}' has {len(paths)} frames in '{paths[0].parent}', the model generates "
+                f"{num_frames}; remove it from the prompts file or lower num_frames in --config"
+            )
+        if not require_annotations:
+            continue
+        mask_folder = dataset.annotations_dir / name if dataset.annotations_dir is not None else None
+        if mask_folder is None or not mask_folder.is_dir():
+            raise DatasetError(
+                f"video '{name}' has no annotation folder '{mask_folder}'; add its masks "
+                "(Annotations/<video>/<frame>.png) or pass --no-annotations when the tracker does not need them"
+            )
+        masks = {path.stem for path in mask_folder.glob("*.png")}
+        missing = [path for path in paths if path.stem not in masks]
+        if missing:
+            raise DatasetError(
+                f"annotation '{mask_folder / (missing[0].stem + '.png')}' is missing ({len(missing)} of "
+                f"{len(paths)} frames of '{name}' have no mask); restore the masks or pass --no-annotations"
+            )
+        orphans = sorted(masks - {path.stem for path in paths})
+        if orphans:
+            raise DatasetError(
+                f"frame '{orphans[0]}' of video '{name}' is missing from '{paths[0].parent}': its annotation "
+                f"'{mask_folder / (orphans[0] + '.png')}' exists; restore the frames"
+            )
+
+
+def base_lmp_config(settings: SweepSettings):
+    """The LMPConfig every method starts from: ``--config`` (or the paper's), ``--steps``, ``--guidance-scale``."""
+    from attnkit_lmp.config import LMPConfig, LMPConfigError
+
+    try:
+        config = LMPConfig.load(settings.config) if settings.config is not None else LMPConfig()
+        values = config.to_dict()
+        if settings.guidance_scale is not None:
+            values["guidance_scale"] = settings.guidance_scale
+        if settings.steps is not None:
+            scaled = ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")
+            config = LMPConfig.for_steps(settings.steps, **{k: v for k, v in values.items() if k not in scaled})
+        else:
+            config = LMPConfig.from_dict(values)
+        return config.validate()
+    except LMPConfigError as error:
+        raise SweepError(str(error)) from None
+
+
+def method_config(base, method: Method):
+    """``base`` with the method's config changes; a change naming no LMPConfig field is an error."""
+    from attnkit_lmp.config import LMPConfig, LMPConfigError
+
+    try:
+        return LMPConfig.from_dict({**base.to_dict(), **method.config_changes}).validate()
+    except LMPConfigError as error:
+        raise SweepError(f"method '{method.name}': {error}") from None
+
+
+def check_output_settings(out: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse an output folder whose earlier results were computed with other settings."""
+    path = out / SETTINGS_FILE
+    if not path.is_file():
+        return
+    try:
+        recorded = json.loads(path.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SweepSettingsMismatchError(
+            f"cannot read the settings of the earlier sweep in '{path}' ({error}); restore the file or choose "
+            "another --out"
+        ) from None
+    expected = _flatten(json.loads(json.dumps(fingerprint)))  # the same JSON round trip the file went through
+    recorded = _flatten(recorded)
+    differing = sorted(key for key in set(recorded) | set(expected) if recorded.get(key) != expected.get(key))
+    if differing:
+        details = "; ".join(
+            f"{key}: was {_short_json(recorded.get(key))}, now {_short_json(expected.get(key))}" for key in differing
+        )
+        raise SweepSettingsMismatchError(
+            f"'{out}' holds results of a sweep with other settings ({details}). Their numbers are not "
+            "comparable with this run's: choose another --out, or rerun with the earlier settings"
+        )
+
+
+def write_settings(out: Path, settings: SweepSettings, fingerprint: dict[str, Any]) -> None:
+    from attnkit.record.atomic import atomic_write_bytes
+
+    payload = {"fingerprint": fingerprint, "settings": {k: _jsonable(v) for k, v in asdict(settings).items()}}
+    atomic_write_bytes(out / SETTINGS_FILE, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
+
+
+# --- one process's work -----------------------------------------------------------------------------
+
+
+class ItemRunner:
+    """Generates and scores items with models loaded once; caches each video's reference and its tracks."""
+
+    def __init__(self, settings: SweepSettings, pipe, base_config, dataset: DavisDataset, tracker, text_metrics, pick_only):
+        self.settings = settings
+        self.pipe = pipe
+        self.base_config = base_config
+        self.dataset = dataset
+        self.tracker = tracker
+        self.text_metrics = text_metrics
+        self.pick_only = pick_only
+        self._reference_video: str | None = None
+        self._reference: dict[str, Any] = {}
+        self._configs: dict[str, Any] = {}
+
+    def config_for(self, method: Method):
+        if method.name not in self._configs:
+            self._configs[method.name] = method_config(self.base_config, method)
+        return self._configs[method.name]
+
+    def reference(self, video: str, geometry) -> dict[str, Any]:
+        """The reference as the model sees it (sampled, resized), its tracks and toy path; cached per video."""
+        if self._reference_video == video:
+            return self._reference
+        import torch
+
+        from attnkit_lmp.video_io import read_video, to_uint8
+
+        loaded = self.dataset.load(video)
+        model_view = read_video(
+            loaded.frames, geometry.num_frames, geometry.height, geometry.width, frame_sampling=geometry.frame_sampling
+        )
+        frames = to_uint8(model_view)
+        masks = None
+        if loaded.masks is not None:
+            # The masks go through the same sampling and resizing as the frames, then back to booleans.
+            as_video = torch.from_numpy(loaded.masks.astype(np.float32))[..., None]
+            masks = read_video(
+                as_video, geometry.num_frames, geometry.height, geometry.width, frame_sampling=geometry.frame_sampling
+            )[:, 0].numpy() > 0.5
+        if self.settings.tracker == "centroid" and masks is not None:
+            tracks = self.tracker.track_masks(masks)
+        else:
+            tracks = self.tracker.track(frames, self.settings.grid_size)
+        reference = {"model_view": model_view, "frames": frames, "tracks": tracks}
+        if self.settings.toy_metrics:
+            from .toy_metrics import reference_centroids
+
+            reference["centroids"] = reference_centroids(frames)
+        self._reference_video, self._reference = video, reference
+        return reference
+
+    def generate(self, item: SweepItem, reference_view):
+        """Frames ``(F, 3, H, W)`` in [0, 1] of the item's method; the seed fixes the initial noise."""
+        import torch
+
+        from attnkit_lmp.transfer import motion_transfer
+
+        target = item.target
+        config = self.config_for(item.method)
+        generator = torch.Generator(device="cpu").manual_seed(item.seed)
+        if item.method.kind == "lmp":
+            return motion_transfer(
+                self.pipe,
+                reference=reference_view,
+                reference_prompt=target.reference_prompt,
+                reference_subject=target.reference_subject,
+                prompt=target.prompt,
+                subject=target.subject,
+                config=config,
+                generator=generator,
+                progress=False,
+            )
+        return plain_generation(self.pipe, target, config, generator)
+
+    def score(self, item: SweepItem, frames: np.ndarray, reference: dict[str, Any]) -> dict[str, Any]:
+        """MF always; Align/Cons./Pick. when their models were given; the toy checks when asked for."""
+        generated = self.tracker.track(frames, self.settings.grid_size)
+        use_visibility = self.settings.tracker != "cotracker"  # DMT scores CoTracker tracks through occlusion
+        fidelity = motion_fidelity(
+            generated.tracks,
+            reference["tracks"].tracks,
+            generated_visible=generated.visible if use_visibility else None,
+            reference_visible=reference["tracks"].visible if use_visibility else None,
+            min_displacement=self.settings.min_displacement,
+        )
+        metrics: dict[str, float] = {"motion_fidelity": fidelity.score}
+        if self.text_metrics is not None:
+            metrics.update(self.text_metrics.evaluate(frames, item.target.prompt))
+        elif self.pick_only is not None:
+            from .clip_metrics import pick_scores
+
+            scores = pick_scores(
+                self.pick_only.embed_frames(frames), self.pick_only.embed_text(item.target.prompt), self.pick_only.logit_scale
+            )
+            metrics["pick"] = float(scores.mean())
+        if self.settings.toy_metrics:
+            from .toy_metrics import toy_world_metrics
+
+            metrics.update(toy_world_metrics(frames, reference["centroids"], item.target.subject))
+        # NaN (e.g. no object found) is stored as null: JSON lines stay standard JSON.
+        metrics = {name: None if value is None or np.isnan(value) else float(value) for name, value in metrics.items()}
+        return {"metrics": metrics, "motion_fidelity": fidelity.to_dict()}
+
+    def run(self, item: SweepItem, out: Path, rank: int) -> dict[str, Any]:
+        """Generate, score and save one item; returns its record (not yet appended)."""
+        from attnkit_lmp.video_io import to_uint8
+
+        started = time.perf_counter()
+        geometry = self.config_for(item.method)
+        reference = self.reference(item.target.video, geometry)
+        generation_started = time.perf_counter()
+        frames = self.generate(item, reference["model_view"])
+        generation_seconds = time.perf_counter() - generation_started
+        generated = to_uint8(frames)
+        scores = self.score(item, generated, reference)
+        write_mp4(out / item.video_path, generated, fps=geometry.fps)
+        target = item.target
+        return {
+            "key": item.key,
+            "video": target.video,
+            "split": target.split,
+            "method": item.method.name,
+            "seed": item.seed,
+            "prompt": target.prompt,
+            "subject": target.subject,
+            "reference_prompt": target.reference_prompt,
+            "reference_subject": target.reference_subject,
+            "method_kind": item.method.kind,
+            "method_config_changes": item.method.config_changes,
+            **scores,
+            "video_path": item.video_path,
+            "seconds": {"generation": generation_seconds, "item": time.perf_counter() - started},
+            "rank": rank,
+            "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
+    """Write uint8 (T, H, W, 3) frames as H.264 mp4, atomically (temporary file in the folder, then rename).
+
+    Frames under 128 pixels are enlarged by whole pixels so they can be seen. PyAV directly: imageio's
+    writer runs two full garbage collections per file, which cost more than a toy generation.
+    """
+    import av
+
+    upscale = max(1, 128 // max(frames.shape[1:3]))
+    if upscale > 1:
+        frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # yuv420p needs even sides
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with av.open(str(temporary), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+            stream.options = {"crf": "12"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(stream.encode())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def plain_generation(pipe, target: EvalItem, config, generator):
+    """The baseline: the unmodified pipeline from the same first noise draw ``motion_transfer`` makes."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from attnkit_lmp.reference import latent_shape
+
+    shape = latent_shape(pipe, config.num_frames, config.height, config.width)
+    noise = randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=pipe.transformer.dtype)
+    return pipe(
+        prompt=target.prompt,
+        negative_prompt=config.negative_prompt,
+        height=config.height,
+        width=config.width,
+        num_frames=config.num_frames,
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        use_dynamic_cfg=config.use_dynamic_cfg,
+        generator=generator,
+        latents=noise,
+        max_sequence_length=config.max_sequence_length,
+        output_type="pt",
+    ).frames[0]
+
+
+# --- the whole sweep --------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place among the sweep's processes, and how to wait for the others."""
+
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = lambda: None
+    device: str = "cpu"
+
+
+def current_process_group() -> ProcessGroup:
+    """From ``accelerate`` (``accelerate launch`` sets it up; a plain run is a group of one)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    return ProcessGroup(state.process_index, state.num_processes, state.wait_for_everyone, str(state.device))
+
+
+def run_sweep(
+    settings: SweepSettings,
+    group: ProcessGroup | None = None,
+    started_at: float | None = None,
+    log: Callable[[str], None] = print,
+) -> SweepSummary:
+    """Check everything, run this process's pending items, and (process 0) write the table; see module docstring."""
+    started_at = time.perf_counter() if started_at is None else started_at
+    if settings.threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    group = group or current_process_group()
+    settings.tracker = _tracker_name(settings.tracker)
+    methods = resolve_methods_or_fail(settings.methods)
+    base_config = base_lmp_config(settings)
+    if not settings.seeds:
+        raise SweepError("no seeds given; pass --seeds 0 (or several, e.g. 0,1,2)")
+
+    # Data first: they are cheap to check and the commonest mistake.
+    try:
+        dataset = DavisDataset(settings.dataset, require_annotations=settings.require_annotations)
+    except DatasetError as error:
+        raise SweepError(str(error)) from None
+    prompts = load_prompts(settings.prompts, known_videos=dataset.names)
+    try:
+        targets = prompts.eval_items(splits=settings.splits, videos=settings.videos)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    names = list(dict.fromkeys(target.video for target in targets))
+
+    tracker = build_sweep_tracker(settings)
+    text_metrics, pick_only = load_text_metrics(settings)
+
+    from attnkit_lmp.transfer_command import InputError, check_writable, load_pipeline
+
+    try:
+        check_writable(settings.out)
+        pipe = load_pipeline(settings.model, settings.dtype, settings.device or group.device, cpu_offload=False)
+    except InputError as error:
+        raise SweepError(str(error)) from None
+    base_config = check_targets(pipe, targets, methods, base_config)  # now with the model's geometry
+    try:
+        check_videos(dataset, names, base_config.num_frames, settings.require_annotations)
+    except DatasetError as error:
+        raise SweepError(str(error)) from None
+    fingerprint = settings.fingerprint(base_config.to_dict())
+    check_output_settings(settings.out, fingerprint)
+    group.barrier()  # every process has checked the folder before process 0 writes its settings
+    if group.rank == 0:
+        write_settings(settings.out, settings, fingerprint)
+
+    items = plan_items(targets, methods, settings.seeds)
+    mine = shard(items, group.rank, group.world_size)
+    store = ResultsStore(settings.out, group.rank)
+    store.lock()
+    try:
+        repaired = store.repair()
+        done = store.finished()
+        pending = [item for item in mine if item.key not in done]
+        summary = SweepSummary(
+            rank=group.rank,
+            world_size=group.world_size,
+            planned=len(items),
+            in_shard=len(mine),
+            skipped=len(mine) - len(pending),
+            ran=0,
+            repaired_bytes=repaired,
+        )
+        runner = ItemRunner(settings, pipe, base_config, dataset, tracker, text_metrics, pick_only)
+        from tqdm.auto import tqdm
+
+        with tqdm(
+            pending,
+            desc=f"eval (rank {group.rank})" if group.world_size > 1 else "eval",
+            unit="item",
+            position=group.rank,
+            disable=not settings.progress,
+        ) as bar:
+            for item in bar:
+                bar.set_postfix_str(item.key, refresh=False)
+                record = runner.run(item, settings.out, group.rank)
+                store.append(record)
+                summary.ran += 1
+                summary.generation_seconds += record["seconds"]["generation"]
+                summary.item_seconds += record["seconds"]["item"]
+    finally:
+        store.unlock()
+
+    group.barrier()  # every shard is on disk before the table is built
+    if group.rank == 0:
+        from .report import write_report
+
+        summary.report = {
+            name: str(path) for name, path in write_report(settings.out, items, store.finished(), settings).items()
+        }
+    summary.wall_seconds = time.perf_counter() - started_at
+    return summary
+
+
+def resolve_methods_or_fail(names: Sequence[str]) -> list[Method]:
+    try:
+        return resolve_methods(names)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+
+
+def check_targets(pipe, targets: Sequence[EvalItem], methods: Sequence[Method], base_config):
+    """Every target's and reference's subject is found in its prompt's tokens; returns ``base_config`` resolved.
+
+    The resolved config has the model's geometry (size, frames, text length) filled in. Runs ``motion_transfer``'s own checks without a reference video, so a bad prompt fails now, not after
+    hours of generation.
+    """
+    from attnkit_lmp.transfer import MotionTransferError, check_pipeline, prepare_transfer
+
+    if check_pipeline(pipe) != "t2v":
+        raise SweepError(
+            f"{type(pipe).__name__} is image-to-video; the sweep evaluates text-to-video pipelines (the prompts "
+            "file holds no first frame for the Sub and Back targets). Pass a text-to-video checkpoint"
+        )
+    for method in methods:
+        method_config(base_config, method)  # each method's changes make a valid config
+    resolved = None
+    for target in targets:
+        try:
+            plan = prepare_transfer(
+                pipe, None, target.reference_prompt, target.reference_subject, target.prompt, target.subject, None, base_config
+            )
+        except MotionTransferError as error:
+            raise SweepError(f"item '{target.key}': {error}") from None
+        resolved = resolved or plan.config
+    return resolved
+
+
+def build_sweep_tracker(settings: SweepSettings):
+    from .trackers import TrackerUnavailableError, build_tracker
+
+    if settings.tracker == "cotracker":
+        if settings.cotracker_checkpoint is None:
+            raise SweepError("--tracker cotracker needs --cotracker-checkpoint PATH (and --cotracker-repo PATH)")
+        try:
+            return build_tracker("cotracker", checkpoint=settings.cotracker_checkpoint, repo=settings.cotracker_repo)
+        except TrackerUnavailableError as error:
+            raise SweepError(str(error)) from None
+    if settings.tracker == "centroid" and not settings.require_annotations:
+        raise SweepError(
+            "--tracker centroid follows the reference's annotated masks; drop --no-annotations, or use --tracker lk"
+        )
+    return build_tracker(settings.tracker)
+
+
+def load_text_metrics(settings: SweepSettings):
+    """(VideoTextMetrics or None, PickScore-only embedder or None), loaded once; missing folders fail now."""
+    from .clip_metrics import PICKSCORE_MODEL_NAME, PICKSCORE_PROCESSOR_NAME, ClipEmbedder, MetricModelNotFoundError
+    from .clip_metrics import VideoTextMetrics, download_help
+
+    if settings.pickscore is not None and settings.pickscore_processor is None:
+        raise SweepError(
+            "--pickscore needs --pickscore-processor too: PickScore_v1 has no processor of its own.\n"
+            + download_help("Pick.", PICKSCORE_MODEL_NAME, PICKSCORE_PROCESSOR_NAME)
+        )
+    try:
+        if settings.clip is not None:
+            metrics = VideoTextMetrics.from_paths(settings.clip, settings.pickscore, settings.pickscore_processor)
+            return metrics, None
+        if settings.pickscore is not None:
+            pick_only = ClipEmbedder(
+                settings.pickscore,
+                settings.pickscore_processor,
+                role="Pick.",
+                download_hint=download_help("Pick.", PICKSCORE_MODEL_NAME, PICKSCORE_PROCESSOR_NAME),
+            )
+            return None, pick_only
+    except MetricModelNotFoundError as error:
+        raise SweepError(str(error)) from None
+    return None, None
+
+
+def _tracker_name(name: str) -> str:
+    try:
+        return TRACKER_ALIASES[name]
+    except KeyError:
+        raise SweepError(f"unknown tracker '{name}'; expected one of lk, centroid, cotracker") from None
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level of dotted keys, so a mismatch names the field (lmp_config.asm_steps)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _short_json(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
