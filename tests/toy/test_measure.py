@@ -1,0 +1,139 @@
+"""The toy measurement's cases and scores: held-out references, other-looking targets, and metrics that
+reward following the reference's path and keeping the target's look, checked on rendered (perfect) videos."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from attnkit_lmp.toy.measure import (
+    VALIDATION_SEED_OFFSET,
+    MeasureError,
+    check_goals,
+    fbdm_scores,
+    ground_truth_on_grid,
+    mask_iou,
+    measurement_cases,
+    parse_overrides,
+    score_transfer,
+    toy_lmp_config,
+)
+from attnkit_lmp.toy.world import HELDOUT_TRAJECTORIES, render_clip, render_path
+
+
+@pytest.fixture(scope="module")
+def case():
+    return measurement_cases(1, "test", first_seed=2)[0]
+
+
+@pytest.fixture(scope="module")
+def clip(case):
+    return render_clip(case.reference)
+
+
+def _target_on(path, case, colour=None):
+    frames, _ = render_path(colour or case.target_colour, case.target_shape, path, case.reference.background)
+    return frames
+
+
+def test_cases_are_held_out_and_targets_differ_in_colour_and_shape():
+    cases = measurement_cases(12, "test")
+    for case in cases:
+        assert case.reference.split == "heldout" and case.reference.trajectory in HELDOUT_TRAJECTORIES
+        assert case.target_colour != case.reference.colour and case.target_shape != case.reference.shape
+        assert case.target_colour in case.prompt and case.target_shape in case.prompt
+    assert measurement_cases(12, "test") == cases
+
+
+def test_validation_and_test_cases_never_share_a_clip():
+    test_seeds = {case.reference.seed for case in measurement_cases(50, "test")}
+    validation_seeds = {case.reference.seed for case in measurement_cases(50, "validation")}
+    assert not test_seeds & validation_seeds
+    assert min(validation_seeds) == VALIDATION_SEED_OFFSET
+
+
+def test_unknown_split_is_an_error_that_lists_the_splits():
+    with pytest.raises(MeasureError, match="validation"):
+        measurement_cases(2, "train")
+
+
+def test_a_perfect_transfer_scores_full_motion_fidelity_zero_path_error_and_kept_look(case, clip):
+    scores = score_transfer(_target_on(clip.path, case), clip, case)
+    assert scores["motion_fidelity_centroid"] > 0.95
+    assert scores["motion_fidelity_grid"] > 0.8
+    assert scores["path_error"] < 1.0
+    assert scores["path_error_reversed"] > scores["path_error"] + 2
+    assert scores["appearance_kept"] and scores["reference_colour_share"] == 0.0
+
+
+def test_the_reversed_path_scores_negative_motion_fidelity(case, clip):
+    scores = score_transfer(_target_on(clip.path[::-1], case), clip, case)
+    assert scores["motion_fidelity_centroid"] < -0.5
+    assert scores["path_error_reversed"] < 1.0
+
+
+def test_a_still_object_has_no_motion_fidelity_and_sits_at_the_mean_position(case, clip):
+    still = np.repeat(clip.path.mean(axis=0, keepdims=True), len(clip.path), axis=0)
+    scores = score_transfer(_target_on(still, case), clip, case)
+    assert scores["motion_fidelity_centroid"] == 0.0 and scores["motion_fidelity_grid"] == 0.0
+    assert scores["path_error_mean_position"] < 1.0
+
+
+def test_copying_the_reference_colour_counts_as_leaked_appearance(case, clip):
+    scores = score_transfer(_target_on(clip.path, case, colour=case.reference.colour), clip, case)
+    assert not scores["colour_kept"] and not scores["appearance_kept"]
+    assert scores["reference_colour_read"] and scores["reference_colour_share"] > 0.9
+
+
+def test_uint8_and_pipeline_tensor_frames_score_the_same(case, clip):
+    frames = _target_on(clip.path, case)
+    as_tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    assert score_transfer(frames, clip, case)["path_error"] == pytest.approx(
+        score_transfer(as_tensor, clip, case)["path_error"], abs=1e-6
+    )
+
+
+def test_ground_truth_pooled_to_the_latent_grid_keeps_the_object_cells(clip):
+    pooled = ground_truth_on_grid(clip.masks, (8, 8, 8))
+    assert pooled.shape == (8, 8, 8)
+    # a 12-px object covers 2 to 3 full 4-px cells per side
+    assert all(4 <= frame.sum() <= 16 for frame in pooled)
+    assert mask_iou(pooled, pooled) == 1.0
+    assert mask_iou(pooled, ~pooled) == 0.0
+
+
+def test_fbdm_iou_is_read_from_the_last_mask_and_averaged_over_refreshes(clip):
+    truth = torch.from_numpy(ground_truth_on_grid(clip.masks, (8, 8, 8)))
+    records = [SimpleNamespace(mask=torch.ones_like(truth)), SimpleNamespace(mask=truth)]
+    scores = fbdm_scores(records, clip)
+    assert scores["fbdm_iou"] == 1.0
+    assert scores["fbdm_iou_mean_over_steps"] == pytest.approx((truth.float().mean().item() + 1.0) / 2)
+
+
+def test_toy_config_scales_threshold_fractions_and_takes_overrides():
+    config = toy_lmp_config(20, asm_steps_fraction=0.5, fg_threshold=0.25)
+    assert config.num_inference_steps == 20 and config.asm_steps == 10 and config.fg_threshold == 0.25
+    assert toy_lmp_config(50).rmtm_steps > toy_lmp_config(10).rmtm_steps
+
+
+def test_overrides_parse_as_json_and_bad_ones_name_the_form():
+    assert parse_overrides(["rmtm_layers=[1, 2]", "asm_eta=50", "rmtm_cfg_rows=cond"]) == {
+        "rmtm_layers": [1, 2],
+        "asm_eta": 50,
+        "rmtm_cfg_rows": "cond",
+    }
+    with pytest.raises(MeasureError, match="NAME=VALUE"):
+        parse_overrides(["fg_threshold"])
+
+
+def test_goals_need_lmp_above_baseline_and_the_papers_ablation_order():
+    summary = {
+        "baseline": {"motion_fidelity_centroid": 0.2, "appearance_kept": 1.0},
+        "lmp": {"motion_fidelity_centroid": 0.9, "appearance_kept": 0.95},
+        "lmp_no_asm": {"motion_fidelity_centroid": 0.8, "appearance_kept": 0.9},
+        "lmp_no_fbdm": {"motion_fidelity_centroid": 0.85, "appearance_kept": 0.9},
+    }
+    goals = check_goals(summary)
+    assert goals["lmp_mf_at_least_0.85"] and goals["baseline_mf_at_most_0.40"]
+    assert not goals["ablation_order_lmp>no_asm>no_fbdm"]
