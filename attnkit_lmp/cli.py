@@ -70,4 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as `python -m attnkit_lmp.cli` (e.g. under `accelerate launch -m`), this file is `__main__`, while
+    # subcommand modules register into the imported `attnkit_lmp.cli`: use that module's registry.
+    from attnkit_lmp.cli import main as registry_main
+
+    raise SystemExit(registry_main())
