@@ -505,10 +505,16 @@ class ProcessGroup:
 
 
 def current_process_group() -> ProcessGroup:
-    """From ``accelerate`` (``accelerate launch`` sets it up; a plain run is a group of one)."""
+    """From ``accelerate`` (``accelerate launch`` sets it up; a plain run is a group of one).
+
+    Without a GPU the processes talk over gloo on the CPU: accelerate only does so when told ``cpu``
+    (its ``--cpu`` launcher needs MPI for several processes, while ``--multi_gpu`` starts them with
+    torchrun, which also works on a machine without GPUs once the state is built with ``cpu=True``).
+    """
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())
     return ProcessGroup(state.process_index, state.num_processes, state.wait_for_everyone, str(state.device))
 
 
