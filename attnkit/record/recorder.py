@@ -229,8 +229,6 @@ class AttentionRecorder:
                 f"the latent grid changed from {self._grid} to {call.layout.grid} within one session; "
                 "record each resolution in its own attach() block"
             )
-        self._timesteps.setdefault(call.step, call.timestep)
-        self._layer_names.setdefault(call.layer, call.name)
         step_key = 0 if self.reduce_steps else call.step
         text_start = call.layout.text.start
         positions = [text_start + position for position in self._flat_positions]
@@ -241,6 +239,9 @@ class AttentionRecorder:
             sums, counts = self._slot(branch, step_key, token_maps)
             sums[slot] += token_maps
             counts[slot] += 1
+        # Noted only once something was kept, so a step refused by the budget leaves no empty slot behind.
+        self._timesteps.setdefault(call.step, call.timestep)
+        self._layer_names.setdefault(call.layer, call.name)
         return None
 
     @hookimpl

@@ -166,3 +166,23 @@ def test_a_word_beyond_the_encoded_text_is_an_error(tiny_pipe):
 def test_bad_arguments_say_what_to_pass(arguments, message):
     with pytest.raises(ValueError, match=message):
         AttentionRecorder(**arguments)
+
+
+def test_without_a_pipeline_each_new_step_is_checked_against_the_budget(tiny_pipe):
+    transformer = tiny_pipe.transformer
+    # One step keeps 2 layers x 1 token x 48 video tokens x 4 bytes = 384 bytes; the probe works in
+    # 3 x 1 row x 2 heads x 1 position x 48 x 4 = 1152 bytes. The budget fits one step, not two.
+    recorder = AttentionRecorder(tokens=[2], memory_budget_bytes=384 + 1152)
+    inputs = {
+        "hidden_states": torch.randn(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0)),
+        "encoder_hidden_states": torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(1)),
+    }
+    with pytest.raises(attnkit.PluginError) as raised:
+        with attnkit.attach(transformer, plugins=[recorder]):
+            transformer(**inputs, timestep=torch.tensor([999]))
+            assert recorder.peak_kept_bytes == 384 and recorder.estimate.steps is None
+            transformer(**inputs, timestep=torch.tensor([499]))
+    assert isinstance(raised.value.__cause__, MemoryBudgetError)
+    assert "for step 1" in str(raised.value.__cause__) and "more steps are checked as they come" in str(raised.value.__cause__)
+    assert recorder.peak_kept_bytes == 384
+    assert recorder.record.steps == [0] and not recorder.record.complete, "what was kept before the error is there"
