@@ -200,6 +200,8 @@ class AttentionRecorder:
     def attnkit_session_start(self, session):
         self._reset()
         self.record = None
+        self.estimate = None
+        self.peak_kept_bytes = 0
         self._session = session
         tokenizer = self.tokenizer if self.tokenizer is not None else getattr(session.pipeline, "tokenizer", None)
         if tokenizer is None and any(isinstance(token, str) for token in self.token_specs):
@@ -249,6 +251,7 @@ class AttentionRecorder:
         self.record = self._finish(session, complete=error is None)
         self._sums.clear()
         self._counts.clear()
+        self._session = None  # do not keep the pipeline alive through the recorder
 
     # --- planning and the memory budget ---------------------------------------------------------------
 
