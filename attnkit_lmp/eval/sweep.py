@@ -522,7 +522,6 @@ def run_sweep(
     settings: SweepSettings,
     group: ProcessGroup | None = None,
     started_at: float | None = None,
-    log: Callable[[str], None] = print,
 ) -> SweepSummary:
     """Check everything, run this process's pending items, and (process 0) write the table; see module docstring."""
     started_at = time.perf_counter() if started_at is None else started_at
