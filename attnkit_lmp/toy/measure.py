@@ -595,6 +595,49 @@ def world_of(pipe) -> WorldConfig:
     )
 
 
+# --- the hyper-parameter search (validation split only) -------------------------------------------
+
+# Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
+# search): the [choice]s of METHOD.md that the paper leaves open for a model of this size.
+SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
+    ("fg_threshold", (0.2, 0.4, 0.6)),
+    ("asm_eta", (0.0, 10.0, 100.0, 1000.0)),
+    ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
+    ("asm_steps_fraction", (0.3, 0.7, 1.0)),
+    ("fbdm_steps_fraction", (0.4, 0.8)),
+    ("rmtm_layers", (None, [0, 1], [2, 3], [1, 2, 3])),
+)
+
+
+def search_objective(values: dict[str, float]) -> float:
+    """What the search maximises: centroid MF of LMP, minus any shortfall of kept look below the goal."""
+    shortfall = max(0.0, GOALS["lmp_appearance_kept_min"] - values.get("appearance_kept", 0.0))
+    return values.get("motion_fidelity_centroid", 0.0) - shortfall
+
+
+def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None):
+    """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
+    best: dict = {}
+    best_value = None
+    trials = []
+    tried: dict[str, dict] = {}
+    for name, options in space:
+        for option in options:
+            overrides = {**best, name: option}
+            config = toy_lmp_config(steps, **overrides)
+            key = config.to_json()  # equal settings spelt differently run once
+            if key not in tried:
+                summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]
+                tried[key] = {"overrides": overrides, "summary": summary, "objective": search_objective(summary)}
+                trials.append(tried[key])
+                if on_trial is not None:
+                    on_trial(tried[key])
+            trial = tried[key]
+            if best_value is None or trial["objective"] > best_value:
+                best_value, best = trial["objective"], dict(overrides)
+    return best, trials
+
+
 # --- command line ------------------------------------------------------------------------------------
 
 
@@ -626,6 +669,11 @@ def add_measure_parser(subparsers) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)"
     )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="coordinate-search the LMP [choice] settings (SEARCH_SPACE) instead; needs --split validation",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run_measure_cli)
 
@@ -649,6 +697,8 @@ def run_measure_cli(args: argparse.Namespace) -> int:
         return 2
     pipe.set_progress_bar_config(disable=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.search:
+        return _run_search(pipe, cases, args)
     log_path = args.out / "records.jsonl"
     log_path.write_text("")
 
@@ -680,4 +730,37 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     for name in ("goals_centroid_mf", "goals_grid_mf"):
         print(name, json.dumps(report[name]))
     print(f"report written to {args.out / 'report.json'}")
+    return 0
+
+
+def _run_search(pipe, cases: list[TransferCase], args: argparse.Namespace) -> int:
+    import sys
+
+    from attnkit.record.atomic import atomic_write_bytes
+
+    if args.split != "validation":
+        print(
+            f"error: --search tunes hyper-parameters, so it must not see the reported clips: got --split {args.split},"
+            " pass --split validation",
+            file=sys.stderr,
+        )
+        return 2
+    log_path = args.out / "search.jsonl"
+    log_path.write_text("")
+
+    def append(trial):
+        with log_path.open("a") as log:
+            log.write(json.dumps(trial) + "\n")
+        summary = trial["summary"]
+        print(
+            f"objective {trial['objective']:.3f}  MF centroid {summary.get('motion_fidelity_centroid', 0):.3f}"
+            f"  MF grid {summary.get('motion_fidelity_grid', 0):.3f}  look kept {summary.get('appearance_kept', 0):.0%}"
+            f"  {json.dumps(trial['overrides'])}",
+            flush=True,
+        )
+
+    best, trials = search(pipe, cases, args.steps, progress=not args.no_progress, on_trial=append)
+    result = {"best_overrides": best, "trials": trials, "settings": {"clips": args.clips, "steps": args.steps}}
+    atomic_write_bytes(args.out / "search.json", (json.dumps(result, indent=1) + "\n").encode())
+    print(f"best: {json.dumps(best)}")
     return 0
