@@ -14,15 +14,33 @@ DESCRIPTION = (
 
 
 def add_viz_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("viz", help="write an HTML explorer for an attention record", description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "viz", help="write an HTML explorer for an attention record", description=DESCRIPTION
+    )
     parser.add_argument("record", type=Path, help="record file (.safetensors) written by save_record")
-    parser.add_argument("--token", help="token shown first, by word or text position (default: the record's first)")
+    parser.add_argument(
+        "--token", help="token shown first, by word or text position (default: the record's first)"
+    )
     parser.add_argument("--out", type=Path, help="HTML file to write (default: RECORD with the suffix .html)")
-    parser.add_argument("--layer", type=int, action="append", help="offer only this layer (repeatable; default all, plus their mean)")
-    parser.add_argument("--step", type=int, action="append", help="offer only this denoising step (repeatable; default all)")
+    parser.add_argument(
+        "--layer",
+        type=int,
+        action="append",
+        help="offer only this layer (repeatable; default all, plus their mean)",
+    )
+    parser.add_argument(
+        "--step", type=int, action="append", help="offer only this denoising step (repeatable; default all)"
+    )
     parser.add_argument("--branch", help="branch to show, e.g. cond, uncond, reference (default: cond)")
-    parser.add_argument("--video", type=Path, help="decoded video (any format imageio reads) to draw the maps over")
-    parser.add_argument("--top-fraction", type=float, default=0.1, help="summary: share of video tokens whose mass is shown (default 0.1)")
+    parser.add_argument(
+        "--video", type=Path, help="decoded video (any format imageio reads) to draw the maps over"
+    )
+    parser.add_argument(
+        "--top-fraction",
+        type=float,
+        default=0.1,
+        help="summary: share of video tokens whose mass is shown (default 0.1)",
+    )
     parser.set_defaults(handler=run_viz)
     return parser
 

@@ -7,8 +7,9 @@ recorder keeps 2 subject words, both directions, every layer and every step of t
 
 Runs alternate (plain, recorded, recorded, plain, ...) after one warm-up of each, so background load
 hits both alike; the ratio of the medians is the overhead. Wall time is what a user waits; the
-process's CPU time is printed too, as it is less disturbed by other processes on a shared machine. Memory: the bytes of maps the recorder kept
-(exact tensor sizes) next to what full maps of the same run would take.
+process's CPU time is printed too, as other processes on a shared machine disturb it less.
+Memory: the bytes of maps the recorder kept (exact tensor sizes) next to what full N x N maps of the
+same branch, layers and steps would take.
 
     python benchmarks/bench_recorder.py                      # defaults below
     python benchmarks/bench_recorder.py --height 192 --width 192 --repeats 3
@@ -63,11 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=48)
     parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--height", type=int, default=160, help="pixels; video tokens per latent frame = (height/8) x (width/8)")
+    parser.add_argument(
+        "--height",
+        type=int,
+        default=160,
+        help="pixels; video tokens per latent frame = (height/8) x (width/8)",
+    )
     parser.add_argument("--width", type=int, default=160)
-    parser.add_argument("--frames", type=int, default=9, help="video frames (4k+1); latent frames = (frames-1)/4 + 1")
+    parser.add_argument(
+        "--frames", type=int, default=9, help="video frames (4k+1); latent frames = (frames-1)/4 + 1"
+    )
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each kind after one warm-up each")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs of each kind after one warm-up each"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -78,14 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     grid = (latent_frames, args.height // 8, args.width // 8)
     video_tokens = grid[0] * grid[1] * grid[2]
     sequence = TEXT_TOKENS + video_tokens
+    hidden = args.heads * args.head_dim
     print(
-        f"run: {args.layers} layers x {args.heads} heads x {args.head_dim} (hidden {args.heads * args.head_dim}), "
-        f"grid {grid} = {video_tokens} video + {TEXT_TOKENS} text tokens, {args.steps} steps, CFG batch 2, "
+        f"run: {args.layers} layers x {args.heads} heads x {args.head_dim} (hidden {hidden}), grid {grid} = "
+        f"{video_tokens} video + {TEXT_TOKENS} text tokens, {args.steps} steps, CFG batch 2, "
         f"torch threads {torch.get_num_threads()}"
     )
 
     def new_recorder():
-        return AttentionRecorder(tokens=WORDS, prompt=PROMPT, direction="both", branches=["cond"], memory_budget_bytes=1 << 30)
+        return AttentionRecorder(
+            tokens=WORDS, prompt=PROMPT, direction="both", branches=["cond"], memory_budget_bytes=1 << 30
+        )
 
     timed_run(pipe, args, None)  # warm-ups: first-call allocations and kernel selection
     recorder = new_recorder()
@@ -114,15 +127,17 @@ def main(argv: list[str] | None = None) -> int:
 
     record = recorder.record
     kept = recorder.peak_kept_bytes
-    calls = args.layers * args.steps
-    full_head_mean = calls * 2 * sequence**2 * 4  # both CFG rows, fp32, one N x N map per call
+    layer_steps = args.layers * args.steps
+    # Full maps of the one recorded branch row, fp32: one N x N map per layer and step (x heads if kept).
+    full_head_mean = layer_steps * sequence**2 * 4
     full_all_heads = full_head_mean * args.heads
+    working = format_bytes(recorder.estimate.working_bytes)
     print(f"record: {record.describe()}")
-    print(f"kept maps: {format_bytes(kept)} (+ probe working memory {format_bytes(recorder.estimate.working_bytes)} per call, freed)")
+    print(f"kept maps: {format_bytes(kept)} (+ probe working memory {working} during a call, then freed)")
     print(
-        f"full maps of the same run: {format_bytes(full_head_mean)} head-mean, {format_bytes(full_all_heads)} with every head "
-        f"({calls} layer-steps x 2 rows x {sequence}^2 x 4 bytes{' x heads' if args.heads else ''}); "
-        f"kept / full head-mean = {kept / full_head_mean:.2e}"
+        f"full maps of the same branch/layers/steps: {format_bytes(full_head_mean)} head-mean, "
+        f"{format_bytes(full_all_heads)} with every head ({layer_steps} layer-steps x {sequence}^2 x 4 bytes "
+        f"[x {args.heads} heads]); kept / full head-mean = {kept / full_head_mean:.2e}"
     )
     return 0
 

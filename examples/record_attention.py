@@ -24,7 +24,9 @@ from attnkit.viz import write_explorer
 GEOMETRY = {"height": 64, "width": 64, "num_frames": 17, "max_sequence_length": 16}
 
 
-def record_attention(out_dir: Path, prompt: str, words: list[str], num_steps: int, seed: int = 0) -> tuple[Path, Path]:
+def record_attention(
+    out_dir: Path, prompt: str, words: list[str], num_steps: int, seed: int = 0
+) -> tuple[Path, Path]:
     """Run the tiny pipeline with a recorder attached; return (record file, HTML page)."""
     pipe = tiny_cogvideox_pipeline("t2v", seed=seed)
     recorder = AttentionRecorder(
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word", action="append", help="word(s) to record (default: dog and grass)")
     parser.add_argument("--steps", type=int, default=4, help="denoising steps")
     args = parser.parse_args(argv)
-    record_path, page_path = record_attention(args.out_dir, args.prompt, args.word or ["dog", "grass"], args.steps)
+    record_path, page_path = record_attention(
+        args.out_dir, args.prompt, args.word or ["dog", "grass"], args.steps
+    )
     print(f"wrote {record_path} and {page_path}")
     return 0
 

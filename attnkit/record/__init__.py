@@ -7,7 +7,13 @@ safetensors file with JSON metadata. See docs/attention-maps.md.
 
 from .file import RecordFileError, load_record, save_record
 from .maps import AttentionRecord, RecordLookupError
-from .recorder import AttentionRecorder, MemoryBudgetError, RecordingEstimate, estimate_recording_bytes, format_bytes
+from .recorder import (
+    AttentionRecorder,
+    MemoryBudgetError,
+    RecordingEstimate,
+    estimate_recording_bytes,
+    format_bytes,
+)
 
 __all__ = [
     "AttentionRecord",

@@ -25,7 +25,16 @@ FORMAT_NAME = "attnkit-attention-record"
 FORMAT_VERSION = "1"
 METADATA_KEY = "attnkit.record"
 TENSOR_PREFIX = "maps/"
-REQUIRED_FIELDS = ("branches", "grid", "tokens", "token_positions", "steps", "timesteps", "layers", "layer_names")
+REQUIRED_FIELDS = (
+    "branches",
+    "grid",
+    "tokens",
+    "token_positions",
+    "steps",
+    "timesteps",
+    "layers",
+    "layer_names",
+)
 
 
 class RecordFileError(AttnkitError, ValueError):
@@ -37,8 +46,13 @@ def save_record(record: AttentionRecord, path: str | os.PathLike) -> Path:
 
     The record is checked first, so a record whose arrays do not match its metadata is never written.
     """
-    _check_consistent(record.metadata(), {branch: tuple(maps.shape) for branch, maps in record.maps.items()}, path)
-    tensors = {f"{TENSOR_PREFIX}{branch}": maps.detach().to("cpu", torch.float32).contiguous() for branch, maps in record.maps.items()}
+    _check_consistent(
+        record.metadata(), {branch: tuple(maps.shape) for branch, maps in record.maps.items()}, path
+    )
+    tensors = {
+        f"{TENSOR_PREFIX}{branch}": maps.detach().to("cpu", torch.float32).contiguous()
+        for branch, maps in record.maps.items()
+    }
     header = {
         "attnkit.format": FORMAT_NAME,
         "attnkit.format_version": FORMAT_VERSION,
@@ -55,7 +69,9 @@ def load_record(path: str | os.PathLike) -> AttentionRecord:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"record file {path} does not exist; write one with save_record(record, path)")
+        raise FileNotFoundError(
+            f"record file {path} does not exist; write one with save_record(record, path)"
+        )
     try:
         with safe_open(str(path), framework="pt") as file:
             header = file.metadata() or {}
@@ -81,21 +97,29 @@ def load_record(path: str | os.PathLike) -> AttentionRecord:
     try:
         metadata = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as error:
-        raise RecordFileError(f"{path} has record metadata that is not valid JSON ({error}); re-save the record") from error
+        raise RecordFileError(
+            f"{path} has record metadata that is not valid JSON ({error}); re-save the record"
+        ) from error
 
     maps = {}
     for name, tensor in tensors.items():
         if not name.startswith(TENSOR_PREFIX):
-            raise RecordFileError(f"{path} holds an unexpected array {name!r}; record arrays are named {TENSOR_PREFIX}<branch>")
+            raise RecordFileError(
+                f"{path} holds an unexpected array {name!r}; record arrays are named {TENSOR_PREFIX}<branch>"
+            )
         maps[name[len(TENSOR_PREFIX) :]] = tensor
     _check_consistent(metadata, {branch: tuple(tensor.shape) for branch, tensor in maps.items()}, path)
     for branch, tensor in maps.items():
         if tensor.dtype != torch.float32:
-            raise RecordFileError(f"{path}: array of branch {branch!r} is {tensor.dtype}, expected torch.float32")
+            raise RecordFileError(
+                f"{path}: array of branch {branch!r} is {tensor.dtype}, expected torch.float32"
+            )
     try:
         return AttentionRecord.from_metadata(metadata, maps)
     except TypeError as error:
-        raise RecordFileError(f"{path} has record metadata with unknown fields ({error}); re-save the record") from error
+        raise RecordFileError(
+            f"{path} has record metadata with unknown fields ({error}); re-save the record"
+        ) from error
 
 
 def _check_consistent(metadata: dict, shapes: dict[str, tuple[int, ...]], path) -> None:
@@ -111,7 +135,9 @@ def _check_consistent(metadata: dict, shapes: dict[str, tuple[int, ...]], path) 
         )
     problems = []
     if len(metadata["token_positions"]) != len(metadata["tokens"]):
-        problems.append(f"{len(metadata['tokens'])} tokens but {len(metadata['token_positions'])} token position lists")
+        problems.append(
+            f"{len(metadata['tokens'])} tokens but {len(metadata['token_positions'])} token position lists"
+        )
     if len(metadata["timesteps"]) != len(metadata["steps"]):
         problems.append(f"{len(metadata['steps'])} steps but {len(metadata['timesteps'])} timesteps")
     if len(metadata["layer_names"]) != len(metadata["layers"]):
@@ -131,5 +157,6 @@ def _check_consistent(metadata: dict, shapes: dict[str, tuple[int, ...]], path) 
         if tuple(shape) != expected:
             raise RecordFileError(
                 f"{path}: array of branch {branch!r} has shape {tuple(shape)} but the metadata describes "
-                f"{expected} (steps, layers, tokens, frames, height, width); the metadata does not match the arrays"
+                f"{expected} (steps, layers, tokens, frames, height, width); "
+                "the metadata does not match the arrays"
             )

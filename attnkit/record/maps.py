@@ -65,7 +65,7 @@ class AttentionRecord:
 
     @property
     def step_labels(self) -> list[str]:
-        """One label per entry of the step axis, e.g. ``["step 0 (t=999)", ...]`` or ``["mean of steps 0-3"]``."""
+        """One label per step-axis entry: ``["step 0 (t=999)", ...]`` or ``["mean of steps 0-3"]``."""
         if self.step_reduction == MEAN:
             return [f"mean of {_describe_indices('steps', self.steps)}"] if self.steps else []
         return [_step_label(step, timestep) for step, timestep in zip(self.steps, self.timesteps)]
@@ -102,7 +102,9 @@ class AttentionRecord:
         if branch is None:
             return "cond" if "cond" in self.maps else self.branches[0]
         if branch not in self.maps:
-            raise RecordLookupError(f"branch {branch!r} is not in the record; it has branches {self.branches}")
+            raise RecordLookupError(
+                f"branch {branch!r} is not in the record; it has branches {self.branches}"
+            )
         return branch
 
     def token_index(self, token: str | int) -> int:
@@ -114,7 +116,10 @@ class AttentionRecord:
             for index, positions in enumerate(self.token_positions):
                 if positions == [position]:
                     return index
-        recorded = ", ".join(f"{label!r} (positions {positions})" for label, positions in zip(self.tokens, self.token_positions))
+        recorded = ", ".join(
+            f"{label!r} (positions {positions})"
+            for label, positions in zip(self.tokens, self.token_positions)
+        )
         raise RecordLookupError(
             f"token {token!r} is not in the record; it has tokens {recorded or 'none'}. "
             "Record it with AttentionRecorder(tokens=[...]) or choose one of these"
@@ -149,7 +154,8 @@ class AttentionRecord:
         number = _as_int(step, "step")
         if number not in self.steps:
             raise RecordLookupError(
-                f"step {step} is out of range: the record has {_describe_indices('steps', self.steps)} (or 'mean')"
+                f"step {step} is out of range: the record has "
+                f"{_describe_indices('steps', self.steps)} (or 'mean')"
             )
         return self.steps.index(number)
 
@@ -175,16 +181,26 @@ class AttentionRecord:
     ) -> AttentionRecord:
         """A smaller record with only the given branch, steps, layers and tokens (each None = all)."""
         branch = self.branch_name(branch)
-        step_indices = list(range(len(self.step_labels))) if steps is None else [self.step_index(s) for s in steps]
-        layer_indices = list(range(len(self.layer_labels))) if layers is None else [self.layer_index(x) for x in layers]
-        token_indices = list(range(len(self.tokens))) if tokens is None else [self.token_index(t) for t in tokens]
+        step_indices = (
+            list(range(len(self.step_labels))) if steps is None else [self.step_index(s) for s in steps]
+        )
+        layer_indices = (
+            list(range(len(self.layer_labels))) if layers is None else [self.layer_index(x) for x in layers]
+        )
+        token_indices = (
+            list(range(len(self.tokens))) if tokens is None else [self.token_index(t) for t in tokens]
+        )
         if None in step_indices or None in layer_indices:
-            raise RecordLookupError("select() takes step and layer numbers; use map(..., step='mean') for means")
+            raise RecordLookupError(
+                "select() takes step and layer numbers; use map(..., step='mean') for means"
+            )
         maps = self.maps[branch][step_indices][:, layer_indices][:, :, token_indices].clone()
         kept_steps = self.steps if self.step_reduction else [self.steps[i] for i in step_indices]
         kept_timesteps = self.timesteps if self.step_reduction else [self.timesteps[i] for i in step_indices]
         kept_layers = self.layers if self.layer_reduction else [self.layers[i] for i in layer_indices]
-        kept_names = self.layer_names if self.layer_reduction else [self.layer_names[i] for i in layer_indices]
+        kept_names = (
+            self.layer_names if self.layer_reduction else [self.layer_names[i] for i in layer_indices]
+        )
         metadata = self.metadata()
         metadata.update(
             branches=[branch],

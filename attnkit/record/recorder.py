@@ -63,9 +63,14 @@ class RecordingEstimate:
         return self.kept_bytes + self.working_bytes
 
     def describe(self) -> str:
-        steps = f"{self.steps} step slots" if self.steps is not None else "1 step slot (more steps are checked as they come)"
+        steps = (
+            f"{self.steps} step slots"
+            if self.steps is not None
+            else "1 step slot (more steps are checked as they come)"
+        )
         return (
-            f"{format_bytes(self.total_bytes)} = kept maps {self.branches} branches x {steps} x {self.layers} layer slots x "
+            f"{format_bytes(self.total_bytes)} = kept maps {self.branches} branches x {steps} x "
+            f"{self.layers} layer slots x "
             f"{self.tokens} tokens x {self.video_tokens} video tokens x {BYTES_PER_KEPT_VALUE} bytes "
             f"({format_bytes(self.kept_bytes)}) + probe working memory ({format_bytes(self.working_bytes)})"
         )
@@ -87,7 +92,12 @@ def estimate_recording_bytes(
     positions = tokens if token_positions is None else token_positions
     working = PROBE_TEMPORARIES * rows_per_branch * heads * positions * video_tokens * element_size
     return RecordingEstimate(
-        branches=branches, steps=steps, layers=layers, tokens=tokens, video_tokens=video_tokens, working_bytes=working
+        branches=branches,
+        steps=steps,
+        layers=layers,
+        tokens=tokens,
+        video_tokens=video_tokens,
+        working_bytes=working,
     )
 
 
@@ -134,15 +144,21 @@ class AttentionRecorder:
             )
         if direction not in DIRECTIONS:
             raise ValueError(f"direction={direction!r} is not supported; use one of {list(DIRECTIONS)}")
-        if heads != MEAN and not (isinstance(heads, (list, tuple)) and heads and all(isinstance(h, int) for h in heads)):
-            raise ValueError(f"heads={heads!r} is not supported; use 'mean' or a non-empty list of head indices")
+        if heads != MEAN and not (
+            isinstance(heads, (list, tuple)) and heads and all(isinstance(h, int) for h in heads)
+        ):
+            raise ValueError(
+                f"heads={heads!r} is not supported; use 'mean' or a non-empty list of head indices"
+            )
         if not branches or isinstance(branches, str):
             raise ValueError(f"branches={branches!r} must be a non-empty list of branch names, e.g. ['cond']")
         for what, numbers in (("layers", layers), ("steps", steps)):
             if numbers is not None and (not numbers or any(not isinstance(n, int) or n < 0 for n in numbers)):
                 raise ValueError(f"{what}={numbers!r} must be None (all) or a non-empty list of indices >= 0")
         if memory_budget_bytes is not None and memory_budget_bytes <= 0:
-            raise ValueError(f"memory_budget_bytes={memory_budget_bytes} must be positive (or None for no limit)")
+            raise ValueError(
+                f"memory_budget_bytes={memory_budget_bytes} must be positive (or None for no limit)"
+            )
 
         self.prompt = prompt
         self.tokenizer = tokenizer
@@ -183,7 +199,9 @@ class AttentionRecorder:
         self.token_positions: list[list[int]] = []
         prompt_tokens = None
         if self.prompt is not None and tokenizer is not None:
-            prompt_tokens = tokenizer.convert_ids_to_tokens(tokenizer(self.prompt, add_special_tokens=True)["input_ids"])
+            prompt_tokens = tokenizer.convert_ids_to_tokens(
+                tokenizer(self.prompt, add_special_tokens=True)["input_ids"]
+            )
         self.prompt_tokens = prompt_tokens
         for token in self.token_specs:
             if isinstance(token, str):
@@ -203,7 +221,9 @@ class AttentionRecorder:
         self.estimate = None
         self.peak_kept_bytes = 0
         self._session = session
-        tokenizer = self.tokenizer if self.tokenizer is not None else getattr(session.pipeline, "tokenizer", None)
+        tokenizer = (
+            self.tokenizer if self.tokenizer is not None else getattr(session.pipeline, "tokenizer", None)
+        )
         if tokenizer is None and any(isinstance(token, str) for token in self.token_specs):
             raise ValueError(
                 "the recorder was given words but there is no tokenizer to find them: attach to a pipeline "
@@ -213,7 +233,8 @@ class AttentionRecorder:
         num_layers = session.num_attention_modules
         if self.layers is not None and self.layers[-1] >= num_layers:
             raise IndexError(
-                f"layers={self.layers} out of range: {type(session.model).__name__} has {num_layers} attention "
+                f"layers={self.layers} out of range: {type(session.model).__name__} has {num_layers} "
+                "attention "
                 f"layers (0..{num_layers - 1})"
             )
         kept = self.layers if self.layers is not None else list(range(num_layers))
@@ -269,17 +290,24 @@ class AttentionRecorder:
         for label, positions in zip(self.token_labels, self.token_positions):
             if max(positions) >= num_text:
                 raise IndexError(
-                    f"token {label!r} is at text positions {positions}, but the model sees only {num_text} text "
-                    "tokens (the pipeline's max_sequence_length); shorten the prompt or raise max_sequence_length"
+                    f"token {label!r} is at text positions {positions}, but the model sees only {num_text} "
+                    "text tokens (the pipeline's max_sequence_length); shorten the prompt or raise "
+                    "max_sequence_length"
                 )
         num_heads = call.q.shape[1]
         self._num_heads = num_heads
         if self.heads != MEAN and (min(self.heads) < 0 or max(self.heads) >= num_heads):
-            raise IndexError(f"heads={self.heads} out of range: the attention has {num_heads} heads (0..{num_heads - 1})")
-        self._layout = {"text": [call.layout.text.start, call.layout.text.stop], "video": [call.layout.video.start, call.layout.video.stop]}
+            raise IndexError(
+                f"heads={self.heads} out of range: the attention has {num_heads} heads (0..{num_heads - 1})"
+            )
+        self._layout = {
+            "text": [call.layout.text.start, call.layout.text.stop],
+            "video": [call.layout.video.start, call.layout.video.stop],
+        }
         self._flat_positions = [position for positions in self.token_positions for position in positions]
         self._position_token = torch.tensor(
-            [index for index, positions in enumerate(self.token_positions) for _ in positions], device=call.q.device
+            [index for index, positions in enumerate(self.token_positions) for _ in positions],
+            device=call.q.device,
         )
         rows = max(len(call.rows(branch)) for branch in self.branches)
         self.estimate = estimate_recording_bytes(
@@ -313,7 +341,8 @@ class AttentionRecorder:
             return
         raise MemoryBudgetError(
             f"recording would need {self.estimate.describe()} for {what}, over memory_budget_bytes="
-            f"{self.memory_budget_bytes} ({format_bytes(self.memory_budget_bytes)}); keep fewer layers/steps/tokens/"
+            f"{self.memory_budget_bytes} ({format_bytes(self.memory_budget_bytes)}); keep fewer "
+            "layers/steps/tokens/"
             "branches, pass reduce_layers=True or reduce_steps=True, or raise memory_budget_bytes"
         )
 
@@ -362,13 +391,23 @@ class AttentionRecorder:
             for step_key in step_keys:
                 sums = self._sums.get((branch, step_key))
                 if sums is None:
-                    slabs.append(torch.full((num_layer_slots, len(self.token_specs), frames * height * width), float("nan")))
+                    slabs.append(
+                        torch.full(
+                            (num_layer_slots, len(self.token_specs), frames * height * width), float("nan")
+                        )
+                    )
                     continue
                 counts = self._counts[(branch, step_key)].to(sums.device)
                 # A slot no call reached (e.g. a branch absent in that forward) is NaN, not a fake zero map.
                 slabs.append((sums / counts.view(-1, 1, 1)).cpu())
-            stacked = torch.stack(slabs) if slabs else torch.zeros(0, num_layer_slots, len(self.token_specs), frames * height * width)
-            maps[branch] = stacked.reshape(len(step_keys), num_layer_slots, len(self.token_specs), frames, height, width)
+            stacked = (
+                torch.stack(slabs)
+                if slabs
+                else torch.zeros(0, num_layer_slots, len(self.token_specs), frames * height * width)
+            )
+            maps[branch] = stacked.reshape(
+                len(step_keys), num_layer_slots, len(self.token_specs), frames, height, width
+            )
         from .. import __version__
 
         return AttentionRecord(
@@ -398,7 +437,10 @@ class AttentionRecorder:
     def save_record(self, path):
         """Save the record of the last session (see :func:`attnkit.record.save_record`)."""
         if self.record is None:
-            raise RuntimeError("nothing recorded yet: run the pipeline inside `with attnkit.attach(pipe, plugins=[recorder]):` first")
+            raise RuntimeError(
+                "nothing recorded yet: run the pipeline inside "
+                "`with attnkit.attach(pipe, plugins=[recorder]):` first"
+            )
         from .file import save_record
 
         return save_record(self.record, path)
@@ -411,7 +453,11 @@ def _checked_tokens(tokens) -> list[str | int]:
     if not tokens:
         raise ValueError("tokens is empty; name at least one word (e.g. tokens=['dog']) or text position")
     for token in tokens:
-        if isinstance(token, bool) or not isinstance(token, (str, int)) or (isinstance(token, int) and token < 0):
+        if (
+            isinstance(token, bool)
+            or not isinstance(token, (str, int))
+            or (isinstance(token, int) and token < 0)
+        ):
             raise ValueError(f"token {token!r} is neither a word nor a text position >= 0")
         if isinstance(token, str) and not token.strip():
             raise ValueError("tokens contains an empty word; name a word of the prompt")

@@ -1,4 +1,4 @@
-"""Looking at recorded attention: plotly figures of maps over latent frames, a concentration summary, HTML pages.
+"""Looking at recorded attention: plotly map figures over latent frames, a concentration summary, HTML.
 
 ``attention_figure`` and ``concentration_figure`` return ``plotly.graph_objects.Figure`` (for notebooks);
 ``write_explorer`` saves both as one self-contained page; ``attnkit viz RECORD --token dog`` does it from

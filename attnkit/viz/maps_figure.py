@@ -1,4 +1,4 @@
-"""The map explorer figure: a grid of latent-frame heatmaps with a step slider, a layer slider and a token menu.
+"""The map explorer figure: latent-frame heatmaps with a step slider, a layer slider and a token menu.
 
 Plotly controls cannot read each other's state, so each control owns one independent trace attribute:
 every (token, layer option, frame) has its own heatmap trace; the step slider restyles ``z`` of all of
@@ -50,8 +50,9 @@ def attention_figure(
     num_values = num_steps * len(layer_labels) * num_tokens * num_frames * height * width
     if num_values > max_values:
         raise ValueError(
-            f"the figure would embed {num_values:,} map values ({num_steps} steps x {len(layer_labels)} layer options x "
-            f"{num_tokens} tokens x {num_frames} x {height} x {width}), over max_values={max_values:,}; choose steps=[...] "
+            f"the figure would embed {num_values:,} map values ({num_steps} steps x {len(layer_labels)} "
+            f"layer options x {num_tokens} tokens x {num_frames} x {height} x {width}), over "
+            f"max_values={max_values:,}; choose steps=[...] "
             "or layers=[...] (CLI: --step / --layer), or raise max_values"
         )
     first_token = 0 if token is None else subset.token_index(token)
@@ -68,7 +69,12 @@ def attention_figure(
         horizontal_spacing=0.02,
         vertical_spacing=0.08 if rows > 1 else 0.02,
     )
-    traces = [(t, layer, frame) for t in range(num_tokens) for layer in range(len(layer_labels)) for frame in range(num_frames)]
+    traces = [
+        (t, layer, frame)
+        for t in range(num_tokens)
+        for layer in range(len(layer_labels))
+        for frame in range(num_frames)
+    ]
     geometry = _heatmap_geometry(background, height, width)
     for t, layer, frame in traces:
         shown = t == first_token
@@ -102,7 +108,15 @@ def attention_figure(
                     dict(
                         label=label,
                         method="restyle",
-                        args=[{"z": [_rounded(layer_options[s, layer, t, frame], token_digits[t]) for t, layer, frame in traces]}, trace_indices],
+                        args=[
+                            {
+                                "z": [
+                                    _rounded(layer_options[s, layer, t, frame], token_digits[t])
+                                    for t, layer, frame in traces
+                                ]
+                            },
+                            trace_indices,
+                        ],
                     )
                     for s, label in enumerate(step_labels)
                 ],
@@ -115,7 +129,11 @@ def attention_figure(
                 currentvalue={"prefix": "layer: "},
                 pad={"t": 30 + 95 * len(sliders)},
                 steps=[
-                    dict(label=label, method="restyle", args=[{"visible": [layer == chosen for _, layer, _ in traces]}, trace_indices])
+                    dict(
+                        label=label,
+                        method="restyle",
+                        args=[{"visible": [layer == chosen for _, layer, _ in traces]}, trace_indices],
+                    )
                     for chosen, label in enumerate(layer_labels)
                 ],
             )
@@ -149,7 +167,12 @@ def attention_figure(
     ]
     figure.update_layout(
         title={"text": _title(subset, branch, subset.tokens[first_token]), "x": 0.5},
-        coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": token_scale[first_token], "colorbar": {"title": {"text": "attention"}}},
+        coloraxis={
+            "colorscale": colorscale,
+            "cmin": 0.0,
+            "cmax": token_scale[first_token],
+            "colorbar": {"title": {"text": "attention"}},
+        },
         sliders=sliders,
         updatemenus=menus,
         height=260 * rows + 140 + 95 * len(sliders),
@@ -169,7 +192,11 @@ def _layer_options(record: AttentionRecord, maps: np.ndarray) -> tuple[np.ndarra
     if record.layer_reduction == MEAN or maps.shape[1] == 1:
         return maps, record.layer_labels
     with np.errstate(all="ignore"):
-        mean = np.nanmean(maps, axis=1, keepdims=True) if np.isnan(maps).any() else maps.mean(axis=1, keepdims=True)
+        mean = (
+            np.nanmean(maps, axis=1, keepdims=True)
+            if np.isnan(maps).any()
+            else maps.mean(axis=1, keepdims=True)
+        )
     labels = record.layer_labels + [f"mean of {len(record.layers)} layers"]
     return np.concatenate([maps, mean], axis=1), labels
 
@@ -223,25 +250,54 @@ def _heatmap_geometry(background, height: int, width: int) -> dict:
     if background is None:
         return {"x0": 0, "dx": 1, "y0": 0, "dy": 1}
     pixel_height, pixel_width = background[0].shape[:2]
-    return {"x0": pixel_width / width / 2, "dx": pixel_width / width, "y0": pixel_height / height / 2, "dy": pixel_height / height}
+    return {
+        "x0": pixel_width / width / 2,
+        "dx": pixel_width / width,
+        "y0": pixel_height / height / 2,
+        "dy": pixel_height / height,
+    }
 
 
-def _style_axes(figure: go.Figure, num_frames: int, columns: int, background, height: int, width: int) -> None:
+def _style_axes(
+    figure: go.Figure, num_frames: int, columns: int, background, height: int, width: int
+) -> None:
     from PIL import Image
 
-    extent_x, extent_y = (width, height) if background is None else (background[0].shape[1], background[0].shape[0])
+    extent_x, extent_y = (
+        (width, height) if background is None else (background[0].shape[1], background[0].shape[0])
+    )
     for frame in range(num_frames):
         row, col = frame // columns + 1, frame % columns + 1
         offset = 0.0 if background is not None else -0.5
-        figure.update_xaxes(range=[offset, extent_x + offset], showticklabels=False, showgrid=False, zeroline=False, row=row, col=col)
+        figure.update_xaxes(
+            range=[offset, extent_x + offset],
+            showticklabels=False,
+            showgrid=False,
+            zeroline=False,
+            row=row,
+            col=col,
+        )
         figure.update_yaxes(
-            range=[extent_y + offset, offset], showticklabels=False, showgrid=False, zeroline=False,
-            scaleanchor=f"x{'' if frame == 0 else frame + 1}", row=row, col=col,
+            range=[extent_y + offset, offset],
+            showticklabels=False,
+            showgrid=False,
+            zeroline=False,
+            scaleanchor=f"x{'' if frame == 0 else frame + 1}",
+            row=row,
+            col=col,
         )
         if background is not None:
             suffix = "" if frame == 0 else str(frame + 1)
             figure.add_layout_image(
                 source=Image.fromarray(background[frame]),
-                xref=f"x{suffix}", yref=f"y{suffix}", x=0, y=0, sizex=extent_x, sizey=extent_y,
-                xanchor="left", yanchor="top", sizing="stretch", layer="below",
+                xref=f"x{suffix}",
+                yref=f"y{suffix}",
+                x=0,
+                y=0,
+                sizex=extent_x,
+                sizey=extent_y,
+                xanchor="left",
+                yanchor="top",
+                sizing="stretch",
+                layer="below",
             )

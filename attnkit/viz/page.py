@@ -17,7 +17,9 @@ MAPS_DIV_ID = "attnkit-maps"
 SUMMARY_DIV_ID = "attnkit-summary"
 
 
-def save_html(figures: go.Figure | dict[str, go.Figure], path: str | os.PathLike, title: str = "attnkit") -> Path:
+def save_html(
+    figures: go.Figure | dict[str, go.Figure], path: str | os.PathLike, title: str = "attnkit"
+) -> Path:
     """Write figures (one, or ``{div_id: figure}`` in page order) into one HTML file that needs no network.
 
     plotly.js is inlined once; each figure gets the given ``div_id``. The file is written atomically.
@@ -37,8 +39,8 @@ def save_html(figures: go.Figure | dict[str, go.Figure], path: str | os.PathLike
             )
         )
     page = (
-        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(title)}</title>\n</head>\n<body style=\"font-family: sans-serif\">\n"
+        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+        f'<title>{html.escape(title)}</title>\n</head>\n<body style="font-family: sans-serif">\n'
         + "\n".join(parts)
         + "\n</body>\n</html>\n"
     )
@@ -58,4 +60,6 @@ def write_explorer(
     """The whole explorer in one call: the map figure and the concentration summary, saved as one page."""
     maps = attention_figure(record, token=token, branch=branch, steps=steps, layers=layers, frames=frames)
     summary = concentration_figure(record, token=token, branch=branch, top_fraction=top_fraction)
-    return save_html({MAPS_DIV_ID: maps, SUMMARY_DIV_ID: summary}, path, title=f"attnkit: {record.describe()}")
+    return save_html(
+        {MAPS_DIV_ID: maps, SUMMARY_DIV_ID: summary}, path, title=f"attnkit: {record.describe()}"
+    )

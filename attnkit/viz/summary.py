@@ -17,9 +17,11 @@ from ..record.maps import AttentionRecord
 
 
 def concentration(maps: np.ndarray, top_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised entropy, top-mass) of maps whose last three axes are ``(frames, h, w)``; NaN for empty maps."""
+    """(normalised entropy, top mass) of maps whose last axes are ``(frames, h, w)``; NaN if a map is 0."""
     if not 0 < top_fraction <= 1:
-        raise ValueError(f"top_fraction={top_fraction} must be in (0, 1], e.g. 0.1 for the top 10% of video tokens")
+        raise ValueError(
+            f"top_fraction={top_fraction} must be in (0, 1], e.g. 0.1 for the top 10% of video tokens"
+        )
     flat = maps.reshape(*maps.shape[:-3], -1).astype(np.float64)
     count = flat.shape[-1]
     total = flat.sum(axis=-1, keepdims=True)
@@ -39,7 +41,7 @@ def concentration_figure(
     top_fraction: float = 0.1,
     colorscale: str = "Magma",
 ) -> go.Figure:
-    """Two step x layer heatmaps for a token (menu over tokens): normalised entropy and top-``top_fraction`` mass."""
+    """Step x layer heatmaps of a token (menu over tokens): normalised entropy, top-``top_fraction`` mass."""
     branch = record.branch_name(branch)
     maps = record.maps[branch].numpy()  # (steps, layers, tokens, frames, h, w)
     entropy, top_mass = concentration(maps, top_fraction)  # (steps, layers, tokens)

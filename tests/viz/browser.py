@@ -55,7 +55,10 @@ def chromium_context(viewport=(1100, 1000)):
     except ImportError:
         _unavailable("the playwright package is not installed")
 
-    with tempfile.TemporaryDirectory(prefix="attnkit-chromium-") as user_data, sync_playwright() as playwright:
+    with (
+        tempfile.TemporaryDirectory(prefix="attnkit-chromium-") as user_data,
+        sync_playwright() as playwright,
+    ):
         context = playwright.chromium.launch_persistent_context(
             user_data,
             executable_path=executable,
@@ -84,5 +87,10 @@ def open_page(context):
     problems = context.attnkit_problems = []  # the network guard reports to the newest page's list
     page = context.new_page()
     page.on("pageerror", lambda error: problems.append(f"uncaught JS error: {error}"))
-    page.on("console", lambda message: problems.append(f"console error: {message.text}") if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console error: {message.text}") if message.type == "error" else None
+        ),
+    )
     return page, problems

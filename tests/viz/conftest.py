@@ -1,4 +1,4 @@
-"""Shared runs for the recording and visualisation tests: one tiny CFG pipeline run, many recorders at once."""
+"""Shared runs for the recording and visualisation tests: one tiny CFG run, many recorders at once."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ PROMPT = "a red dog runs on the grass"
 def run_pipeline(pipe, plugins, guidance_scale=6.0, **overrides):
     kwargs = dict(TINY_CALL_KWARGS, **overrides)
     with attnkit.attach(pipe, plugins=plugins):
-        return pipe(PROMPT, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(0), **kwargs).frames
+        return pipe(
+            PROMPT, guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(0), **kwargs
+        ).frames
 
 
 class CaptureQK:
@@ -31,7 +33,12 @@ class CaptureQK:
 
     @attnkit.hookimpl
     def attnkit_qkv(self, call):
-        self.calls[(call.step, call.layer)] = (call.q.detach().clone(), call.k.detach().clone(), call.layout, dict(call.branches))
+        self.calls[(call.step, call.layer)] = (
+            call.q.detach().clone(),
+            call.k.detach().clone(),
+            call.layout,
+            dict(call.branches),
+        )
 
 
 @dataclass
@@ -57,9 +64,15 @@ def tiny_pipe():
 def recorded_run(tiny_pipe) -> RecordedRun:
     both_branches = ["uncond", "cond"]
     recorders = {
-        "both": AttentionRecorder(tokens=["dog", "grass"], prompt=PROMPT, direction="both", branches=both_branches),
-        "text->video": AttentionRecorder(tokens=["dog", "grass"], prompt=PROMPT, direction="text->video", branches=both_branches),
-        "video->text": AttentionRecorder(tokens=["dog", "grass"], prompt=PROMPT, direction="video->text", branches=both_branches),
+        "both": AttentionRecorder(
+            tokens=["dog", "grass"], prompt=PROMPT, direction="both", branches=both_branches
+        ),
+        "text->video": AttentionRecorder(
+            tokens=["dog", "grass"], prompt=PROMPT, direction="text->video", branches=both_branches
+        ),
+        "video->text": AttentionRecorder(
+            tokens=["dog", "grass"], prompt=PROMPT, direction="video->text", branches=both_branches
+        ),
         "head 1": AttentionRecorder(tokens=["dog"], prompt=PROMPT, heads=[1]),
         "multi-token word": AttentionRecorder(tokens=["red dog", 1, 2], prompt=PROMPT),
         "means": AttentionRecorder(tokens=["dog"], prompt=PROMPT, reduce_layers=True, reduce_steps=True),

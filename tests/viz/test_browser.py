@@ -1,4 +1,4 @@
-"""The explorer page in real headless Chromium: it renders offline, without JS errors, and its controls work."""
+"""The explorer page in headless Chromium: renders offline, without JS errors, and its controls work."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ STEPS, LAYERS, FRAMES, HEIGHT, WIDTH = 3, 2, 3, 6, 8
 
 
 def moving_blob_record() -> AttentionRecord:
-    """A record whose map is a blob that moves with frame and step, so every slider position looks different."""
+    """A record whose map is a blob moving with frame and step: every slider position looks different."""
     rows, cols = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
     maps = torch.zeros(STEPS, LAYERS, 2, FRAMES, HEIGHT, WIDTH)
     for step in range(STEPS):
@@ -23,7 +23,9 @@ def moving_blob_record() -> AttentionRecord:
             for frame in range(FRAMES):
                 for token in range(2):
                     center = (1 + frame + token, 1 + 2 * step + layer + frame)
-                    maps[step, layer, token, frame] = torch.exp(-((rows - center[0]) ** 2 + (cols - center[1]) ** 2) / 2.0)
+                    maps[step, layer, token, frame] = torch.exp(
+                        -((rows - center[0]) ** 2 + (cols - center[1]) ** 2) / 2.0
+                    )
     return AttentionRecord(
         maps={"cond": maps / maps.sum(dim=(-1, -2, -3), keepdim=True)},
         grid=(FRAMES, HEIGHT, WIDTH),
@@ -45,7 +47,9 @@ def browser():
 
 @pytest.fixture(scope="module")
 def explorer_url(tmp_path_factory):
-    return write_explorer(moving_blob_record(), tmp_path_factory.mktemp("explorer") / "maps.html", token="dog").as_uri()
+    return write_explorer(
+        moving_blob_record(), tmp_path_factory.mktemp("explorer") / "maps.html", token="dog"
+    ).as_uri()
 
 
 VISIBLE_HEATMAPS = """() => Array.from(document.querySelectorAll('#attnkit-maps .heatmaplayer image'))
@@ -57,11 +61,10 @@ def test_the_explorer_renders_offline_and_the_step_slider_changes_the_frames(bro
     page.goto(explorer_url)
     page.wait_for_selector("#attnkit-maps .heatmaplayer image")
     page.wait_for_selector("#attnkit-summary .heatmaplayer image")
-    layers = page.evaluate(
-        """() => { const gd = document.getElementById('attnkit-maps');
-            return {svg: gd.querySelectorAll('.main-svg').length, rails: gd.querySelectorAll('.slider-rail-touch-rect').length,
-                    menus: gd.querySelectorAll('.updatemenu-container').length, traces: gd.data.length}; }"""
-    )
+    layers = page.evaluate("""() => { const gd = document.getElementById('attnkit-maps');
+            return {svg: gd.querySelectorAll('.main-svg').length,
+                    rails: gd.querySelectorAll('.slider-rail-touch-rect').length,
+                    menus: gd.querySelectorAll('.updatemenu-container').length, traces: gd.data.length}; }""")
     assert layers["svg"] >= 2 and layers["rails"] == 2 and layers["menus"] == 1
     assert layers["traces"] == 2 * (LAYERS + 1) * FRAMES
     before = page.evaluate(VISIBLE_HEATMAPS)
@@ -69,7 +72,9 @@ def test_the_explorer_renders_offline_and_the_step_slider_changes_the_frames(bro
 
     step_rail = page.locator("#attnkit-maps .slider-rail-touch-rect").first.bounding_box()
     page.mouse.click(step_rail["x"] + step_rail["width"] - 3, step_rail["y"] + step_rail["height"] / 2)
-    page.wait_for_function(f"before => JSON.stringify(({VISIBLE_HEATMAPS})()) !== JSON.stringify(before)", arg=before)
+    page.wait_for_function(
+        f"before => JSON.stringify(({VISIBLE_HEATMAPS})()) !== JSON.stringify(before)", arg=before
+    )
     after = page.evaluate(VISIBLE_HEATMAPS)
     assert after != before
     assert "step: step 2 (t=333)" in page.locator("#attnkit-maps .slider-container").first.text_content()
@@ -99,7 +104,9 @@ def test_the_layer_slider_and_token_menu_change_the_frames_too(browser, explorer
         page.click("#attnkit-maps .updatemenu-header-group")
         page.click("#attnkit-maps .updatemenu-dropdown-button-group >> text=ball")
         expected = [f"ball / layer 0 / frame {frame}" for frame in range(FRAMES)]
-    page.wait_for_function(f"expected => JSON.stringify(({shown_names})()) === JSON.stringify(expected)", arg=expected)
+    page.wait_for_function(
+        f"expected => JSON.stringify(({shown_names})()) === JSON.stringify(expected)", arg=expected
+    )
     assert problems == []
 
 

@@ -15,7 +15,25 @@ def record_file(record, tmp_path):
 
 def test_viz_writes_the_explorer_page(record_file, tmp_path, capsys):
     out = tmp_path / "maps.html"
-    assert main(["viz", str(record_file), "--token", "dog", "--out", str(out), "--layer", "1", "--step", "0", "--branch", "uncond"]) == 0
+    assert (
+        main(
+            [
+                "viz",
+                str(record_file),
+                "--token",
+                "dog",
+                "--out",
+                str(out),
+                "--layer",
+                "1",
+                "--step",
+                "0",
+                "--branch",
+                "uncond",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     page = out.read_text()
     assert "attnkit-maps" in page and "branch uncond" in page
@@ -40,10 +58,16 @@ def test_viz_can_draw_over_a_video(record_file, recorded_run, tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--token", "cat"], "token 'cat' is not in the record; it has tokens 'dog' (positions [2]), 'grass' (positions [6])"),
+        (
+            ["--token", "cat"],
+            "token 'cat' is not in the record; it has tokens 'dog' (positions [2]), 'grass' (positions [6])",
+        ),
         (["--layer", "9"], "layer 9 is out of range: the record has layers 0, 1"),
         (["--step", "5"], "step 5 is out of range: the record has steps 0, 1"),
-        (["--branch", "reference"], "branch 'reference' is not in the record; it has branches ['uncond', 'cond']"),
+        (
+            ["--branch", "reference"],
+            "branch 'reference' is not in the record; it has branches ['uncond', 'cond']",
+        ),
     ],
 )
 def test_viz_bad_choices_list_what_the_record_has(record_file, tmp_path, capsys, arguments, message):
@@ -63,8 +87,10 @@ def test_viz_of_a_corrupted_file_is_a_clear_error(record_file, capsys):
 def test_viz_of_an_empty_record_is_a_clear_error(record, tmp_path, capsys):
     from attnkit.record import AttentionRecord
 
-    empty = AttentionRecord.from_metadata({**record.metadata(), "steps": [], "timesteps": []},
-                                          {branch: maps[:0] for branch, maps in record.maps.items()})
+    empty = AttentionRecord.from_metadata(
+        {**record.metadata(), "steps": [], "timesteps": []},
+        {branch: maps[:0] for branch, maps in record.maps.items()},
+    )
     path = save_record(empty, tmp_path / "empty.safetensors")
     assert main(["viz", str(path)]) == 2
     assert "holds no maps" in capsys.readouterr().err

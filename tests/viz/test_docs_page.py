@@ -1,4 +1,4 @@
-"""docs/attention-maps.md: its Python blocks run in order, and the screenshot it shows is committed and small."""
+"""docs/attention-maps.md: its Python blocks run in order; the screenshot it shows is committed and small."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The explorer figures: what each control changes, the shared colour scale, overlays, the summary measures."""
+"""The explorer figures: what each control changes, the shared colour scale, overlays, the summary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import plotly.graph_objects as go
 import pytest
 
 from attnkit.record import AttentionRecord, RecordLookupError
-from attnkit.viz import MAPS_DIV_ID, SUMMARY_DIV_ID, attention_figure, concentration, concentration_figure, write_explorer
+from attnkit.viz import (
+    MAPS_DIV_ID,
+    SUMMARY_DIV_ID,
+    attention_figure,
+    concentration,
+    concentration_figure,
+    write_explorer,
+)
 
 
 def test_the_map_figure_has_one_heatmap_per_token_layer_option_and_frame(record):
@@ -17,7 +24,11 @@ def test_the_map_figure_has_one_heatmap_per_token_layer_option_and_frame(record)
     assert len(figure.data) == 2 * 3 * 3 and all(trace.type == "heatmap" for trace in figure.data)
     shown = [trace for trace in figure.data if trace.visible is not False and trace.opacity > 0]
     assert [trace.name for trace in shown] == [f"dog / layer 0 / frame {frame}" for frame in range(3)]
-    np.testing.assert_allclose(np.array(shown[2].z, dtype=float), record.map("dog", branch="cond", step=0, layer=0)[2].numpy(), atol=1e-4)  # 4 significant digits of the colour range
+    np.testing.assert_allclose(
+        np.array(shown[2].z, dtype=float),
+        record.map("dog", branch="cond", step=0, layer=0)[2].numpy(),
+        atol=1e-4,
+    )  # 4 significant digits of the colour range
 
 
 def test_the_step_slider_sets_every_trace_to_that_step(record):
@@ -27,7 +38,9 @@ def test_the_step_slider_sets_every_trace_to_that_step(record):
     update, indices = step_slider.steps[1].args
     assert len(update["z"]) == len(indices) == len(figure.data)
     trace = [t.name for t in figure.data].index("grass / layer 1 / frame 1")
-    np.testing.assert_allclose(np.array(update["z"][trace], dtype=float), record.map("grass", step=1, layer=1)[1].numpy(), atol=1e-4)  # 4 significant digits of the colour range
+    np.testing.assert_allclose(
+        np.array(update["z"][trace], dtype=float), record.map("grass", step=1, layer=1)[1].numpy(), atol=1e-4
+    )  # 4 significant digits of the colour range
     assert [step.label for step in layer_slider.steps] == ["layer 0", "layer 1", "mean of 2 layers"]
 
 
@@ -38,7 +51,9 @@ def test_the_layer_slider_offers_the_mean_over_layers(record):
     mean_traces = [trace for trace, shown in zip(figure.data, visible) if shown]
     assert {trace.name.split(" / ")[1] for trace in mean_traces} == {"mean of 2 layers"}
     z = figure.layout.sliders[0].steps[0].args[0]["z"][list(visible).index(True)]
-    np.testing.assert_allclose(np.array(z, dtype=float), record.map("dog", step=0, layer="mean")[0].numpy(), atol=1e-4)  # 4 significant digits of the colour range
+    np.testing.assert_allclose(
+        np.array(z, dtype=float), record.map("dog", step=0, layer="mean")[0].numpy(), atol=1e-4
+    )  # 4 significant digits of the colour range
 
 
 def test_the_token_menu_shows_one_token_and_sets_its_colour_range(record):
@@ -46,7 +61,11 @@ def test_the_token_menu_shows_one_token_and_sets_its_colour_range(record):
     menu = figure.layout.updatemenus[0]
     assert [button.label for button in menu.buttons] == ["dog", "grass"]
     trace_update, layout_update, _ = menu.buttons[1].args
-    seen = {trace.name.split(" / ")[0] for trace, opacity in zip(figure.data, trace_update["opacity"]) if opacity > 0}
+    seen = {
+        trace.name.split(" / ")[0]
+        for trace, opacity in zip(figure.data, trace_update["opacity"])
+        if opacity > 0
+    }
     assert seen == {"grass"}
     grass_max = float(record.maps["cond"][:, :, 1].max())
     assert layout_update["coloraxis.cmax"] == pytest.approx(grass_max, rel=1e-6)
@@ -79,11 +98,17 @@ def test_a_figure_too_large_to_open_says_how_to_shrink_it(record):
 
 
 def test_lookups_of_absent_things_list_what_there_is(record):
-    with pytest.raises(RecordLookupError, match=r"token 'cat' is not in the record; it has tokens 'dog' \(positions \[2\]\), 'grass'"):
+    with pytest.raises(
+        RecordLookupError,
+        match=r"token 'cat' is not in the record; it has tokens 'dog' \(positions \[2\]\), 'grass'",
+    ):
         attention_figure(record, token="cat")
     with pytest.raises(RecordLookupError, match=r"layer 7 is out of range: the record has layers 0, 1"):
         attention_figure(record, layers=[7])
-    with pytest.raises(RecordLookupError, match=r"branch 'reference' is not in the record; it has branches \['uncond', 'cond'\]"):
+    with pytest.raises(
+        RecordLookupError,
+        match=r"branch 'reference' is not in the record; it has branches \['uncond', 'cond'\]",
+    ):
         attention_figure(record, branch="reference")
 
 
@@ -115,7 +140,9 @@ def test_the_explorer_page_is_self_contained(record, tmp_path):
 
 
 def test_an_empty_record_cannot_be_shown(record):
-    empty = AttentionRecord.from_metadata({**record.metadata(), "steps": [], "timesteps": []},
-                                          {branch: maps[:0] for branch, maps in record.maps.items()})
+    empty = AttentionRecord.from_metadata(
+        {**record.metadata(), "steps": [], "timesteps": []},
+        {branch: maps[:0] for branch, maps in record.maps.items()},
+    )
     with pytest.raises(RecordLookupError, match="the record has no maps"):
         attention_figure(empty)

@@ -1,4 +1,4 @@
-"""The record file: exact round trip, no pickle, readable without the model, clear errors, never half written."""
+"""The record file: exact round trip, no pickle, no model needed to read, clear errors, never half written."""
 
 from __future__ import annotations
 
@@ -72,8 +72,19 @@ def test_metadata_that_does_not_match_the_arrays_is_a_clear_error(record, tmp_pa
     metadata["token_positions"] = [[2]]
     tensors = {f"maps/{branch}": maps for branch, maps in record.maps.items()}
     path = tmp_path / "edited.safetensors"
-    save_file(tensors, str(path), metadata={"attnkit.format": "attnkit-attention-record", "attnkit.format_version": "1", METADATA_KEY: json.dumps(metadata)})
-    with pytest.raises(RecordFileError, match=r"has shape \(2, 2, 2, 3, 4, 4\) but the metadata describes \(2, 2, 1, 3, 4, 4\)"):
+    save_file(
+        tensors,
+        str(path),
+        metadata={
+            "attnkit.format": "attnkit-attention-record",
+            "attnkit.format_version": "1",
+            METADATA_KEY: json.dumps(metadata),
+        },
+    )
+    with pytest.raises(
+        RecordFileError,
+        match=r"has shape \(2, 2, 2, 3, 4, 4\) but the metadata describes \(2, 2, 1, 3, 4, 4\)",
+    ):
         load_record(path)
 
 
@@ -81,9 +92,19 @@ def test_metadata_naming_other_branches_is_a_clear_error(record, tmp_path):
     metadata = record.metadata()
     metadata["branches"] = ["cond", "reference"]
     path = tmp_path / "edited.safetensors"
-    save_file({"maps/cond": record.maps["cond"], "maps/uncond": record.maps["uncond"]}, str(path),
-              metadata={"attnkit.format": "attnkit-attention-record", "attnkit.format_version": "1", METADATA_KEY: json.dumps(metadata)})
-    with pytest.raises(RecordFileError, match=r"names branches \['cond', 'reference'\] but the file has arrays for \['cond', 'uncond'\]"):
+    save_file(
+        {"maps/cond": record.maps["cond"], "maps/uncond": record.maps["uncond"]},
+        str(path),
+        metadata={
+            "attnkit.format": "attnkit-attention-record",
+            "attnkit.format_version": "1",
+            METADATA_KEY: json.dumps(metadata),
+        },
+    )
+    with pytest.raises(
+        RecordFileError,
+        match=r"names branches \['cond', 'reference'\] but the file has arrays for \['cond', 'uncond'\]",
+    ):
         load_record(path)
 
 

@@ -22,7 +22,11 @@ def naive_map(run, step, layer, branch, positions, direction, heads=None):
     text = [layout.text.start + position for position in positions]
     text_to_video = probs[text][:, layout.video].sum(dim=0)
     video_to_text = probs[layout.video][:, text].sum(dim=1)
-    return {"text->video": text_to_video, "video->text": video_to_text, "both": text_to_video + video_to_text}[direction]
+    return {
+        "text->video": text_to_video,
+        "video->text": video_to_text,
+        "both": text_to_video + video_to_text,
+    }[direction]
 
 
 @pytest.mark.parametrize("direction", ["text->video", "video->text", "both"])
@@ -40,7 +44,10 @@ def test_recorded_maps_equal_the_full_softmax_for_every_branch_step_layer_and_to
 
 
 def test_both_directions_is_the_sum_of_the_two(recorded_run):
-    maps = {direction: recorded_run.recorders[direction].record.maps["cond"] for direction in ("text->video", "video->text", "both")}
+    maps = {
+        direction: recorded_run.recorders[direction].record.maps["cond"]
+        for direction in ("text->video", "video->text", "both")
+    }
     torch.testing.assert_close(maps["both"], maps["text->video"] + maps["video->text"], atol=1e-6, rtol=1e-5)
 
 
@@ -56,7 +63,9 @@ def test_a_multi_token_word_covers_all_its_positions_and_sums_them(recorded_run)
     record = recorded_run.recorders["multi-token word"].record
     assert record.token_positions[0] == [1, 2]
     assert record.tokens == ["red dog", "red@1", "dog@2"]
-    torch.testing.assert_close(record.maps["cond"][:, :, 0], record.maps["cond"][:, :, 1] + record.maps["cond"][:, :, 2])
+    torch.testing.assert_close(
+        record.maps["cond"][:, :, 0], record.maps["cond"][:, :, 1] + record.maps["cond"][:, :, 2]
+    )
 
 
 def test_reduced_layers_and_steps_keep_only_their_mean(recorded_run, record):
@@ -70,7 +79,9 @@ def test_layers_and_steps_select_what_is_kept(recorded_run, record):
     selected = recorded_run.recorders["selected"].record
     assert selected.steps == [1] and selected.layers == [1]
     assert selected.timesteps == [record.timesteps[1]]
-    torch.testing.assert_close(selected.map("dog", step=1, layer=1), record.map("dog", branch="cond", step=1, layer=1))
+    torch.testing.assert_close(
+        selected.map("dog", step=1, layer=1), record.map("dog", branch="cond", step=1, layer=1)
+    )
 
 
 def test_kept_memory_is_what_the_estimate_said(recorded_run):
@@ -81,7 +92,9 @@ def test_kept_memory_is_what_the_estimate_said(recorded_run):
 
 
 def test_the_record_says_what_it_holds(record):
-    assert record.model_class == "CogVideoXTransformer3DModel" and record.pipeline_class == "CogVideoXPipeline"
+    assert (
+        record.model_class == "CogVideoXTransformer3DModel" and record.pipeline_class == "CogVideoXPipeline"
+    )
     assert record.prompt == PROMPT and record.tokens == ["dog", "grass"]
     assert record.token_positions == [[2], [6]]
     assert record.prompt_tokens[:3] == ["a", "red", "dog"]
@@ -109,8 +122,14 @@ def test_going_over_the_budget_is_an_error_before_any_map_is_kept(tiny_pipe):
         run_pipeline(tiny_pipe, [counter, recorder])
     error = raised.value.__cause__
     assert isinstance(error, MemoryBudgetError)
-    assert "768 bytes" in str(error) and "memory_budget_bytes=700" in str(error) and "reduce_layers=True" in str(error)
-    assert counter.calls == 1, "the budget must be checked at the first attention call, before the run goes on"
+    assert (
+        "768 bytes" in str(error)
+        and "memory_budget_bytes=700" in str(error)
+        and "reduce_layers=True" in str(error)
+    )
+    assert (
+        counter.calls == 1
+    ), "the budget must be checked at the first attention call, before the run goes on"
     assert recorder.peak_kept_bytes == 0
     assert not hasattr(tiny_pipe.transformer, "_attnkit_session")
 
@@ -134,7 +153,9 @@ def test_words_need_the_prompt():
 
 def test_a_layer_out_of_range_fails_when_the_session_starts(tiny_pipe):
     recorder = AttentionRecorder(tokens=[2], layers=[0, 5])
-    with pytest.raises(attnkit.PluginError, match=r"layers=\[0, 5\] out of range: .* has 2 attention layers \(0..1\)"):
+    with pytest.raises(
+        attnkit.PluginError, match=r"layers=\[0, 5\] out of range: .* has 2 attention layers \(0..1\)"
+    ):
         with attnkit.attach(tiny_pipe, plugins=[recorder]):
             pass
     assert not hasattr(tiny_pipe.transformer, "_attnkit_session")
@@ -142,7 +163,10 @@ def test_a_layer_out_of_range_fails_when_the_session_starts(tiny_pipe):
 
 def test_a_missing_branch_names_the_branches_of_the_batch(tiny_pipe):
     recorder = AttentionRecorder(tokens=[2], branches=["reference"])
-    with pytest.raises(attnkit.PluginError, match=r"\['reference'\] are not in this run's batch, which has \['cond', 'uncond'\]"):
+    with pytest.raises(
+        attnkit.PluginError,
+        match=r"\['reference'\] are not in this run's batch, which has \['cond', 'uncond'\]",
+    ):
         run_pipeline(tiny_pipe, [recorder], num_inference_steps=1, output_type="latent")
 
 
@@ -183,6 +207,10 @@ def test_without_a_pipeline_each_new_step_is_checked_against_the_budget(tiny_pip
             assert recorder.peak_kept_bytes == 384 and recorder.estimate.steps is None
             transformer(**inputs, timestep=torch.tensor([499]))
     assert isinstance(raised.value.__cause__, MemoryBudgetError)
-    assert "for step 1" in str(raised.value.__cause__) and "more steps are checked as they come" in str(raised.value.__cause__)
+    assert "for step 1" in str(raised.value.__cause__) and "more steps are checked as they come" in str(
+        raised.value.__cause__
+    )
     assert recorder.peak_kept_bytes == 384
-    assert recorder.record.steps == [0] and not recorder.record.complete, "what was kept before the error is there"
+    assert (
+        recorder.record.steps == [0] and not recorder.record.complete
+    ), "what was kept before the error is there"
