@@ -17,7 +17,9 @@ computed with ``chunked_logsumexp(..., checkpointed=True)``, so neither forward 
 more than ``chunk_size x len(K)`` scores per head.
 
 Choices: one step per layer per denoising step while ``step < asm_steps``; all layers unless ``layers``;
-both CFG rows (``cfg_rows="both"``; each row's loss only moves its own states) or only ``"cond"``.
+only the conditional CFG row (``cfg_rows="cond"``, the default: the loss is about the text condition, as
+attention-guidance methods compute theirs on the conditional branch, and it halves ASM's cost) or both
+rows (``"both"``; each row's loss moves only its own states, so CFG does not amplify the move).
 The caller adds ASM only when the reference and target subjects differ.
 """
 
@@ -45,7 +47,7 @@ class ASM:
         asm_steps: int = 35,
         top_fraction: float = 0.2,
         layers: list[int] | None = None,
-        cfg_rows: str = "both",
+        cfg_rows: str = "cond",
         chunk_size: int = 128,
         reference_branch: str = "reference",
     ):
@@ -80,27 +82,27 @@ class ASM:
             return
         reference_row = call.rows(self.reference_branch)[0]
         hidden_states = call.hidden_states
-        video = call.layout.video
+        video, text = call.layout.video, call.layout.text
+        # The reference's text q/k are constants of the loss: projected outside autograd.
+        reference_q, reference_k, _ = call.project(hidden_states[reference_row : reference_row + 1].detach())
         with torch.enable_grad():
             target_states = hidden_states[target_rows].detach().requires_grad_(True)
-            rows = torch.cat([target_states, hidden_states[reference_row : reference_row + 1].detach()])
-            q, k, _ = call.project(rows)
-            target_count = len(target_rows)
+            q, k, _ = call.project(target_states)
             loss = sum(
                 appearance_loss(
                     target_video_queries=q[i : i + 1, :, video],
                     target_video_keys=k[i : i + 1, :, video],
-                    reference_text_queries=q[target_count:, :, call.layout.text],
-                    reference_text_keys=k[target_count:, :, call.layout.text],
+                    reference_text_queries=reference_q[:, :, text],
+                    reference_text_keys=reference_k[:, :, text],
                     subject_tokens=self.subject_tokens,
                     top_fraction=self.top_fraction,
                     scale=call.scale,
                     chunk_size=self.chunk_size,
                 )
-                for i in range(target_count)
+                for i in range(len(target_rows))
             )
             (gradient,) = torch.autograd.grad(loss, target_states)
-        self.losses.append((call.step, call.layer, float(loss.detach()) / target_count))
+        self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
         moved = hidden_states.clone()
         moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(hidden_states.dtype)
         call.hidden_states = moved

@@ -69,7 +69,7 @@ class LMPConfig:
     asm_eta: float = 100.0
     asm_top_fraction: float = 0.2
     asm_layers: list[int] | None = None
-    asm_cfg_rows: str = "both"
+    asm_cfg_rows: str = "cond"
     asm_chunk_size: int = 128
 
     # --- the reference branch (eq. 10) and how a reference video is read ---

@@ -74,7 +74,7 @@ def naive_loss_of_states(project, states, layout, subject, target_row, reference
 def test_the_step_is_minus_eta_times_the_naive_gradient_on_target_video_states(t2v_pipe):
     eta = 100.0
     before, recorder = HiddenStatesBefore(), Recorder()
-    run_forward(t2v_pipe, [before, ASM(SUBJECT, eta=eta, asm_steps=1), recorder])
+    run_forward(t2v_pipe, [before, ASM(SUBJECT, eta=eta, asm_steps=1, cfg_rows="both"), recorder])
     for layer, call in recorder.calls.items():
         layout, h_before = call["layout"], before.before[layer]
         states = h_before.clone().requires_grad_(True)
@@ -92,7 +92,7 @@ def test_the_step_is_minus_eta_times_the_naive_gradient_on_target_video_states(t
 
 def test_the_loss_decreases_after_the_step(t2v_pipe):
     before, recorder = HiddenStatesBefore(), Recorder()
-    asm = ASM(SUBJECT, eta=100.0, asm_steps=1)
+    asm = ASM(SUBJECT, eta=100.0, asm_steps=1, cfg_rows="both")
     run_forward(t2v_pipe, [before, asm, recorder])
     for layer, call in recorder.calls.items():
         layout = call["layout"]
@@ -104,9 +104,9 @@ def test_the_loss_decreases_after_the_step(t2v_pipe):
     assert [(step, layer) for step, layer, _ in asm.losses] == [(0, 0), (0, 1)]
 
 
-def test_cond_only_moves_only_the_conditional_row(t2v_pipe):
+def test_by_default_only_the_conditional_row_is_moved(t2v_pipe):
     before, recorder = HiddenStatesBefore(), Recorder()
-    run_forward(t2v_pipe, [before, ASM(SUBJECT, asm_steps=1, cfg_rows="cond"), recorder])
+    run_forward(t2v_pipe, [before, ASM(SUBJECT, asm_steps=1), recorder])
     call = recorder.calls[0]
     assert torch.equal(call["hidden_states"][0], before.before[0][0])
     assert not torch.equal(call["hidden_states"][1], before.before[0][1])
