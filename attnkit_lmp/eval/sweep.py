@@ -208,32 +208,36 @@ def check_videos(dataset: DavisDataset, names: Sequence[str], num_frames: int, r
     """
     for name in names:
         paths = dataset.frame_paths(name)
+        if require_annotations:
+            _check_annotations(dataset, name, paths)
         if len(paths) < num_frames:
             raise DatasetError(
                 f"video '{name}' has {len(paths)} frames in '{paths[0].parent}', the model generates "
                 f"{num_frames}; remove it from the prompts file or lower num_frames in --config"
             )
-        if not require_annotations:
-            continue
-        mask_folder = dataset.annotations_dir / name if dataset.annotations_dir is not None else None
-        if mask_folder is None or not mask_folder.is_dir():
-            raise DatasetError(
-                f"video '{name}' has no annotation folder '{mask_folder}'; add its masks "
-                "(Annotations/<video>/<frame>.png) or pass --no-annotations when the tracker does not need them"
-            )
-        masks = {path.stem for path in mask_folder.glob("*.png")}
-        missing = [path for path in paths if path.stem not in masks]
-        if missing:
-            raise DatasetError(
-                f"annotation '{mask_folder / (missing[0].stem + '.png')}' is missing ({len(missing)} of "
-                f"{len(paths)} frames of '{name}' have no mask); restore the masks or pass --no-annotations"
-            )
-        orphans = sorted(masks - {path.stem for path in paths})
-        if orphans:
-            raise DatasetError(
-                f"frame '{orphans[0]}' of video '{name}' is missing from '{paths[0].parent}': its annotation "
-                f"'{mask_folder / (orphans[0] + '.png')}' exists; restore the frames"
-            )
+
+
+def _check_annotations(dataset: DavisDataset, name: str, paths: Sequence[Path]) -> None:
+    mask_folder = dataset.annotations_dir / name if dataset.annotations_dir is not None else None
+    if mask_folder is None or not mask_folder.is_dir():
+        raise DatasetError(
+            f"video '{name}' has no annotation folder '{mask_folder}'; add its masks "
+            "(Annotations/<video>/<frame>.png) or pass --no-annotations when the tracker does not need them"
+        )
+    masks = {path.stem for path in mask_folder.glob("*.png")}
+    orphans = sorted(masks - {path.stem for path in paths})
+    if orphans:
+        # A mask without its frame reveals frames lost at the end, which the numbering cannot show.
+        raise DatasetError(
+            f"frame '{paths[0].parent / (orphans[0] + paths[0].suffix)}' is missing: its annotation "
+            f"'{mask_folder / (orphans[0] + '.png')}' exists; restore the frames"
+        )
+    missing = [path for path in paths if path.stem not in masks]
+    if missing:
+        raise DatasetError(
+            f"annotation '{mask_folder / (missing[0].stem + '.png')}' is missing ({len(missing)} of "
+            f"{len(paths)} frames of '{name}' have no mask); restore the masks or pass --no-annotations"
+        )
 
 
 def base_lmp_config(settings: SweepSettings):
@@ -548,6 +552,10 @@ def run_sweep(
         raise SweepError(str(error)) from None
     names = list(dict.fromkeys(target.video for target in targets))
 
+    try:
+        check_videos(dataset, names, 1, settings.require_annotations)  # frame counts once the model is known
+    except DatasetError as error:
+        raise SweepError(str(error)) from None
     tracker = build_sweep_tracker(settings)
     text_metrics, pick_only = load_text_metrics(settings)
 
@@ -691,7 +699,10 @@ def load_text_metrics(settings: SweepSettings):
             )
             return None, pick_only
     except MetricModelNotFoundError as error:
-        raise SweepError(str(error)) from None
+        raise SweepError(
+            f"{error}\nThe sweep takes them as --clip DIR (Align, Cons.) and --pickscore DIR --pickscore-processor "
+            "DIR (Pick.); without them those metrics are reported as not computed, MF needs no model"
+        ) from None
     return None, None
 
 
