@@ -4,6 +4,11 @@ Implement any of these in a plugin (a module, class or object) with ``@attnkit.h
 implementation takes only the arguments it needs. Per-attention hooks (``attnkit_before_attention``,
 ``attnkit_qkv``, ``attnkit_extra_kv``, ``attnkit_attention_output``) are called for every attention module
 of every forward, so the session asks once which of them have implementations and skips the rest.
+
+A plugin may declare the attention roles it handles (``attnkit_roles = {"joint", "cross"}``; roles are
+``"joint"``, ``"self"``, ``"cross"``, see :class:`attnkit.layout.TokenLayout`). Its per-attention hooks are
+then called only for calls of those roles, and attaching it to a model none of whose calls has one of
+them raises :class:`attnkit.UnsupportedRoleError`.
 """
 
 from __future__ import annotations
