@@ -77,7 +77,9 @@ class ASM:
             return
         if self.layers is not None and call.layer not in self.layers:
             return
-        target_rows = [row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)]
+        target_rows = [
+            row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)
+        ]
         if not target_rows:
             return
         reference_row = call.rows(self.reference_branch)[0]
@@ -104,7 +106,9 @@ class ASM:
             (gradient,) = torch.autograd.grad(loss, target_states)
         self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
         moved = hidden_states.clone()
-        moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(hidden_states.dtype)
+        moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(
+            hidden_states.dtype
+        )
         call.hidden_states = moved
 
 
@@ -133,7 +137,8 @@ def appearance_loss(
         target_video_queries, keys, scale=scale, chunk_size=chunk_size, checkpointed=True
     )
     video_to_subject = torch.exp(
-        torch.matmul(target_video_queries, subject_keys.transpose(-1, -2)) * scale - video_logsumexp.unsqueeze(-1)
+        torch.matmul(target_video_queries, subject_keys.transpose(-1, -2)) * scale
+        - video_logsumexp.unsqueeze(-1)
     )
     # W^V2T: the few subject rows over all keys, video columns.
     subject_scores = torch.matmul(subject_queries, keys.transpose(-1, -2)) * scale

@@ -101,7 +101,9 @@ class LMPConfig:
     def validate(self) -> LMPConfig:
         """Raise :class:`LMPConfigError` naming the first bad field; return ``self`` when all is well."""
         steps = self.num_inference_steps
-        _require(isinstance(steps, int) and steps >= 1, "num_inference_steps", steps, "a positive integer, e.g. 50")
+        _require(
+            isinstance(steps, int) and steps >= 1, "num_inference_steps", steps, "a positive integer, e.g. 50"
+        )
         for name in ("fbdm_steps", "rmtm_steps", "asm_steps"):
             value = getattr(self, name)
             _require(
@@ -111,7 +113,12 @@ class LMPConfig:
                 f"an integer in 0..num_inference_steps={steps} (a module is active while step < {name}); "
                 f"scale it to the run, e.g. LMPConfig.for_steps({steps})",
             )
-        _require(self.rmtm_lambda > 0, "rmtm_lambda", self.rmtm_lambda, "a positive key scale (the paper uses 0.98)")
+        _require(
+            self.rmtm_lambda > 0,
+            "rmtm_lambda",
+            self.rmtm_lambda,
+            "a positive key scale (the paper uses 0.98)",
+        )
         _require(self.asm_eta >= 0, "asm_eta", self.asm_eta, "a non-negative step size (the paper uses 100)")
         _require(
             0 < self.asm_top_fraction <= 1,
@@ -119,8 +126,15 @@ class LMPConfig:
             self.asm_top_fraction,
             "a fraction in (0, 1] of the selected attention values to average (the paper uses 0.2)",
         )
-        _require(0 <= self.fg_threshold <= 1, "fg_threshold", self.fg_threshold, "a value in [0, 1] (min-max scale)")
-        _require(self.guidance_scale >= 0, "guidance_scale", self.guidance_scale, "a non-negative number, e.g. 6")
+        _require(
+            0 <= self.fg_threshold <= 1,
+            "fg_threshold",
+            self.fg_threshold,
+            "a value in [0, 1] (min-max scale)",
+        )
+        _require(
+            self.guidance_scale >= 0, "guidance_scale", self.guidance_scale, "a non-negative number, e.g. 6"
+        )
         _require(
             isinstance(self.asm_chunk_size, int) and self.asm_chunk_size >= 1,
             "asm_chunk_size",
@@ -144,14 +158,20 @@ class LMPConfig:
         for name in ("fbdm_layers", "rmtm_layers", "asm_layers"):
             layers = getattr(self, name)
             _require(
-                layers is None or (isinstance(layers, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in layers)),
+                layers is None
+                or (isinstance(layers, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in layers)),
                 name,
                 layers,
                 "null (all layers) or a list of non-negative layer indices",
             )
         for name in ("height", "width", "num_frames", "max_sequence_length"):
             value = getattr(self, name)
-            _require(value is None or (isinstance(value, int) and value > 0), name, value, "null or a positive integer")
+            _require(
+                value is None or (isinstance(value, int) and value > 0),
+                name,
+                value,
+                "null or a positive integer",
+            )
         _require(isinstance(self.fps, int) and self.fps > 0, "fps", self.fps, "a positive integer")
         return self
 
@@ -164,7 +184,9 @@ class LMPConfig:
     def from_dict(cls, values: dict[str, Any]) -> LMPConfig:
         """Build from a dict; unknown keys are an error that names them (a typo must not pass silently)."""
         if not isinstance(values, dict):
-            raise LMPConfigError(f"an LMP config must be a mapping of field names to values, got {type(values).__name__}")
+            raise LMPConfigError(
+                f"an LMP config must be a mapping of field names to values, got {type(values).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -189,7 +211,7 @@ class LMPConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> LMPConfig:
-        """Read a config written by :meth:`save` (or by hand), or the ``config.json`` of a CLI run; validated."""
+        """Read a config written by :meth:`save` or by hand, or a CLI run's ``config.json``; validated."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -203,7 +225,9 @@ class LMPConfig:
             else:
                 values = json.loads(text)
         except Exception as error:
-            raise LMPConfigError(f"LMP config {str(path)!r} is not valid {'YAML' if _is_yaml(path) else 'JSON'}: {error}") from error
+            raise LMPConfigError(
+                f"LMP config {str(path)!r} is not valid {'YAML' if _is_yaml(path) else 'JSON'}: {error}"
+            ) from error
         if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run" in values:
             values = values["config"]  # a run record written by `attnkit-lmp transfer`
         return cls.from_dict(values or {}).validate()

@@ -109,5 +109,7 @@ def normalise_per_frame(attention_map: torch.Tensor) -> torch.Tensor:
     flat = attention_map.flatten(1)
     low = flat.min(dim=1, keepdim=True).values
     span = flat.max(dim=1, keepdim=True).values - low
-    normalised = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat))
+    normalised = torch.where(
+        span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), torch.zeros_like(flat)
+    )
     return normalised.reshape(attention_map.shape)

@@ -57,7 +57,8 @@ class ReferenceBranch:
             raise ValueError(f"reference mode {mode!r} needs clean_latents (the encoded reference video)")
         if clean_latents is not None and clean_latents.shape != noise.shape:
             raise ValueError(
-                f"reference latents {tuple(clean_latents.shape)} and noise {tuple(noise.shape)} must have one shape"
+                f"reference latents {tuple(clean_latents.shape)} and noise {tuple(noise.shape)} "
+                "must have one shape"
             )
         self.noise = noise
         self.prompt_embeds = prompt_embeds
@@ -147,7 +148,13 @@ class ReferenceBranch:
         if "old_pred_original_sample" in parameters:  # CogVideoXDPMScheduler, as the pipeline calls it
             previous = timesteps[step - 1] if step > 0 else None
             latents, self._old_pred_original_sample = scheduler.step(
-                prediction, self._old_pred_original_sample, t, previous, self.latents, return_dict=False, **extra
+                prediction,
+                self._old_pred_original_sample,
+                t,
+                previous,
+                self.latents,
+                return_dict=False,
+                **extra,
             )
             return latents
         return scheduler.step(prediction, t, self.latents, return_dict=False, **extra)[0]
@@ -172,7 +179,7 @@ def padded_num_frames(pipe, num_frames: int) -> int:
 
 
 def latent_shape(pipe, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-    """Shape of the pipeline's initial latent ``(1, latent frames, channels, h, w)`` (``latents=`` argument)."""
+    """Shape ``(1, latent frames, channels, h, w)`` of the pipeline's initial latent (``latents=``)."""
     frames = (padded_num_frames(pipe, num_frames) - 1) // pipe.vae_scale_factor_temporal + 1
     channels = pipe.transformer.config.out_channels
     spatial = pipe.vae_scale_factor_spatial
@@ -198,8 +205,10 @@ def encode_video(pipe, frames: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def encode_first_frame(pipe, image, num_frames: int, height: int, width: int, noise: torch.Tensor, generator):
-    """The channel-concatenated image latents of ``image``, exactly as the I2V pipeline's ``prepare_latents``."""
-    processed = pipe.video_processor.preprocess(image, height=height, width=width).to(noise.device, dtype=noise.dtype)
+    """The channel-concatenated image latents of ``image``, made by the I2V pipeline's ``prepare_latents``."""
+    processed = pipe.video_processor.preprocess(image, height=height, width=width).to(
+        noise.device, dtype=noise.dtype
+    )
     _, image_latents = pipe.prepare_latents(
         processed,
         1,

@@ -57,7 +57,9 @@ class RMTM:
             return None
         if self.layers is not None and call.layer not in self.layers:
             return None
-        target_rows = [row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)]
+        target_rows = [
+            row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)
+        ]
         if not target_rows:
             return None
         reference_key = call.video(call.branch(call.k, self.reference_branch))

@@ -82,7 +82,7 @@ def motion_transfer(
     return_details: bool = False,
     progress: bool = True,
 ):
-    """Generate ``prompt``'s video with the motion of ``reference``; returns ``(F, 3, H, W)`` frames in [0, 1].
+    """Generate ``prompt``'s video with the motion of ``reference``: ``(F, 3, H, W)`` frames in [0, 1].
 
     ``reference`` is a video path (mp4, gif, folder of frames), frames in memory, or ``None`` for a reference
     generated from ``reference_prompt``. ``reference_subject`` / ``subject`` are the subject word(s) in
@@ -90,7 +90,9 @@ def motion_transfer(
     reference is conditioned on its own first frame). With ``return_details`` a
     :class:`MotionTransferResult` is returned instead of the frames.
     """
-    plan = prepare_transfer(pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config)
+    plan = prepare_transfer(
+        pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config
+    )
     config = plan.config
     device, dtype = pipe._execution_device, pipe.transformer.dtype
     shape = latent_shape(pipe, config.num_frames, config.height, config.width)
@@ -232,7 +234,9 @@ def prepare_transfer(
                 f"{name}={value!r} must name the subject word(s) of its prompt, e.g. 'dog' (the paper "
                 "extracts them with an LLM)"
             )
-    reference_tokens = subject_token_positions(pipe, reference_prompt, reference_subject, config, "reference_subject")
+    reference_tokens = subject_token_positions(
+        pipe, reference_prompt, reference_subject, config, "reference_subject"
+    )
     target_tokens = subject_token_positions(pipe, prompt, subject, config, "subject")
     reference_frames = None
     if reference is not None:
@@ -259,7 +263,9 @@ def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argum
     positions: set[int] = set()
     for word in _subject_words(subject):
         try:
-            positions.update(word_token_indices(pipe.tokenizer, prompt, word, max_length=config.max_sequence_length))
+            positions.update(
+                word_token_indices(pipe.tokenizer, prompt, word, max_length=config.max_sequence_length)
+            )
         except ValueError as error:
             raise MotionTransferError(f"{argument}: {error}") from None
     return sorted(positions)

@@ -25,7 +25,14 @@ from pathlib import Path
 from .cli import register_command
 
 TINY_MODELS = {"tiny:t2v": "t2v", "tiny:i2v": "i2v"}
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+}
 UPSCALE_BELOW = 256  # tiny outputs are enlarged in the written files so they can be seen
 
 
@@ -34,19 +41,35 @@ class InputError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="local diffusers CogVideoX folder (T2V or I2V), or tiny:t2v / tiny:i2v")
-    parser.add_argument("--reference", help="reference video: mp4/gif/folder of frames; omit to generate it from --reference-prompt")
+    parser.add_argument(
+        "--model", required=True, help="local diffusers CogVideoX folder (T2V or I2V), or tiny:t2v / tiny:i2v"
+    )
+    parser.add_argument(
+        "--reference",
+        help="reference video: mp4/gif/folder of frames; omit to generate it from --reference-prompt",
+    )
     parser.add_argument("--reference-prompt", required=True, help="prompt describing the reference video")
-    parser.add_argument("--reference-subject", required=True, help="subject word(s) of the reference prompt, e.g. dog")
+    parser.add_argument(
+        "--reference-subject", required=True, help="subject word(s) of the reference prompt, e.g. dog"
+    )
     parser.add_argument("--prompt", required=True, help="prompt of the video to generate")
     parser.add_argument("--subject", required=True, help="subject word(s) of --prompt, e.g. cat")
     parser.add_argument("--image", help="first frame of the target (image-to-video models only)")
     parser.add_argument("--config", type=Path, help="LMPConfig as JSON or YAML (default: the paper's)")
-    parser.add_argument("--steps", type=int, help="num_inference_steps; scales the module thresholds like LMPConfig.for_steps")
+    parser.add_argument(
+        "--steps", type=int, help="num_inference_steps; scales the module thresholds like LMPConfig.for_steps"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weights dtype (bf16 for CogVideoX-5B on GPU)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=sorted(DTYPES),
+        help="weights dtype (bf16 for CogVideoX-5B on GPU)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
-    parser.add_argument("--cpu-offload", action="store_true", help="enable_model_cpu_offload() (GPU users with little memory)")
+    parser.add_argument(
+        "--cpu-offload", action="store_true", help="enable_model_cpu_offload() (GPU users with little memory)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
 
@@ -70,7 +93,11 @@ def check_inputs(args: argparse.Namespace):
     try:
         config = LMPConfig.load(args.config) if args.config is not None else LMPConfig()
         if args.steps is not None:
-            overrides = {k: v for k, v in config.to_dict().items() if k not in ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")}
+            overrides = {
+                k: v
+                for k, v in config.to_dict().items()
+                if k not in ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")
+            }
             config = LMPConfig.for_steps(args.steps, **overrides)
         config.validate()
     except LMPConfigError as error:
@@ -84,7 +111,8 @@ def check_inputs(args: argparse.Namespace):
         raise InputError(f"--image {args.image!r} is not a file; pass the target's first frame as a png/jpg")
     if args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
         raise InputError(
-            f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); pass the local "
+            f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); "
+            "pass the local "
             "folder of a CogVideoX checkpoint (e.g. CogVideoX-5b or CogVideoX-5b-I2V), or tiny:t2v / tiny:i2v"
         )
     return config
@@ -98,7 +126,9 @@ def check_writable(folder: Path) -> None:
         os.close(descriptor)
         os.unlink(probe)
     except OSError as error:
-        raise InputError(f"output folder {str(folder)!r} is not writable ({error.strerror or error}); choose another --out") from None
+        raise InputError(
+            f"output folder {str(folder)!r} is not writable ({error.strerror or error}); choose another --out"
+        ) from None
 
 
 def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool):
@@ -116,11 +146,17 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool):
         from diffusers import DiffusionPipeline
 
         try:
-            with warnings.catch_warnings():  # newer diffusers rename torch_dtype to dtype; older ones lack dtype
+            with (
+                warnings.catch_warnings()
+            ):  # newer diffusers rename torch_dtype to dtype; older ones lack dtype
                 warnings.simplefilter("ignore", FutureWarning)
-                pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch_dtype, local_files_only=True)
+                pipe = DiffusionPipeline.from_pretrained(
+                    model, torch_dtype=torch_dtype, local_files_only=True
+                )
         except Exception as error:
-            raise InputError(f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}") from None
+            raise InputError(
+                f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}"
+            ) from None
     from .transfer import UnsupportedPipelineError, check_pipeline
 
     try:
@@ -193,7 +229,11 @@ def write_run_config(path: Path, args: argparse.Namespace, result) -> Path:
             "seed": args.seed,
             "dtype": args.dtype,
             "modules": result.modules,
-            **{key: value for key, value in result.record.items() if key not in ("prompt", "reference_prompt")},
+            **{
+                key: value
+                for key, value in result.record.items()
+                if key not in ("prompt", "reference_prompt")
+            },
         },
     }
     return atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
@@ -211,10 +251,14 @@ def write_mask_page(path: Path, result, subject: str, layers: list[int]) -> Path
         from attnkit.record.atomic import atomic_write_bytes
 
         reason = "FBDM was disabled" if not result.modules["fbdm"] else "FBDM made no mask (fbdm_steps = 0)"
-        return atomic_write_bytes(path, f"<!DOCTYPE html><html><body><p>No FBDM masks: {reason}.</p></body></html>\n".encode())
+        return atomic_write_bytes(
+            path, f"<!DOCTYPE html><html><body><p>No FBDM masks: {reason}.</p></body></html>\n".encode()
+        )
     maps = torch.stack(
         [torch.stack([record.attention_map, record.mask.float()]) for record in result.masks]
-    ).unsqueeze(1)  # (steps, 1 layer option, 2 "tokens": map and mask, frames, h, w)
+    ).unsqueeze(
+        1
+    )  # (steps, 1 layer option, 2 "tokens": map and mask, frames, h, w)
     positions = result.record["reference_subject_tokens"]
     record = AttentionRecord(
         maps={"reference": maps},
@@ -243,4 +287,9 @@ def _load_image(path: str):
         raise InputError(f"cannot read --image {path!r}: {type(error).__name__}: {error}") from None
 
 
-register_command("transfer", "LMP zero-shot motion transfer of a reference video's motion to a new prompt", add_arguments, run)
+register_command(
+    "transfer",
+    "LMP zero-shot motion transfer of a reference video's motion to a new prompt",
+    add_arguments,
+    run,
+)

@@ -1,4 +1,4 @@
-"""Reading reference videos into the model's frame count and size, and writing results (mp4, gif, side by side).
+"""Reading reference videos at the model's frame count and size; writing results (mp4, gif, side by side).
 
 Reading (``read_video``): an mp4/webm/mov/avi (PyAV through imageio), a gif, a folder of image files
 (sorted by name, numbers in names compared as numbers), or frames already in memory (a tensor or array,
@@ -54,7 +54,9 @@ def load_frames(source) -> torch.Tensor:
         return _frames_from_array(torch.as_tensor(source), "the frames passed in")
     path = Path(source)
     if not path.exists():
-        raise VideoReadError(f"reference video {str(path)!r} does not exist; pass a video file, a gif or a folder of frames")
+        raise VideoReadError(
+            f"reference video {str(path)!r} does not exist; pass a video file, a gif or a folder of frames"
+        )
     if path.is_dir():
         return _read_frame_folder(path)
     suffix = path.suffix.lower()
@@ -89,21 +91,25 @@ def _read_frame_folder(folder: Path) -> torch.Tensor:
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
     if not files:
         raise VideoReadError(
-            f"folder {str(folder)!r} holds no image frames; expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+            f"folder {str(folder)!r} holds no image frames; expected files ending in "
+            f"{', '.join(IMAGE_SUFFIXES)}"
         )
     frames = []
     for file in files:
         try:
             image = np.asarray(iio.imread(file))
         except Exception as error:
-            raise VideoReadError(f"cannot read frame {str(file)!r}: {type(error).__name__}: {error}") from error
+            raise VideoReadError(
+                f"cannot read frame {str(file)!r}: {type(error).__name__}: {error}"
+            ) from error
         if image.ndim == 2:
             image = image[..., None]
         frames.append(image)
     shapes = {frame.shape[:2] for frame in frames}
     if len(shapes) > 1:
         raise VideoReadError(
-            f"the frames in {str(folder)!r} have different sizes {sorted(shapes)}; all frames of a video must share one size"
+            f"the frames in {str(folder)!r} have different sizes {sorted(shapes)}; "
+            "all frames of a video must share one size"
         )
     return _frames_from_array(torch.from_numpy(np.stack(frames)), str(folder))
 
@@ -132,27 +138,35 @@ def _frames_from_array(array: torch.Tensor, where: str) -> torch.Tensor:
         frames = array.float()
         if frames.numel() and (frames.min() < -1e-3 or frames.max() > 1 + 1e-3):
             raise VideoReadError(
-                f"{where}: float frames must be in [0, 1], got values in [{frames.min():.3g}, {frames.max():.3g}]"
+                f"{where}: float frames must be in [0, 1], got values in "
+                f"[{frames.min():.3g}, {frames.max():.3g}]"
             )
         frames = frames.clamp(0, 1)
     else:
-        raise VideoReadError(f"{where}: frames of dtype {array.dtype} are not supported; use uint8 or float in [0, 1]")
+        raise VideoReadError(
+            f"{where}: frames of dtype {array.dtype} are not supported; use uint8 or float in [0, 1]"
+        )
     channels = frames.shape[1]
     if channels == 1:
         frames = frames.expand(-1, 3, -1, -1)
     elif channels == 4:
         frames = frames[:, :3]
     if frames.shape[0] == 0 or frames.shape[2] < 2 or frames.shape[3] < 2:
-        raise VideoReadError(f"{where}: {tuple(frames.shape)} holds no usable frames (need at least 2 x 2 pixels)")
+        raise VideoReadError(
+            f"{where}: {tuple(frames.shape)} holds no usable frames (need at least 2 x 2 pixels)"
+        )
     return frames.contiguous()
 
 
-def sample_frames(frames: torch.Tensor, num_frames: int, frame_sampling: str = "uniform", source="the video") -> torch.Tensor:
+def sample_frames(
+    frames: torch.Tensor, num_frames: int, frame_sampling: str = "uniform", source="the video"
+) -> torch.Tensor:
     """``num_frames`` of ``frames`` by the policy in the module docstring; too short is an error."""
     available = frames.shape[0]
     if available < num_frames:
         raise VideoReadError(
-            f"reference video {_describe(source)} has {available} frames but the model generates {num_frames}; "
+            f"reference video {_describe(source)} has {available} frames but the model generates "
+            f"{num_frames}; "
             f"use a clip with at least {num_frames} frames (or lower num_frames in the config)"
         )
     if frame_sampling == "first":
@@ -171,7 +185,9 @@ def resize_and_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tens
     scale = max(height / source_height, width / source_width)
     resized_height = max(height, round(source_height * scale))
     resized_width = max(width, round(source_width * scale))
-    resized = F.interpolate(frames, size=(resized_height, resized_width), mode="bilinear", antialias=True, align_corners=False)
+    resized = F.interpolate(
+        frames, size=(resized_height, resized_width), mode="bilinear", antialias=True, align_corners=False
+    )
     top = (resized_height - height) // 2
     left = (resized_width - width) // 2
     return resized[:, :, top : top + height, left : left + width].clamp(0, 1).contiguous()
@@ -185,8 +201,10 @@ def _describe(source) -> str:
 
 
 def to_uint8(frames: torch.Tensor, upscale: int = 1) -> np.ndarray:
-    """``(F, 3, H, W)`` in [0, 1] -> ``(F, H * upscale, W * upscale, 3)`` uint8 (nearest-neighbour upscale)."""
-    video = (frames.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    """``(F, 3, H, W)`` in [0, 1] -> ``(F, H * upscale, W * upscale, 3)`` uint8 (nearest neighbour)."""
+    video = (
+        (frames.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    )
     if upscale > 1:
         video = video.repeat(upscale, axis=1).repeat(upscale, axis=2)
     return video

@@ -6,7 +6,7 @@ hits them alike:
 
 - ``baseline``: the CFG pair (2 rows), no attnkit;
 - ``lmp``: attached with the reference branch (1 row, eq. 10 re-noising), FBDM and RMTM;
-- ``lmp+asm``: the same plus ASM (with ``LMPConfig``'s default ``asm_cfg_rows``; ``--asm-cfg-rows`` changes it).
+- ``lmp+asm``: the same plus ASM (``LMPConfig``'s default ``asm_cfg_rows``; ``--asm-cfg-rows`` sets it).
 
 Each timed step uses the FBDM mask of a first, untimed step (the steady state of steps 1..fbdm_steps)
 while FBDM accumulates its maps as usual. The floor is 1.5x: the reference branch adds one row to the CFG
@@ -59,7 +59,9 @@ def build(side: int, frames: int):
         encoder_hidden_states=torch.randn(2, TEXT_TOKENS, TEXT_DIM),
         image_rotary_emb=get_3d_rotary_pos_embed(HEAD_DIM, ((0, 0), (side, side)), (side, side), frames),
     )
-    scheduler = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    scheduler = CogVideoXDDIMScheduler(
+        rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"
+    )
     scheduler.set_timesteps(50)
     reference = dict(
         noise=torch.randn(latent_shape),
@@ -86,11 +88,21 @@ def plugins_for(variant: str, reference: dict, mask: torch.Tensor | None, asm_cf
     config = LMPConfig()
     fbdm = FBDM(SUBJECT_TOKENS, config.fbdm_steps, config.fg_threshold)
     foreground = PrimedMask(mask) if mask is not None else fbdm
-    plugins = [ReferenceBranch(**reference), fbdm, RMTM(config.rmtm_lambda, config.rmtm_steps, fbdm=foreground)]
+    plugins = [
+        ReferenceBranch(**reference),
+        fbdm,
+        RMTM(config.rmtm_lambda, config.rmtm_steps, fbdm=foreground),
+    ]
     if variant == "lmp+asm":
         plugins.append(
-            ASM(SUBJECT_TOKENS, config.asm_eta, config.asm_steps, config.asm_top_fraction,
-                cfg_rows=asm_cfg_rows, chunk_size=config.asm_chunk_size)
+            ASM(
+                SUBJECT_TOKENS,
+                config.asm_eta,
+                config.asm_steps,
+                config.asm_top_fraction,
+                cfg_rows=asm_cfg_rows,
+                chunk_size=config.asm_chunk_size,
+            )
         )
     return plugins
 
@@ -100,7 +112,9 @@ def forward(model, inputs, timestep: float):
         return model(**inputs, timestep=torch.tensor([timestep, timestep]), return_dict=False)[0]
 
 
-def timed_step(model, inputs, reference, variant: str, mask: torch.Tensor | None = None, asm_cfg_rows: str = "cond"):
+def timed_step(
+    model, inputs, reference, variant: str, mask: torch.Tensor | None = None, asm_cfg_rows: str = "cond"
+):
     """Seconds of one step (FBDM accumulating, RMTM using ``mask``) and FBDM's new mask."""
     plugins = plugins_for(variant, reference, mask, asm_cfg_rows)
     start = time.perf_counter()
@@ -117,17 +131,36 @@ def prime_mask(model, inputs, reference) -> torch.Tensor:
 
 
 def peak_rss_child(args, variant: str) -> int:
-    command = [sys.executable, __file__, "--child", variant, "--video-tokens-side", str(args.video_tokens_side),
-               "--frames", str(args.frames), "--asm-cfg-rows", args.asm_cfg_rows]
-    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["max_rss_bytes"]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--video-tokens-side",
+        str(args.video_tokens_side),
+        "--frames",
+        str(args.frames),
+        "--asm-cfg-rows",
+        args.asm_cfg_rows,
+    ]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)[
+        "max_rss_bytes"
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video-tokens-side", type=int, default=20, help="latent tokens per side after patching")
+    parser.add_argument(
+        "--video-tokens-side", type=int, default=20, help="latent tokens per side after patching"
+    )
     parser.add_argument("--frames", type=int, default=5, help="latent frames")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--asm-cfg-rows", choices=["both", "cond"], default=LMPConfig().asm_cfg_rows, help="CFG rows ASM moves")
+    parser.add_argument(
+        "--asm-cfg-rows",
+        choices=["both", "cond"],
+        default=LMPConfig().asm_cfg_rows,
+        help="CFG rows ASM moves",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,20 +184,28 @@ def main() -> None:
         for variant in VARIANTS:
             times[variant].append(timed_step(model, inputs, reference, variant, mask, args.asm_cfg_rows)[0])
     base = statistics.median(times["baseline"])
-    print("floor: 1.50x (the reference branch adds 1 row to the CFG pair of 2); "
-          f"ASM moves the {args.asm_cfg_rows!r} CFG rows")
+    print(
+        "floor: 1.50x (the reference branch adds 1 row to the CFG pair of 2); "
+        f"ASM moves the {args.asm_cfg_rows!r} CFG rows"
+    )
     limits = {"baseline": "", "lmp": "  (target <= 1.6x)", "lmp+asm": "  (target <= 2.0x)"}
     for variant in VARIANTS:
         median = statistics.median(times[variant])
         runs = ", ".join(f"{t:.2f}" for t in times[variant])
-        print(f"{variant:>8}: median {median:.3f} s  [{runs}]  ratio {median / base:.2f}x baseline{limits[variant]}")
+        print(
+            f"{variant:>8}: median {median:.3f} s  [{runs}]  "
+            f"ratio {median / base:.2f}x baseline{limits[variant]}"
+        )
 
     if args.no_memory:
         return
     rss = {variant: peak_rss_child(args, variant) for variant in VARIANTS}
     for variant in VARIANTS:
         extra = rss[variant] - rss["baseline"]
-        print(f"peak RSS {variant:>8}: {rss[variant] / 2**20:.0f} MiB  (extra over baseline {extra / 2**20:+.0f} MiB)")
+        print(
+            f"peak RSS {variant:>8}: {rss[variant] / 2**20:.0f} MiB  "
+            f"(extra over baseline {extra / 2**20:+.0f} MiB)"
+        )
     full_map = HEADS * (TEXT_TOKENS + video_tokens) ** 2 * 4
     print(f"for scale: one full N x N map of one row is {full_map / 2**20:.0f} MiB")
 

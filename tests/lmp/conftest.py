@@ -31,13 +31,23 @@ def forward_inputs(pipe, batch: int = 3, seed: int = 0, timestep: int = 500) -> 
     transformer = pipe.transformer
     latent_frames = (TINY_NUM_FRAMES - 1) // pipe.vae_scale_factor_temporal + 1
     spatial = pipe.vae_scale_factor_spatial
-    shape = (batch, latent_frames, transformer.config.in_channels, TINY_HEIGHT // spatial, TINY_WIDTH // spatial)
-    text = torch.randn(batch, transformer.config.max_text_seq_length, transformer.config.text_embed_dim, generator=generator)
+    shape = (
+        batch,
+        latent_frames,
+        transformer.config.in_channels,
+        TINY_HEIGHT // spatial,
+        TINY_WIDTH // spatial,
+    )
+    text = torch.randn(
+        batch, transformer.config.max_text_seq_length, transformer.config.text_embed_dim, generator=generator
+    )
     return {
         "hidden_states": torch.randn(shape, generator=generator),
         "encoder_hidden_states": text,
         "timestep": torch.full((batch,), timestep, dtype=torch.long),
-        "image_rotary_emb": pipe._prepare_rotary_positional_embeddings(TINY_HEIGHT, TINY_WIDTH, latent_frames, "cpu"),
+        "image_rotary_emb": pipe._prepare_rotary_positional_embeddings(
+            TINY_HEIGHT, TINY_WIDTH, latent_frames, "cpu"
+        ),
         "return_dict": False,
     }
 

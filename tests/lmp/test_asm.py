@@ -13,7 +13,7 @@ SUBJECT = [2, 3]
 
 
 def naive_appearance_loss(q_video, k_video, q_text_ref, k_text_ref, subject, top_fraction, scale):
-    """Eq. 7-8 with the full softmax: W^T2V and W^V2T over [K^p_ref ; K^v_tar], head-mean, top fraction, mean."""
+    """Eq. 7-8 with full softmaxes over [K^p_ref ; K^v_tar]: both blocks, head-mean, top fraction, mean."""
     keys = torch.cat([k_text_ref, k_video], dim=2)
     video_weights = torch.softmax(q_video @ keys.transpose(-1, -2) * scale, dim=-1)[..., subject]
     subject_weights = torch.softmax(q_text_ref[:, :, subject] @ keys.transpose(-1, -2) * scale, dim=-1)
@@ -26,7 +26,10 @@ def naive_appearance_loss(q_video, k_video, q_text_ref, k_text_ref, subject, top
 def random_inputs(seed=0, heads=3, video=37, text=11, dim=8):
     generator = torch.Generator().manual_seed(seed)
     shapes = [(1, heads, video, dim), (1, heads, video, dim), (1, heads, text, dim), (1, heads, text, dim)]
-    return [(torch.randn(shape, generator=generator, dtype=torch.float64) * 2).requires_grad_(True) for shape in shapes]
+    return [
+        (torch.randn(shape, generator=generator, dtype=torch.float64) * 2).requires_grad_(True)
+        for shape in shapes
+    ]
 
 
 def test_loss_equals_the_naive_full_softmax_loss():
@@ -38,7 +41,9 @@ def test_loss_equals_the_naive_full_softmax_loss():
 
 def test_gradient_matches_autograd_through_the_naive_loss():
     inputs = random_inputs(seed=1)
-    ours = torch.autograd.grad(appearance_loss(*inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5), inputs)
+    ours = torch.autograd.grad(
+        appearance_loss(*inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5), inputs
+    )
     naive = torch.autograd.grad(naive_appearance_loss(*inputs, SUBJECT, 0.2, 0.35), inputs)
     for mine, expected in zip(ours, naive):
         assert expected.abs().max() > 0
@@ -86,7 +91,9 @@ def test_the_step_is_minus_eta_times_the_naive_gradient_on_target_video_states(t
         assert gradient[:2, layout.video].abs().max() > 0
         torch.testing.assert_close(call["hidden_states"], expected, atol=1e-5, rtol=1e-4)
         # text tokens and the reference row are never moved
-        torch.testing.assert_close(call["hidden_states"][:, layout.text], h_before[:, layout.text], atol=0, rtol=0)
+        torch.testing.assert_close(
+            call["hidden_states"][:, layout.text], h_before[:, layout.text], atol=0, rtol=0
+        )
         torch.testing.assert_close(call["hidden_states"][2], h_before[2], atol=0, rtol=0)
 
 
@@ -98,8 +105,12 @@ def test_the_loss_decreases_after_the_step(t2v_pipe):
         layout = call["layout"]
         with torch.no_grad():
             for row in (0, 1):
-                loss_before = naive_loss_of_states(call["project"], before.before[layer], layout, SUBJECT, row)
-                loss_after = naive_loss_of_states(call["project"], call["hidden_states"], layout, SUBJECT, row)
+                loss_before = naive_loss_of_states(
+                    call["project"], before.before[layer], layout, SUBJECT, row
+                )
+                loss_after = naive_loss_of_states(
+                    call["project"], call["hidden_states"], layout, SUBJECT, row
+                )
                 assert loss_after < loss_before, (layer, row, float(loss_before), float(loss_after))
     assert [(step, layer) for step, layer, _ in asm.losses] == [(0, 0), (0, 1)]
 

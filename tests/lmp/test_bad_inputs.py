@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from attnkit.testing import tiny_image
-from attnkit_lmp import LMPConfig, LMPConfigError, MotionTransferError, UnsupportedPipelineError, VideoReadError, motion_transfer
+from attnkit_lmp import (
+    LMPConfig,
+    LMPConfigError,
+    MotionTransferError,
+    UnsupportedPipelineError,
+    VideoReadError,
+    motion_transfer,
+)
 from attnkit_lmp import transfer as transfer_module
 
 from .conftest import PROMPT, REFERENCE_PROMPT
@@ -36,9 +43,15 @@ def call(pipe, reference=None, **overrides):
 
 
 def test_subject_not_in_its_prompt_names_the_word_and_the_prompts_tokens(t2v_pipe):
-    with pytest.raises(MotionTransferError, match=r"reference_subject: word 'horse' is not in prompt 'a red dog runs left'.*\['a', 'red', 'dog', 'runs', 'left', '</s>'\]"):
+    with pytest.raises(
+        MotionTransferError,
+        match=r"reference_subject: word 'horse' is not in prompt 'a red dog runs left'"
+        r".*\['a', 'red', 'dog', 'runs', 'left', '</s>'\]",
+    ):
         call(t2v_pipe, reference_subject="horse")
-    with pytest.raises(MotionTransferError, match=r"subject: word 'dog' is not in prompt 'a blue cat runs left'"):
+    with pytest.raises(
+        MotionTransferError, match=r"subject: word 'dog' is not in prompt 'a blue cat runs left'"
+    ):
         call(t2v_pipe, subject="dog")
 
 
@@ -55,17 +68,30 @@ def test_too_short_reference_video(t2v_pipe):
 
 
 def test_reference_of_another_size_is_resized(t2v_pipe):
-    plan = transfer_module.prepare_transfer(t2v_pipe, torch.rand(9, 3, 50, 70), REFERENCE_PROMPT, "dog", PROMPT, "cat", None, LMPConfig.for_steps(2))
+    plan = transfer_module.prepare_transfer(
+        t2v_pipe,
+        torch.rand(9, 3, 50, 70),
+        REFERENCE_PROMPT,
+        "dog",
+        PROMPT,
+        "cat",
+        None,
+        LMPConfig.for_steps(2),
+    )
     assert plan.reference_frames.shape == (9, 3, 32, 32)
 
 
 def test_image_given_to_a_text_to_video_pipeline(t2v_pipe):
-    with pytest.raises(MotionTransferError, match="an image was given but CogVideoXPipeline is text-to-video"):
+    with pytest.raises(
+        MotionTransferError, match="an image was given but CogVideoXPipeline is text-to-video"
+    ):
         call(t2v_pipe, image=tiny_image())
 
 
 def test_image_missing_for_image_to_video(i2v_pipe):
-    with pytest.raises(MotionTransferError, match="CogVideoXImageToVideoPipeline is image-to-video and needs image="):
+    with pytest.raises(
+        MotionTransferError, match="CogVideoXImageToVideoPipeline is image-to-video and needs image="
+    ):
         call(i2v_pipe)
 
 
@@ -83,7 +109,10 @@ def test_unsupported_pipeline_class():
     class StableDiffusionPipeline:
         pass
 
-    with pytest.raises(UnsupportedPipelineError, match=r"does not support StableDiffusionPipeline.*CogVideoXImageToVideoPipeline"):
+    with pytest.raises(
+        UnsupportedPipelineError,
+        match=r"does not support StableDiffusionPipeline.*CogVideoXImageToVideoPipeline",
+    ):
         call(StableDiffusionPipeline())
 
 

@@ -19,9 +19,25 @@ from .conftest import PROMPT, REFERENCE_PROMPT
 
 def arguments(out, reference, model="tiny:t2v", *extra):
     return [
-        "transfer", "--model", model, "--reference", str(reference), "--reference-prompt", REFERENCE_PROMPT,
-        "--reference-subject", "dog", "--prompt", PROMPT, "--subject", "cat", "--steps", "2", "--no-progress",
-        "--out", str(out), *extra,
+        "transfer",
+        "--model",
+        model,
+        "--reference",
+        str(reference),
+        "--reference-prompt",
+        REFERENCE_PROMPT,
+        "--reference-subject",
+        "dog",
+        "--prompt",
+        PROMPT,
+        "--subject",
+        "cat",
+        "--steps",
+        "2",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
     ]
 
 
@@ -33,14 +49,21 @@ def test_transfer_writes_video_config_masks_and_side_by_side(tmp_path, reference
     out = tmp_path / "run"
     assert main(arguments(out, reference_gif, "tiny:t2v", "--seed", "3")) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "masks.html", "side_by_side.gif", "side_by_side.mp4", "video.gif", "video.mp4",
+        "config.json",
+        "masks.html",
+        "side_by_side.gif",
+        "side_by_side.mp4",
+        "video.gif",
+        "video.mp4",
     ]
     video, both = load_frames(out / "video.mp4"), load_frames(out / "side_by_side.gif")
     assert video.shape[0] == 9 and both.shape[0] == 9
     assert both.shape[3] > 2 * video.shape[3]  # reference | result
     run = json.loads((out / "config.json").read_text())
     assert run["run"]["seed"] == 3 and run["run"]["modules"] == {"fbdm": True, "rmtm": True, "asm": True}
-    assert LMPConfig.load(out / "config.json") == LMPConfig.for_steps(2, height=32, width=32, num_frames=9, max_sequence_length=16)
+    assert LMPConfig.load(out / "config.json") == LMPConfig.for_steps(
+        2, height=32, width=32, num_frames=9, max_sequence_length=16
+    )
     page = (out / "masks.html").read_text()
     assert "plotly" in page and "dog: foreground mask" in page
 
@@ -95,7 +118,10 @@ def test_config_with_thresholds_above_the_steps(tmp_path, capsys, reference_gif,
     config = tmp_path / "config.yaml"
     LMPConfig(num_inference_steps=4, fbdm_steps=3, rmtm_steps=4, asm_steps=3).save(config)
     config.write_text(config.read_text().replace("rmtm_steps: 4", "rmtm_steps: 9"))
-    argv = [a for a in arguments(tmp_path / "out", reference_gif) if a not in ("--steps", "2")] + ["--config", str(config)]
+    argv = [a for a in arguments(tmp_path / "out", reference_gif) if a not in ("--steps", "2")] + [
+        "--config",
+        str(config),
+    ]
     assert "rmtm_steps=9 is invalid" in bad_run(capsys, argv)
 
 
@@ -103,11 +129,15 @@ def test_lambda_not_positive_in_the_config(tmp_path, capsys, reference_gif, mode
     config = LMPConfig.for_steps(2, rmtm_lambda=-1.0)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
-    assert "rmtm_lambda=-1.0 is invalid" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--config", str(path)))
+    assert "rmtm_lambda=-1.0 is invalid" in bad_run(
+        capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--config", str(path))
+    )
 
 
 def test_model_folder_that_is_not_a_pipeline(tmp_path, capsys, reference_gif, model_never_loaded):
-    assert "is not a diffusers pipeline folder" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, str(tmp_path)))
+    assert "is not a diffusers pipeline folder" in bad_run(
+        capsys, arguments(tmp_path / "out", reference_gif, str(tmp_path))
+    )
 
 
 def test_subject_not_in_prompt(tmp_path, capsys, reference_gif, denoising_never_starts):
@@ -117,8 +147,12 @@ def test_subject_not_in_prompt(tmp_path, capsys, reference_gif, denoising_never_
     assert "'horse' is not in prompt 'a blue cat runs left'" in error and "'cat'" in error
 
 
-def test_image_for_a_t2v_model_and_none_for_an_i2v_model(tmp_path, capsys, reference_gif, denoising_never_starts):
+def test_image_for_a_t2v_model_and_none_for_an_i2v_model(
+    tmp_path, capsys, reference_gif, denoising_never_starts
+):
     image = tmp_path / "first.png"
     iio.imwrite(image, torch.zeros(32, 32, 3, dtype=torch.uint8).numpy())
-    assert "is text-to-video" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--image", str(image)))
+    assert "is text-to-video" in bad_run(
+        capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--image", str(image))
+    )
     assert "needs image=" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:i2v"))

@@ -9,14 +9,24 @@ from attnkit_lmp.config import LMPConfig, LMPConfigError
 
 def test_defaults_are_the_papers():
     config = LMPConfig()
-    assert (config.num_inference_steps, config.fbdm_steps, config.rmtm_steps, config.asm_steps) == (50, 40, 45, 35)
+    assert (config.num_inference_steps, config.fbdm_steps, config.rmtm_steps, config.asm_steps) == (
+        50,
+        40,
+        45,
+        35,
+    )
     assert (config.rmtm_lambda, config.asm_eta, config.asm_top_fraction) == (0.98, 100.0, 0.2)
     config.validate()
 
 
 def test_for_steps_scales_the_thresholds():
     config = LMPConfig.for_steps(4)
-    assert (config.num_inference_steps, config.fbdm_steps, config.rmtm_steps, config.asm_steps) == (4, 3, 4, 3)
+    assert (config.num_inference_steps, config.fbdm_steps, config.rmtm_steps, config.asm_steps) == (
+        4,
+        3,
+        4,
+        3,
+    )
     assert LMPConfig.for_steps(50) == LMPConfig()
     assert LMPConfig.for_steps(2, asm_steps=0).asm_steps == 0
 
@@ -41,8 +51,16 @@ def test_lambda_must_be_positive(value):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("asm_top_fraction", 0.0), ("fg_threshold", 1.5), ("rmtm_cfg_rows", "uncond"), ("reference_noising", "ddim"),
-     ("frame_sampling", "random"), ("asm_layers", [-1]), ("reference_noise_step", 50), ("asm_eta", -1.0)],
+    [
+        ("asm_top_fraction", 0.0),
+        ("fg_threshold", 1.5),
+        ("rmtm_cfg_rows", "uncond"),
+        ("reference_noising", "ddim"),
+        ("frame_sampling", "random"),
+        ("asm_layers", [-1]),
+        ("reference_noise_step", 50),
+        ("asm_eta", -1.0),
+    ],
 )
 def test_bad_fields_are_named(field, value):
     with pytest.raises(LMPConfigError, match=rf"LMPConfig\.{field}="):

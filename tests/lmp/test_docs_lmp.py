@@ -22,7 +22,9 @@ def test_python_blocks_and_command_lines_run(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "docs_lmp"}
     for number, block in enumerate(python, start=1):
         exec(compile(block, f"lmp.md block {number}", "exec"), namespace)
-    commands = [line for block in blocks("bash") for line in block.splitlines() if line.startswith("attnkit-lmp ")]
+    commands = [
+        line for block in blocks("bash") for line in block.splitlines() if line.startswith("attnkit-lmp ")
+    ]
     assert commands
     for command in commands:
         assert main(shlex.split(command)[1:]) == 0

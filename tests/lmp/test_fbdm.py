@@ -79,5 +79,7 @@ def test_mask_lags_one_step_and_stops_refreshing_at_fbdm_steps(t2v_pipe):
 
 def test_without_a_reference_branch_fbdm_does_nothing(t2v_pipe):
     fbdm = FBDM(SUBJECT, fbdm_steps=1)
-    run_forward(t2v_pipe, [fbdm], inputs=forward_inputs(t2v_pipe, batch=2), branches={"uncond": [0], "cond": [1]})
+    run_forward(
+        t2v_pipe, [fbdm], inputs=forward_inputs(t2v_pipe, batch=2), branches={"uncond": [0], "cond": [1]}
+    )
     assert fbdm.mask is None and fbdm.history == []

@@ -23,7 +23,7 @@ class FixedMask:
 
 
 def extended_attention(call: dict, row: int, reference_row: int, foreground, key_scale, value_scale):
-    """softmax(Q^v [K^p; K^v; key_scale K^v_ref[fg]]^T / sqrt(d)) [V^p; V^v; value_scale V^v_ref[fg]], by hand."""
+    """By hand: softmax(Q^v [K^p; K^v; ks K^v_ref[fg]]^T / sqrt(d)) [V^p; V^v; vs V^v_ref[fg]]."""
     layout = call["layout"]
     q, k, v = (call[name][row].double() for name in ("q", "k", "v"))
     reference_k = call["k"][reference_row, :, layout.video].double()[:, foreground]
@@ -59,13 +59,17 @@ def test_text_queries_and_the_reference_row_see_only_their_own_tokens(t2v_pipe):
     for call in recorder.calls.values():
         text = call["layout"].text
         for row in (0, 1):
-            torch.testing.assert_close(call["output"][row, :, text], plain_attention(call, row)[:, text], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                call["output"][row, :, text], plain_attention(call, row)[:, text], atol=1e-5, rtol=1e-5
+            )
         torch.testing.assert_close(call["output"][2], plain_attention(call, 2), atol=1e-5, rtol=1e-5)
 
 
 def test_scale_values_multiplies_the_reference_values_by_lambda(t2v_pipe):
     recorder = Recorder()
-    run_forward(t2v_pipe, [RMTM(LAMBDA, rmtm_steps=1, fbdm=FixedMask(FOREGROUND), scale_values=True), recorder])
+    run_forward(
+        t2v_pipe, [RMTM(LAMBDA, rmtm_steps=1, fbdm=FixedMask(FOREGROUND), scale_values=True), recorder]
+    )
     call = recorder.calls[1]
     expected = extended_attention(call, 1, 2, FOREGROUND, LAMBDA, LAMBDA)
     torch.testing.assert_close(call["output"][1, :, call["layout"].video], expected, atol=1e-5, rtol=1e-5)
@@ -102,7 +106,9 @@ def test_cond_only_leaves_the_unconditional_row_plain(t2v_pipe):
 def test_layers_outside_the_set_are_untouched(t2v_pipe):
     recorder = Recorder()
     run_forward(t2v_pipe, [RMTM(LAMBDA, rmtm_steps=1, fbdm=FixedMask(FOREGROUND), layers=[1]), recorder])
-    torch.testing.assert_close(recorder.calls[0]["output"][1], plain_attention(recorder.calls[0], 1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        recorder.calls[0]["output"][1], plain_attention(recorder.calls[0], 1), atol=1e-5, rtol=1e-5
+    )
     call = recorder.calls[1]
     expected = extended_attention(call, 1, 2, FOREGROUND, LAMBDA, 1.0)
     torch.testing.assert_close(call["output"][1, :, call["layout"].video], expected, atol=1e-5, rtol=1e-5)

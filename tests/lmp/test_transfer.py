@@ -1,4 +1,4 @@
-"""motion_transfer end to end on tiny T2V and I2V pipelines: real and generated references, module ablations."""
+"""motion_transfer end to end on tiny T2V and I2V pipelines: real and generated references, ablations."""
 
 from __future__ import annotations
 
@@ -74,7 +74,12 @@ def test_i2v_with_a_generated_reference(i2v_pipe):
 def test_with_every_module_off_the_result_is_the_plain_pipelines(t2v_pipe, t2v_runs):
     lmp = t2v_runs(enable_fbdm=False, enable_rmtm=False, enable_asm=False).frames
     noise = torch.randn((1, 3, 4, 8, 8), generator=torch.Generator().manual_seed(0))
-    plain = t2v_pipe(PROMPT, latents=noise, generator=torch.Generator().manual_seed(0), **{**TINY_CALL_KWARGS, "num_inference_steps": STEPS}).frames[0]
+    plain = t2v_pipe(
+        PROMPT,
+        latents=noise,
+        generator=torch.Generator().manual_seed(0),
+        **{**TINY_CALL_KWARGS, "num_inference_steps": STEPS},
+    ).frames[0]
     torch.testing.assert_close(lmp, plain, atol=1e-5, rtol=0)
 
 
@@ -85,7 +90,9 @@ def test_each_module_changes_the_result(t2v_runs):
     everything = run()
     assert not torch.allclose(everything, run(enable_asm=False))
     assert not torch.allclose(run(enable_asm=False), run(enable_asm=False, enable_fbdm=False))
-    assert not torch.allclose(run(enable_asm=False, enable_fbdm=False), run(enable_asm=False, enable_fbdm=False, enable_rmtm=False))
+    assert not torch.allclose(
+        run(enable_asm=False, enable_fbdm=False), run(enable_asm=False, enable_fbdm=False, enable_rmtm=False)
+    )
 
 
 def test_asm_runs_only_when_the_subjects_differ(t2v_pipe, reference_gif):
@@ -113,7 +120,11 @@ def test_the_reference_is_renoised_each_step_with_the_targets_noise(t2v_pipe, re
 
     recorder = ModelInputRows()
     original_attach = attnkit.attach
-    monkeypatch.setattr(transfer_module.attnkit, "attach", lambda pipe, plugins: original_attach(pipe, plugins=[*plugins, recorder]))
+    monkeypatch.setattr(
+        transfer_module.attnkit,
+        "attach",
+        lambda pipe, plugins: original_attach(pipe, plugins=[*plugins, recorder]),
+    )
     transfer(t2v_pipe, reference_gif)
     monkeypatch.undo()
 
@@ -122,7 +133,9 @@ def test_the_reference_is_renoised_each_step_with_the_targets_noise(t2v_pipe, re
     first_timestep, first_latents, branches = recorder.latents[0]
     assert branches == {"uncond": [0], "cond": [1], "reference": [2]}
     torch.testing.assert_close(first_latents[2], noise[0], atol=1e-6, rtol=0)  # t = T is pure noise
-    torch.testing.assert_close(first_latents[1], noise[0], atol=0, rtol=0)  # the target starts from the same noise
+    torch.testing.assert_close(
+        first_latents[1], noise[0], atol=0, rtol=0
+    )  # the target starts from the same noise
     for timestep, latents, _ in recorder.latents:
         expected = t2v_pipe.scheduler.add_noise(clean, noise, torch.tensor([int(timestep)]))
         torch.testing.assert_close(latents[2:3], expected, atol=1e-6, rtol=0)

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from attnkit_lmp.video_io import VideoReadError, load_frames, read_video, resize_and_crop, sample_frames, side_by_side, write_video
+from attnkit_lmp.video_io import (
+    VideoReadError,
+    load_frames,
+    read_video,
+    resize_and_crop,
+    sample_frames,
+    side_by_side,
+    write_video,
+)
 
 from .conftest import moving_square_video
 
