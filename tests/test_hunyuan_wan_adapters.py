@@ -8,6 +8,7 @@ import torch
 
 import attnkit
 from attnkit.adapters.wan import WanAdapter
+from conformance.plugins import ReadOnlyProbe  # tests/ has no __init__.py, so pytest puts it on sys.path
 from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, tiny_hunyuan_pipeline, tiny_hunyuan_transformer
 from attnkit.testing.tiny_wan import WAN_CALL_KWARGS, tiny_wan_pipeline, tiny_wan_transformer
 
@@ -134,3 +135,81 @@ def test_added_rows_are_denoised_beside_the_pipeline_and_stripped(which, wan_pip
         assert output["reference"].shape == output["cond"].shape
         if which == "wan":
             torch.testing.assert_close(output["reference"], output["cond"], atol=1e-5, rtol=0)
+
+
+# --- variants checked at the transformer level (their pipelines need encoders too large to fake cheaply) ---
+
+
+def forward_twice(model, inputs, plugins):
+    """The model's output without and with an attnkit session, and the probe's record."""
+    expected = model(**inputs, return_dict=False)[0]
+    probe = ReadOnlyProbe()
+    with attnkit.attach(model, plugins=[probe, *plugins]) as session:
+        attached = model(**inputs, return_dict=False)[0]
+    return expected, attached, probe, session
+
+
+@pytest.mark.parametrize("image_condition_type", ["latent_concat", "token_replace"])
+def test_hunyuan_image_to_video_transformers_are_bit_identical_under_a_probe(image_condition_type):
+    # HunyuanVideo-I2V: latent_concat doubles the input channels (+1 mask); token_replace swaps first-frame
+    # tokens' modulation in its own block classes. The attention processor is the same in both.
+    model = tiny_hunyuan_transformer()
+    in_channels = 2 * 4 + 1 if image_condition_type == "latent_concat" else 4
+    torch.manual_seed(0)
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    model = HunyuanVideoTransformer3DModel.from_config(
+        dict(model.config, in_channels=in_channels, image_condition_type=image_condition_type)
+    ).eval()
+    generator = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 16)
+    mask[:, 6:] = 0
+    inputs = {
+        "hidden_states": torch.randn(2, in_channels, 3, 8, 8, generator=generator),
+        "timestep": torch.tensor([700.0, 700.0]),
+        "encoder_hidden_states": torch.randn(2, 16, 16, generator=generator),
+        "encoder_attention_mask": mask,
+        "pooled_projections": torch.randn(2, 8, generator=generator),
+        "guidance": torch.tensor([6000.0, 6000.0]),
+    }
+    expected, attached, probe, session = forward_twice(model, inputs, [])
+    assert torch.equal(attached, expected)
+    assert probe.calls == session.num_attention_modules and probe.masked_calls == probe.calls
+    assert probe.masked_key_mass == 0.0
+    for probed, naive in probe.slices:
+        torch.testing.assert_close(probed, naive, atol=1e-5, rtol=0)
+
+
+def test_wan_22_per_token_timesteps_keep_identity_and_count_steps():
+    # Wan 2.2 TI2V passes (batch, video tokens) timesteps; the first frame's tokens are at 0 in image-to-video.
+    model = tiny_wan_transformer()
+    generator = torch.Generator().manual_seed(1)
+    tokens_per_frame = 16
+    inputs = {
+        "hidden_states": torch.randn(1, 16, 3, 8, 8, generator=generator),
+        "encoder_hidden_states": torch.randn(1, 16, 32, generator=generator),
+    }
+    steps = []
+
+    class Steps:
+        @attnkit.hookimpl
+        def attnkit_step_start(self, step, timestep):
+            steps.append((step, timestep))
+
+    probe_outputs = []
+    for t in (900.0, 500.0):
+        timestep = torch.full((1, 3 * tokens_per_frame), t)
+        timestep[:, :tokens_per_frame] = 0.0
+        inputs["timestep"] = timestep
+        probe_outputs.append(model(**inputs, return_dict=False)[0])
+    probe = ReadOnlyProbe()
+    with attnkit.attach(model, plugins=[Steps(), probe]) as session:
+        for t, expected in zip((900.0, 500.0), probe_outputs):
+            timestep = torch.full((1, 3 * tokens_per_frame), t)
+            timestep[:, :tokens_per_frame] = 0.0
+            inputs["timestep"] = timestep
+            assert torch.equal(model(**inputs, return_dict=False)[0], expected)
+    assert steps == [(0, 900.0), (1, 500.0)]
+    assert probe.calls == 2 * session.num_attention_modules
+    for probed, naive in probe.slices:
+        torch.testing.assert_close(probed, naive, atol=1e-5, rtol=0)
