@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", default=None, help="comma-separated subset of the prompts file's videos")
     parser.add_argument("--tracker", default="lk", choices=["lk", "centroid", "cotracker"], help="MF point tracker")
     parser.add_argument("--grid-size", type=int, default=55, help="tracked grid per side (paper: 55)")
+    parser.add_argument("--track-upscale", type=int, default=1, help="enlarge frames N x before tracking (tiny videos)")
     parser.add_argument("--min-displacement", type=float, default=None, help="MF: px per frame below which a point stands still")
     parser.add_argument("--cotracker-checkpoint", type=Path, help="CoTracker weights (scaled_offline.pth)")
     parser.add_argument("--cotracker-repo", type=Path, help="local clone of facebookresearch/co-tracker")
@@ -71,6 +72,7 @@ def settings_from_args(args: argparse.Namespace):
         tracker=args.tracker,
         grid_size=args.grid_size,
         min_displacement=DEFAULT_MIN_DISPLACEMENT if args.min_displacement is None else args.min_displacement,
+        track_upscale=args.track_upscale,
         cotracker_checkpoint=args.cotracker_checkpoint,
         cotracker_repo=args.cotracker_repo,
         clip=args.clip,

@@ -43,6 +43,7 @@ TABLE1_METRICS: tuple[MetricColumn, ...] = (
     MetricColumn("motion_fidelity", "MF", 3),
 )
 TOY_METRICS: tuple[MetricColumn, ...] = (
+    MetricColumn("centroid_mf", "Centroid MF", 3),
     MetricColumn("path_error", "Path err. (px)", 2),
     MetricColumn("appearance_kept", "Appearance kept", 2),
     MetricColumn("object_present", "Object present", 2),
@@ -263,7 +264,8 @@ def write_report(
         notes.append(
             f"MF: tracker {settings.tracker}"
             + ("" if settings.tracker == "centroid" else f", {settings.grid_size} x {settings.grid_size} grid")
-            + f", min displacement {settings.min_displacement} px."
+            + (f", frames enlarged {settings.track_upscale} x" if settings.track_upscale > 1 else "")
+            + f", min displacement {settings.min_displacement} px (of the tracked frames)."
         )
     if len(records) < len(items):
         notes.append(f"Incomplete: {len(records)} of {len(items)} items finished; rerun the same command to finish.")
@@ -274,6 +276,7 @@ def write_report(
             "## Toy-world checks",
             "",
             markdown_table(toy),
+            "- Centroid MF: MF of the object's centroid path against the reference's (0 when the object is lost).",
             "- Path err.: mean distance (px) between the generated and the reference object's centroid.",
             "- Appearance kept: share of items whose object has the target prompt's colour and shape.",
             "- Object present: share of frames in which an object is found.",

@@ -68,6 +68,10 @@ class SweepSettings:
     tracker: str = "lucas-kanade"
     grid_size: int = PAPER_GRID_SIZE
     min_displacement: float = DEFAULT_MIN_DISPLACEMENT
+    """MF: pixels per frame, of the tracked (possibly enlarged) frames, below which a point stands still."""
+    track_upscale: int = 1
+    """Frames are enlarged this many times (nearest) before tracking: Lucas-Kanade's 21-px window needs
+    more than the 32 px of a toy frame to see local motion."""
     cotracker_checkpoint: Path | None = None
     cotracker_repo: Path | None = None
     clip: Path | None = None
@@ -104,6 +108,7 @@ class SweepSettings:
             "tracker": self.tracker,
             "grid_size": self.grid_size,
             "min_displacement": self.min_displacement,
+            "track_upscale": self.track_upscale,
             "cotracker_checkpoint": _text(self.cotracker_checkpoint),
             "clip": _text(self.clip),
             "pickscore": _text(self.pickscore),
@@ -345,9 +350,9 @@ class ItemRunner:
                 as_video, geometry.num_frames, geometry.height, geometry.width, frame_sampling=geometry.frame_sampling
             )[:, 0].numpy() > 0.5
         if self.settings.tracker == "centroid" and masks is not None:
-            tracks = self.tracker.track_masks(masks)
+            tracks = self.tracker.track_masks(self._enlarged(masks))
         else:
-            tracks = self.tracker.track(frames, self.settings.grid_size)
+            tracks = self.tracker.track(self._enlarged(frames), self.settings.grid_size)
         reference = {"model_view": model_view, "frames": frames, "tracks": tracks}
         if self.settings.toy_metrics:
             from .toy_metrics import reference_centroids
@@ -355,6 +360,12 @@ class ItemRunner:
             reference["centroids"] = reference_centroids(frames)
         self._reference_video, self._reference = video, reference
         return reference
+
+    def _enlarged(self, video: np.ndarray) -> np.ndarray:
+        factor = self.settings.track_upscale
+        if factor == 1:
+            return video
+        return np.ascontiguousarray(video.repeat(factor, axis=1).repeat(factor, axis=2))
 
     def generate(self, item: SweepItem, reference_view):
         """Frames ``(F, 3, H, W)`` in [0, 1] of the item's method; the seed fixes the initial noise."""
@@ -381,7 +392,7 @@ class ItemRunner:
 
     def score(self, item: SweepItem, frames: np.ndarray, reference: dict[str, Any]) -> dict[str, Any]:
         """MF always; Align/Cons./Pick. when their models were given; the toy checks when asked for."""
-        generated = self.tracker.track(frames, self.settings.grid_size)
+        generated = self.tracker.track(self._enlarged(frames), self.settings.grid_size)
         use_visibility = self.settings.tracker != "cotracker"  # DMT scores CoTracker tracks through occlusion
         fidelity = motion_fidelity(
             generated.tracks,
@@ -539,6 +550,10 @@ def run_sweep(
     base_config = base_lmp_config(settings)
     if not settings.seeds:
         raise SweepError("no seeds given; pass --seeds 0 (or several, e.g. 0,1,2)")
+    if settings.track_upscale < 1 or settings.grid_size < 1:
+        raise SweepError(
+            f"--track-upscale {settings.track_upscale} and --grid-size {settings.grid_size} must be positive integers"
+        )
 
     # Data first: they are cheap to check and the commonest mistake.
     try:

@@ -92,7 +92,7 @@ def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset,
         assert (out / record["video_path"]).stat().st_size > 0
         assert -1 <= record["metrics"]["motion_fidelity"] <= 1
         assert record["motion_fidelity"]["num_reference"] == 64  # the 8 x 8 grid
-        assert set(record["metrics"]) == {"motion_fidelity", "path_error", "appearance_kept", "object_present"}
+        assert set(record["metrics"]) == {"motion_fidelity", "path_error", "appearance_kept", "object_present", "centroid_mf"}
         assert 0 < record["seconds"]["generation"] < record["seconds"]["item"]
     sub = next(record for record in records if record["key"].endswith("/sub/lmp/seed0"))
     assert sub["reference_prompt"] != sub["prompt"]  # Sub generates the changed subject with the Ori motion
