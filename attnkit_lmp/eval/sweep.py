@@ -637,6 +637,11 @@ def run_sweep(
             name: str(path) for name, path in write_report(settings.out, items, store.finished(), settings).items()
         }
     summary.wall_seconds = time.perf_counter() - started_at
+    from attnkit.record.atomic import atomic_write_bytes
+
+    atomic_write_bytes(
+        settings.out / f"summary-rank{group.rank}.json", (json.dumps(summary.to_dict(), indent=1) + "\n").encode("utf-8")
+    )
     return summary
 
 
