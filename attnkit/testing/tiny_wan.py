@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
 from attnkit.testing.tokenizer import DEFAULT_WORDS, build_word_tokenizer
 
@@ -121,7 +121,7 @@ def tiny_umt5_encoder(vocab_size: int, seed: int = 0) -> UMT5EncoderModel:
     return UMT5EncoderModel(config).eval()
 
 
-def tiny_clip_image_encoder(seed: int = 0) -> tuple[CLIPVisionModel, CLIPImageProcessor]:
+def tiny_clip_image_encoder(seed: int = 0) -> tuple[CLIPVisionModel, object]:
     """A random two-layer CLIP vision tower (32 x 32 px, patches of 8) and its image processor."""
     torch.manual_seed(seed)
     config = CLIPVisionConfig(
@@ -139,9 +139,12 @@ def tiny_clip_image_encoder(seed: int = 0) -> tuple[CLIPVisionModel, CLIPImagePr
 
 def _clip_image_processor_class():
     """The PIL CLIP image processor where transformers has one (the default wants torchvision)."""
+    # Touching transformers.CLIPImageProcessor without torchvision logs a warning, so it is only the fallback.
     try:
         from transformers import CLIPImageProcessorPil
     except ImportError:
+        from transformers import CLIPImageProcessor
+
         return CLIPImageProcessor
     return CLIPImageProcessorPil
 
