@@ -117,6 +117,10 @@ class AttentionRecorder:
     ``reduce_layers`` / ``reduce_steps``: keep only the mean over the kept layers / steps (one slot).
     ``memory_budget_bytes``: the most the kept maps plus the probe's working memory may take; checked
     from shapes at the first attention call of the run, before any map is computed.
+
+    Roles: ``text->video`` and ``both`` read joint attention (CogVideoX, HunyuanVideo); ``video->text``
+    also cross-attention (Wan), so one recorder runs unchanged on all three. Layers without calls of
+    those roles (Wan's self-attention) are left out of the record.
     """
 
     name = "attnkit.record"
@@ -170,6 +174,9 @@ class AttentionRecorder:
         self.reduce_layers = reduce_layers
         self.reduce_steps = reduce_steps
         self.memory_budget_bytes = memory_budget_bytes
+        # Text->video rows exist only where text tokens are queries (joint attention); video->text
+        # columns also in cross-attention. The session then skips other calls (e.g. video self-attention).
+        self.attnkit_roles = {"joint", "cross"} if direction == "video->text" else {"joint"}
         self.record: AttentionRecord | None = None
         self.estimate: RecordingEstimate | None = None
         self.peak_kept_bytes = 0
@@ -382,8 +389,11 @@ class AttentionRecorder:
     def _finish(self, session, complete: bool) -> AttentionRecord:
         seen_steps = sorted(self._timesteps)
         step_keys = [0] if self.reduce_steps and seen_steps else seen_steps
-        layers = sorted(self._layer_slots)
-        num_layer_slots = 1 if self.reduce_layers else len(layers)
+        # Only layers that had calls of the recorder's roles (e.g. Wan's cross-attention, not its
+        # self-attention); with nothing recorded, the planned layers.
+        layers = sorted(self._layer_names) or sorted(self._layer_slots)
+        slots = [0] if self.reduce_layers else [self._layer_slots[layer] for layer in layers]
+        num_layer_slots = len(slots)
         frames, height, width = self._grid if self._grid is not None else (0, 0, 0)
         maps = {}
         for branch in self.branches:
@@ -399,7 +409,7 @@ class AttentionRecorder:
                     continue
                 counts = self._counts[(branch, step_key)].to(sums.device)
                 # A slot no call reached (e.g. a branch absent in that forward) is NaN, not a fake zero map.
-                slabs.append((sums / counts.view(-1, 1, 1)).cpu())
+                slabs.append((sums[slots] / counts[slots].view(-1, 1, 1)).cpu())
             stacked = (
                 torch.stack(slabs)
                 if slabs

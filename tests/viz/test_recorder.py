@@ -214,3 +214,31 @@ def test_without_a_pipeline_each_new_step_is_checked_against_the_budget(tiny_pip
     assert (
         recorder.record.steps == [0] and not recorder.record.complete
     ), "what was kept before the error is there"
+
+
+def test_video_to_text_records_the_cross_attention_layers_of_a_wan_model():
+    from attnkit.testing.tiny_wan import WAN_CALL_KWARGS, tiny_wan_pipeline
+
+    pipe = tiny_wan_pipeline("t2v")
+    recorder = AttentionRecorder(tokens=["dog"], prompt=PROMPT, direction="video->text")
+    with attnkit.attach(pipe, plugins=[recorder]) as session:
+        pipe(
+            prompt=PROMPT,
+            generator=torch.Generator().manual_seed(0),
+            **dict(WAN_CALL_KWARGS, num_inference_steps=1, output_type="latent"),
+        )
+    record = recorder.record
+    assert len(record.layers) * 2 == session.num_attention_modules, "self-attention layers are left out"
+    assert all(name.endswith("attn2") for name in record.layer_names)
+    assert not torch.isnan(record.maps["cond"]).any()
+    # each video token's attention to "dog" is a probability
+    assert 0 < float(record.maps["cond"].min()) and float(record.maps["cond"].max()) <= 1
+
+
+def test_text_to_video_needs_joint_attention_and_says_so_on_a_wan_model():
+    from attnkit.testing.tiny_wan import tiny_wan_pipeline
+
+    recorder = AttentionRecorder(tokens=[2], direction="both")
+    with pytest.raises(attnkit.UnsupportedRoleError, match=r"handles only \['joint'\] attention calls"):
+        with attnkit.attach(tiny_wan_pipeline("t2v"), plugins=[recorder]):
+            pass
