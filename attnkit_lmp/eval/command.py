@@ -1,4 +1,4 @@
-"""The ``attnkit-lmp eval`` command: a resumable Table 1 sweep, on one process or data-parallel under accelerate.
+"""The ``attnkit-lmp eval`` command: a resumable Table 1 sweep, on one process or data-parallel (accelerate).
 
     attnkit-lmp eval --dataset DAVIS --prompts prompts.yaml --model /models/CogVideoX-5b \\
         --methods baseline,lmp,lmp-no-fbdm,lmp-no-asm --clip /models/clip-vit-large-patch14 --out runs/table1
@@ -20,34 +20,63 @@ from .methods import DEFAULT_METHODS, METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", type=Path, required=True, help="DAVIS-layout folder (JPEGImages/, Annotations/)")
-    parser.add_argument("--prompts", type=Path, required=True, help="prompts file of the three splits (YAML or JSON)")
-    parser.add_argument("--model", required=True, help="local diffusers CogVideoX text-to-video folder, or tiny:t2v")
+    parser.add_argument(
+        "--dataset", type=Path, required=True, help="DAVIS-layout folder (JPEGImages/, Annotations/)"
+    )
+    parser.add_argument(
+        "--prompts", type=Path, required=True, help="prompts file of the three splits (YAML or JSON)"
+    )
+    parser.add_argument(
+        "--model", required=True, help="local diffusers CogVideoX text-to-video folder, or tiny:t2v"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; rerun to resume)")
     parser.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
         help=f"comma-separated rows of the table, from {', '.join(METHODS)} (default: %(default)s)",
     )
-    parser.add_argument("--splits", default="ori,sub,back", help="comma-separated splits (default: %(default)s)")
+    parser.add_argument(
+        "--splits", default="ori,sub,back", help="comma-separated splits (default: %(default)s)"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated noise seeds (default: %(default)s)")
     parser.add_argument("--videos", default=None, help="comma-separated subset of the prompts file's videos")
-    parser.add_argument("--tracker", default="lk", choices=["lk", "centroid", "cotracker"], help="MF point tracker")
+    parser.add_argument(
+        "--tracker", default="lk", choices=["lk", "centroid", "cotracker"], help="MF point tracker"
+    )
     parser.add_argument("--grid-size", type=int, default=55, help="tracked grid per side (paper: 55)")
-    parser.add_argument("--track-upscale", type=int, default=1, help="enlarge frames N x before tracking (tiny videos)")
-    parser.add_argument("--min-displacement", type=float, default=None, help="MF: px per frame below which a point stands still")
+    parser.add_argument(
+        "--track-upscale", type=int, default=1, help="enlarge frames N x before tracking (tiny videos)"
+    )
+    parser.add_argument(
+        "--min-displacement",
+        type=float,
+        default=None,
+        help="MF: px per frame below which a point stands still",
+    )
     parser.add_argument("--cotracker-checkpoint", type=Path, help="CoTracker weights (scaled_offline.pth)")
     parser.add_argument("--cotracker-repo", type=Path, help="local clone of facebookresearch/co-tracker")
     parser.add_argument("--clip", type=Path, help="local openai/clip-vit-large-patch14 folder (Align, Cons.)")
     parser.add_argument("--pickscore", type=Path, help="local yuvalkirstain/PickScore_v1 folder (Pick.)")
-    parser.add_argument("--pickscore-processor", type=Path, help="local laion/CLIP-ViT-H-14-laion2B-s32B-b79K folder")
-    parser.add_argument("--config", type=Path, help="LMPConfig (JSON/YAML) all methods start from (default: the paper's)")
-    parser.add_argument("--steps", type=int, help="denoising steps; module thresholds scale like LMPConfig.for_steps")
+    parser.add_argument(
+        "--pickscore-processor", type=Path, help="local laion/CLIP-ViT-H-14-laion2B-s32B-b79K folder"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="LMPConfig (JSON/YAML) all methods start from (default: the paper's)"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="denoising steps; module thresholds scale like LMPConfig.for_steps"
+    )
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
-    parser.add_argument("--toy-metrics", action="store_true", help="add the toy world's path error and appearance checks")
-    parser.add_argument("--no-annotations", action="store_true", help="the dataset has no masks (not with --tracker centroid)")
+    parser.add_argument(
+        "--toy-metrics", action="store_true", help="add the toy world's path error and appearance checks"
+    )
+    parser.add_argument(
+        "--no-annotations", action="store_true", help="the dataset has no masks (not with --tracker centroid)"
+    )
     parser.add_argument("--dtype", default="float32", help="weights dtype: float32, bf16, fp16")
-    parser.add_argument("--device", default=None, help="torch device (default: accelerate's for this process)")
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: accelerate's for this process)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -111,4 +140,6 @@ def _list(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-register_command("eval", "evaluate methods over a dataset and write Table 1 (resumable, data-parallel)", add_arguments, run)
+register_command(
+    "eval", "evaluate methods over a dataset and write Table 1 (resumable, data-parallel)", add_arguments, run
+)

@@ -1,4 +1,4 @@
-"""The methods an evaluation sweep compares, defined once: name -> how to generate (plain pipeline or LMP switches).
+"""The methods an evaluation sweep compares, defined once: name -> plain pipeline, or LMP with config changes.
 
 Table 1 of the paper compares the backbone, LMP and LMP without one of its modules. Each method here is
 either the plain pipeline call (``baseline``: the target prompt alone, with the same initial noise LMP
@@ -32,9 +32,19 @@ METHODS: dict[str, Method] = {
     for method in (
         Method("baseline", "plain", "the backbone alone: the target prompt, the same seed and initial noise"),
         Method("lmp", "lmp", "LMP with FBDM, RMTM and ASM"),
-        Method("lmp-no-fbdm", "lmp", "LMP without FBDM (RMTM attends to all reference tokens)", {"enable_fbdm": False}),
+        Method(
+            "lmp-no-fbdm",
+            "lmp",
+            "LMP without FBDM (RMTM attends to all reference tokens)",
+            {"enable_fbdm": False},
+        ),
         Method("lmp-no-asm", "lmp", "LMP without ASM (no appearance suppression)", {"enable_asm": False}),
-        Method("lmp-no-rmtm", "lmp", "LMP without RMTM (no reference keys/values for the target)", {"enable_rmtm": False}),
+        Method(
+            "lmp-no-rmtm",
+            "lmp",
+            "LMP without RMTM (no reference keys/values for the target)",
+            {"enable_rmtm": False},
+        ),
     )
 }
 

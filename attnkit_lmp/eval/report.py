@@ -1,4 +1,4 @@
-"""A sweep's aggregate in the layout of the paper's Table 1: methods as rows; Align, Cons., Pick., MF per split and mean.
+"""A sweep's aggregate as the paper's Table 1: methods as rows; Align, Cons., Pick., MF per split and mean.
 
 :func:`build_table` averages the finished items' metrics per (method, split) over videos and seeds; the
 "Mean" column is the mean of the split means, as the paper averages its splits. A metric whose model was
@@ -165,7 +165,10 @@ def csv_table(table: Table) -> str:
     for method in table.methods:
         writer.writerow(
             [method]
-            + ["" if (cell := table.cell(method, split, key)).mean is None else repr(cell.mean) for split, key in columns]
+            + [
+                "" if (cell := table.cell(method, split, key)).mean is None else repr(cell.mean)
+                for split, key in columns
+            ]
         )
     return buffer.getvalue()
 
@@ -263,12 +266,18 @@ def write_report(
     if settings is not None:
         notes.append(
             f"MF: tracker {settings.tracker}"
-            + ("" if settings.tracker == "centroid" else f", {settings.grid_size} x {settings.grid_size} grid")
+            + (
+                ""
+                if settings.tracker == "centroid"
+                else f", {settings.grid_size} x {settings.grid_size} grid"
+            )
             + (f", frames enlarged {settings.track_upscale} x" if settings.track_upscale > 1 else "")
             + f", min displacement {settings.min_displacement} px (of the tracked frames)."
         )
     if len(records) < len(items):
-        notes.append(f"Incomplete: {len(records)} of {len(items)} items finished; rerun the same command to finish.")
+        notes.append(
+            f"Incomplete: {len(records)} of {len(items)} items finished; rerun the same command to finish."
+        )
     lines += [f"- {note}" for note in notes]
     if toy is not None:
         lines += [
@@ -287,7 +296,8 @@ def write_report(
         "json": atomic_write_bytes(
             out / "table.json",
             (
-                json.dumps({"table1": table.to_dict(), "toy": toy.to_dict() if toy else None}, indent=1) + "\n"
+                json.dumps({"table1": table.to_dict(), "toy": toy.to_dict() if toy else None}, indent=1)
+                + "\n"
             ).encode("utf-8"),
         ),
     }

@@ -1,4 +1,4 @@
-"""Where a sweep keeps its per-item results: JSON lines appended and fsynced, one file per process, safe to kill.
+"""Where a sweep keeps its per-item results: fsynced JSON lines, one file per process, safe to kill.
 
 Layout under the sweep's output folder::
 

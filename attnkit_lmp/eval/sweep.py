@@ -1,4 +1,4 @@
-"""An evaluation sweep: every (video, split, method, seed) generated once, scored, and kept across kills and reruns.
+"""Evaluation sweeps: every (video, split, method, seed) generated once, scored, kept across kills and reruns.
 
 :func:`run_sweep` is what ``attnkit-lmp eval`` runs. In order:
 
@@ -40,7 +40,12 @@ from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT, motion_fidelity
 from .results import ResultsStore
 
 SETTINGS_FILE = "sweep.json"
-TRACKER_ALIASES = {"lk": "lucas-kanade", "lucas-kanade": "lucas-kanade", "centroid": "centroid", "cotracker": "cotracker"}
+TRACKER_ALIASES = {
+    "lk": "lucas-kanade",
+    "lucas-kanade": "lucas-kanade",
+    "centroid": "centroid",
+    "cotracker": "cotracker",
+}
 PAPER_GRID_SIZE = 55
 
 
@@ -90,7 +95,14 @@ class SweepSettings:
 
     def __post_init__(self) -> None:
         self.dataset, self.prompts, self.out = Path(self.dataset), Path(self.prompts), Path(self.out)
-        for name in ("cotracker_checkpoint", "cotracker_repo", "clip", "pickscore", "pickscore_processor", "config"):
+        for name in (
+            "cotracker_checkpoint",
+            "cotracker_repo",
+            "clip",
+            "pickscore",
+            "pickscore_processor",
+            "config",
+        ):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, Path(value))
@@ -170,7 +182,9 @@ class SweepSummary:
             f"(shard of {self.in_shard}, plan of {self.planned})"
         ]
         if self.repaired_bytes:
-            lines.append(f"  repaired a torn last line ({self.repaired_bytes} bytes) left by an interrupted run")
+            lines.append(
+                f"  repaired a torn last line ({self.repaired_bytes} bytes) left by an interrupted run"
+            )
         if self.ran:
             lines.append(
                 f"  generation {self.generation_seconds:.1f} s of {self.item_seconds:.1f} s item time: harness "
@@ -206,7 +220,9 @@ def shard(items: Sequence[SweepItem], rank: int, world_size: int) -> list[SweepI
     return list(items[rank::world_size])
 
 
-def check_videos(dataset: DavisDataset, names: Sequence[str], num_frames: int, require_annotations: bool) -> None:
+def check_videos(
+    dataset: DavisDataset, names: Sequence[str], num_frames: int, require_annotations: bool
+) -> None:
     """Every video used has gap-free frames (at least ``num_frames``) and, if required, a mask per frame.
 
     Reads only the folder listings, not the images, so a large dataset is checked in a moment.
@@ -256,7 +272,9 @@ def base_lmp_config(settings: SweepSettings):
             values["guidance_scale"] = settings.guidance_scale
         if settings.steps is not None:
             scaled = ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")
-            config = LMPConfig.for_steps(settings.steps, **{k: v for k, v in values.items() if k not in scaled})
+            config = LMPConfig.for_steps(
+                settings.steps, **{k: v for k, v in values.items() if k not in scaled}
+            )
         else:
             config = LMPConfig.from_dict(values)
         return config.validate()
@@ -291,7 +309,8 @@ def check_output_settings(out: Path, fingerprint: dict[str, Any]) -> None:
     differing = sorted(key for key in set(recorded) | set(expected) if recorded.get(key) != expected.get(key))
     if differing:
         details = "; ".join(
-            f"{key}: was {_short_json(recorded.get(key))}, now {_short_json(expected.get(key))}" for key in differing
+            f"{key}: was {_short_json(recorded.get(key))}, now {_short_json(expected.get(key))}"
+            for key in differing
         )
         raise SweepSettingsMismatchError(
             f"'{out}' holds results of a sweep with other settings ({details}). Their numbers are not "
@@ -312,7 +331,16 @@ def write_settings(out: Path, settings: SweepSettings, fingerprint: dict[str, An
 class ItemRunner:
     """Generates and scores items with models loaded once; caches each video's reference and its tracks."""
 
-    def __init__(self, settings: SweepSettings, pipe, base_config, dataset: DavisDataset, tracker, text_metrics, pick_only):
+    def __init__(
+        self,
+        settings: SweepSettings,
+        pipe,
+        base_config,
+        dataset: DavisDataset,
+        tracker,
+        text_metrics,
+        pick_only,
+    ):
         self.settings = settings
         self.pipe = pipe
         self.base_config = base_config
@@ -339,16 +367,27 @@ class ItemRunner:
 
         loaded = self.dataset.load(video)
         model_view = read_video(
-            loaded.frames, geometry.num_frames, geometry.height, geometry.width, frame_sampling=geometry.frame_sampling
+            loaded.frames,
+            geometry.num_frames,
+            geometry.height,
+            geometry.width,
+            frame_sampling=geometry.frame_sampling,
         )
         frames = to_uint8(model_view)
         masks = None
         if loaded.masks is not None:
             # The masks go through the same sampling and resizing as the frames, then back to booleans.
             as_video = torch.from_numpy(loaded.masks.astype(np.float32))[..., None]
-            masks = read_video(
-                as_video, geometry.num_frames, geometry.height, geometry.width, frame_sampling=geometry.frame_sampling
-            )[:, 0].numpy() > 0.5
+            masks = (
+                read_video(
+                    as_video,
+                    geometry.num_frames,
+                    geometry.height,
+                    geometry.width,
+                    frame_sampling=geometry.frame_sampling,
+                )[:, 0].numpy()
+                > 0.5
+            )
         if self.settings.tracker == "centroid" and masks is not None:
             tracks = self.tracker.track_masks(self._enlarged(masks))
         else:
@@ -408,7 +447,9 @@ class ItemRunner:
             from .clip_metrics import pick_scores
 
             scores = pick_scores(
-                self.pick_only.embed_frames(frames), self.pick_only.embed_text(item.target.prompt), self.pick_only.logit_scale
+                self.pick_only.embed_frames(frames),
+                self.pick_only.embed_text(item.target.prompt),
+                self.pick_only.logit_scale,
             )
             metrics["pick"] = float(scores.mean())
         if self.settings.toy_metrics:
@@ -416,7 +457,10 @@ class ItemRunner:
 
             metrics.update(toy_world_metrics(frames, reference["centroids"], item.target.subject))
         # NaN (e.g. no object found) is stored as null: JSON lines stay standard JSON.
-        metrics = {name: None if value is None or np.isnan(value) else float(value) for name, value in metrics.items()}
+        metrics = {
+            name: None if value is None or np.isnan(value) else float(value)
+            for name, value in metrics.items()
+        }
         return {"metrics": metrics, "motion_fidelity": fidelity.to_dict()}
 
     def run(self, item: SweepItem, out: Path, rank: int) -> dict[str, Any]:
@@ -473,7 +517,9 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
             stream.options = {"crf": "12"}
             for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+                container.mux(
+                    stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
+                )
             container.mux(stream.encode())
         os.replace(temporary, path)
     except BaseException:
@@ -489,7 +535,9 @@ def plain_generation(pipe, target: EvalItem, config, generator):
     from attnkit_lmp.reference import latent_shape
 
     shape = latent_shape(pipe, config.num_frames, config.height, config.width)
-    noise = randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=pipe.transformer.dtype)
+    noise = randn_tensor(
+        shape, generator=generator, device=pipe._execution_device, dtype=pipe.transformer.dtype
+    )
     return pipe(
         prompt=target.prompt,
         negative_prompt=config.negative_prompt,
@@ -578,7 +626,9 @@ def run_sweep(
 
     try:
         check_writable(settings.out)
-        pipe = load_pipeline(settings.model, settings.dtype, settings.device or group.device, cpu_offload=False)
+        pipe = load_pipeline(
+            settings.model, settings.dtype, settings.device or group.device, cpu_offload=False
+        )
     except InputError as error:
         raise SweepError(str(error)) from None
     base_config = check_targets(pipe, targets, methods, base_config)  # now with the model's geometry
@@ -634,13 +684,15 @@ def run_sweep(
         from .report import write_report
 
         summary.report = {
-            name: str(path) for name, path in write_report(settings.out, items, store.finished(), settings).items()
+            name: str(path)
+            for name, path in write_report(settings.out, items, store.finished(), settings).items()
         }
     summary.wall_seconds = time.perf_counter() - started_at
     from attnkit.record.atomic import atomic_write_bytes
 
     atomic_write_bytes(
-        settings.out / f"summary-rank{group.rank}.json", (json.dumps(summary.to_dict(), indent=1) + "\n").encode("utf-8")
+        settings.out / f"summary-rank{group.rank}.json",
+        (json.dumps(summary.to_dict(), indent=1) + "\n").encode("utf-8"),
     )
     return summary
 
@@ -655,8 +707,9 @@ def resolve_methods_or_fail(names: Sequence[str]) -> list[Method]:
 def check_targets(pipe, targets: Sequence[EvalItem], methods: Sequence[Method], base_config):
     """Every target's and reference's subject is found in its prompt's tokens; returns ``base_config`` resolved.
 
-    The resolved config has the model's geometry (size, frames, text length) filled in. Runs ``motion_transfer``'s own checks without a reference video, so a bad prompt fails now, not after
-    hours of generation.
+    The resolved config has the model's geometry (size, frames, text length) filled in. Runs
+    ``motion_transfer``'s own checks without a reference video, so a bad prompt fails now, not after hours
+    of generation.
     """
     from attnkit_lmp.transfer import MotionTransferError, check_pipeline, prepare_transfer
 
@@ -671,7 +724,14 @@ def check_targets(pipe, targets: Sequence[EvalItem], methods: Sequence[Method], 
     for target in targets:
         try:
             plan = prepare_transfer(
-                pipe, None, target.reference_prompt, target.reference_subject, target.prompt, target.subject, None, base_config
+                pipe,
+                None,
+                target.reference_prompt,
+                target.reference_subject,
+                target.prompt,
+                target.subject,
+                None,
+                base_config,
             )
         except MotionTransferError as error:
             raise SweepError(f"item '{target.key}': {error}") from None
@@ -684,9 +744,13 @@ def build_sweep_tracker(settings: SweepSettings):
 
     if settings.tracker == "cotracker":
         if settings.cotracker_checkpoint is None:
-            raise SweepError("--tracker cotracker needs --cotracker-checkpoint PATH (and --cotracker-repo PATH)")
+            raise SweepError(
+                "--tracker cotracker needs --cotracker-checkpoint PATH (and --cotracker-repo PATH)"
+            )
         try:
-            return build_tracker("cotracker", checkpoint=settings.cotracker_checkpoint, repo=settings.cotracker_repo)
+            return build_tracker(
+                "cotracker", checkpoint=settings.cotracker_checkpoint, repo=settings.cotracker_repo
+            )
         except TrackerUnavailableError as error:
             raise SweepError(str(error)) from None
     if settings.tracker == "centroid" and not settings.require_annotations:
@@ -698,7 +762,12 @@ def build_sweep_tracker(settings: SweepSettings):
 
 def load_text_metrics(settings: SweepSettings):
     """(VideoTextMetrics or None, PickScore-only embedder or None), loaded once; missing folders fail now."""
-    from .clip_metrics import PICKSCORE_MODEL_NAME, PICKSCORE_PROCESSOR_NAME, ClipEmbedder, MetricModelNotFoundError
+    from .clip_metrics import (
+        PICKSCORE_MODEL_NAME,
+        PICKSCORE_PROCESSOR_NAME,
+        ClipEmbedder,
+        MetricModelNotFoundError,
+    )
     from .clip_metrics import VideoTextMetrics, download_help
 
     if settings.pickscore is not None and settings.pickscore_processor is None:
@@ -708,7 +777,9 @@ def load_text_metrics(settings: SweepSettings):
         )
     try:
         if settings.clip is not None:
-            metrics = VideoTextMetrics.from_paths(settings.clip, settings.pickscore, settings.pickscore_processor)
+            metrics = VideoTextMetrics.from_paths(
+                settings.clip, settings.pickscore, settings.pickscore_processor
+            )
             return metrics, None
         if settings.pickscore is not None:
             pick_only = ClipEmbedder(
@@ -759,4 +830,3 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _short_json(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

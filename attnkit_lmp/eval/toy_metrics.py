@@ -1,4 +1,4 @@
-"""The toy world's own checks of a motion transfer: does the object follow the reference's path, and look as prompted?
+"""The toy world's checks of a motion transfer: does the object follow the reference's path, look as prompted?
 
 Toy-world videos hold one coloured shape on a plain background, so two things can be read exactly with
 the analytic classifier of :mod:`attnkit_lmp.toy.classify` (no learned model):
@@ -65,7 +65,10 @@ def _centroid_motion_fidelity(generated: np.ndarray, present: np.ndarray, refere
     # Positions of frames without object are placeholders; visibility drops the tracklet (MF 0).
     filled = np.where(present[:, None], generated, 0.0)
     return motion_fidelity(
-        filled[None], reference[None], generated_visible=present[None], min_displacement=CENTROID_MIN_DISPLACEMENT
+        filled[None],
+        reference[None],
+        generated_visible=present[None],
+        min_displacement=CENTROID_MIN_DISPLACEMENT,
     ).score
 
 

@@ -18,7 +18,10 @@ def write_toy_dataset(root: Path, num_videos: int = 2, num_frames: int = TINY_NU
     from attnkit_lmp.toy.export import write_davis_layout
     from attnkit_lmp.toy.world import WorldConfig, random_clip_spec, render_clip
 
-    clips = [render_clip(random_clip_spec(seed, "heldout"), WorldConfig(num_frames=num_frames)) for seed in range(num_videos)]
+    clips = [
+        render_clip(random_clip_spec(seed, "heldout"), WorldConfig(num_frames=num_frames))
+        for seed in range(num_videos)
+    ]
     return write_davis_layout(clips, root)
 
 
@@ -63,5 +66,7 @@ def sweep(settings: SweepSettings):
 
 def result_lines(out: Path) -> list[str]:
     return [
-        line for path in sorted((out / "results").glob("items-rank*.jsonl")) for line in path.read_text().splitlines()
+        line
+        for path in sorted((out / "results").glob("items-rank*.jsonl"))
+        for line in path.read_text().splitlines()
     ]

@@ -1,4 +1,4 @@
-"""The evaluation sweep: its plan and shards, what one run writes, the baseline's noise, and the Table 1 aggregate."""
+"""The evaluation sweep: plan and shards, what one run writes, the baseline's noise, the Table 1 aggregate."""
 
 from __future__ import annotations
 
@@ -14,11 +14,22 @@ from attnkit_lmp.eval.methods import METHODS, resolve_methods
 from attnkit_lmp.eval.report import TABLE1_METRICS, build_table, markdown_table
 from attnkit_lmp.eval.sweep import ItemRunner, SweepItem, plain_generation, plan_items, shard
 
-from sweep_helpers import fast_settings, result_lines, sweep, toy_dataset, toy_dataset_master, video_names  # noqa: F401
+from sweep_helpers import (
+    fast_settings,
+    result_lines,
+    sweep,
+    toy_dataset,
+    toy_dataset_master,
+    video_names,
+)  # noqa: F401
 
 
 def targets(videos=("a", "b"), splits=("ori", "sub", "back")):
-    return [EvalItem(video, split, f"{video} {split}", "x", f"{video} ori", "x") for video in videos for split in splits]
+    return [
+        EvalItem(video, split, f"{video} {split}", "x", f"{video} ori", "x")
+        for video in videos
+        for split in splits
+    ]
 
 
 def test_plan_has_every_video_split_method_seed_once_video_by_video():
@@ -62,7 +73,9 @@ def test_baseline_is_the_plain_pipeline_from_the_noise_lmp_starts_from():
     pipe.set_progress_bar_config(disable=True)
     target = EvalItem("v", "sub", "a blue square", "blue square", "a red circle", "red circle")
     config = LMPConfig.for_steps(2, enable_fbdm=False, enable_rmtm=False, enable_asm=False)
-    resolved = prepare_transfer(pipe, None, target.reference_prompt, "red circle", target.prompt, "blue square", None, config).config
+    resolved = prepare_transfer(
+        pipe, None, target.reference_prompt, "red circle", target.prompt, "blue square", None, config
+    ).config
     baseline = plain_generation(pipe, target, resolved, torch.Generator().manual_seed(3))
     lmp_off = motion_transfer(
         pipe,
@@ -86,13 +99,22 @@ def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset,
     assert (summary.planned, summary.ran, summary.skipped) == (8, 8, 0)
     records = [json.loads(line) for line in result_lines(out)]
     assert sorted(record["key"] for record in records) == sorted(
-        f"{video}/{split}/{method}/seed0" for video in video_names(toy_dataset) for split in ("ori", "sub") for method in ("baseline", "lmp")
+        f"{video}/{split}/{method}/seed0"
+        for video in video_names(toy_dataset)
+        for split in ("ori", "sub")
+        for method in ("baseline", "lmp")
     )
     for record in records:
         assert (out / record["video_path"]).stat().st_size > 0
         assert -1 <= record["metrics"]["motion_fidelity"] <= 1
         assert record["motion_fidelity"]["num_reference"] == 64  # the 8 x 8 grid
-        assert set(record["metrics"]) == {"motion_fidelity", "path_error", "appearance_kept", "object_present", "centroid_mf"}
+        assert set(record["metrics"]) == {
+            "motion_fidelity",
+            "path_error",
+            "appearance_kept",
+            "object_present",
+            "centroid_mf",
+        }
         assert 0 < record["seconds"]["generation"] < record["seconds"]["item"]
     sub = next(record for record in records if record["key"].endswith("/sub/lmp/seed0"))
     assert sub["reference_prompt"] != sub["prompt"]  # Sub generates the changed subject with the Ori motion
@@ -106,19 +128,31 @@ def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset,
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [row["method"] for row in rows] == ["baseline", "lmp"]
     assert rows[0]["ori_align"] == "" and rows[0]["mean_motion_fidelity"] != ""
-    mf = [record["metrics"]["motion_fidelity"] for record in records if record["key"].split("/")[1:3] == ["ori", "lmp"]]
+    mf = [
+        record["metrics"]["motion_fidelity"]
+        for record in records
+        if record["key"].split("/")[1:3] == ["ori", "lmp"]
+    ]
     assert float(rows[1]["ori_motion_fidelity"]) == pytest.approx(np.mean(mf), abs=1e-12)
     page = (out / "charts.html").read_text()
     assert "Plotly" in page and 'src="http' not in page  # plotly.js inlined: opens offline
     assert summary.generation_seconds > 0 and 0 <= summary.item_overhead < 1
 
 
-def test_text_metrics_are_computed_when_their_models_are_given(toy_dataset, tmp_path, tiny_clip_dir, tiny_pickscore_dirs):
+def test_text_metrics_are_computed_when_their_models_are_given(
+    toy_dataset, tmp_path, tiny_clip_dir, tiny_pickscore_dirs
+):
     out = tmp_path / "out"
     pickscore, processor = tiny_pickscore_dirs
     sweep(
         fast_settings(
-            toy_dataset, out, methods=("lmp",), splits=("ori",), clip=tiny_clip_dir, pickscore=pickscore, pickscore_processor=processor
+            toy_dataset,
+            out,
+            methods=("lmp",),
+            splits=("ori",),
+            clip=tiny_clip_dir,
+            pickscore=pickscore,
+            pickscore_processor=processor,
         )
     )
     for record in map(json.loads, result_lines(out)):
@@ -131,7 +165,16 @@ def test_text_metrics_are_computed_when_their_models_are_given(toy_dataset, tmp_
 def test_pick_alone_is_computed_without_a_clip_model(toy_dataset, tmp_path, tiny_pickscore_dirs):
     out = tmp_path / "out"
     pickscore, processor = tiny_pickscore_dirs
-    sweep(fast_settings(toy_dataset, out, methods=("baseline",), splits=("ori",), pickscore=pickscore, pickscore_processor=processor))
+    sweep(
+        fast_settings(
+            toy_dataset,
+            out,
+            methods=("baseline",),
+            splits=("ori",),
+            pickscore=pickscore,
+            pickscore_processor=processor,
+        )
+    )
     for record in map(json.loads, result_lines(out)):
         assert set(record["metrics"]) == {"motion_fidelity", "pick"}
     assert "Align: not computed (no --clip model was given)" in (out / "table.md").read_text()
@@ -149,7 +192,10 @@ def test_the_mean_column_is_the_mean_of_the_split_means_and_absent_values_stay_o
     assert table.cell("lmp", "sub", "motion_fidelity").count == 1
     assert table.cell("lmp", "mean", "motion_fidelity").mean == pytest.approx((0.3 + 0.9) / 2)
     assert table.cell("lmp", "mean", "align").mean is None
-    assert markdown_table(table).splitlines()[2] == "| lmp | — | — | — | 0.300 | — | — | — | 0.900 | — | — | — | 0.600 |"
+    assert (
+        markdown_table(table).splitlines()[2]
+        == "| lmp | — | — | — | 0.300 | — | — | — | 0.900 | — | — | — | 0.600 |"
+    )
 
 
 def test_the_centroid_tracker_follows_the_reference_masks(toy_dataset, tmp_path):

@@ -34,7 +34,9 @@ def expect_error(settings, error_type, pattern):
 def test_a_missing_frame_in_the_middle_is_named(toy_dataset, tmp_path):
     video = video_names(toy_dataset)[1]
     (toy_dataset / "JPEGImages" / video / "00004.jpg").unlink()
-    expect_error(fast_settings(toy_dataset, tmp_path / "out"), SweepError, rf"frame '.*{video}/00004.jpg' is missing")
+    expect_error(
+        fast_settings(toy_dataset, tmp_path / "out"), SweepError, rf"frame '.*{video}/00004.jpg' is missing"
+    )
 
 
 def test_a_missing_last_frame_is_found_through_its_annotation(toy_dataset, tmp_path):
@@ -57,7 +59,9 @@ def test_a_missing_annotation_is_named_with_the_way_out(toy_dataset, tmp_path):
     )
 
 
-def test_a_dataset_without_annotations_runs_only_when_told_and_not_with_the_centroid_tracker(toy_dataset, tmp_path):
+def test_a_dataset_without_annotations_runs_only_when_told_and_not_with_the_centroid_tracker(
+    toy_dataset, tmp_path
+):
     import shutil
 
     shutil.rmtree(toy_dataset / "Annotations")
@@ -73,7 +77,9 @@ def test_a_video_shorter_than_the_model_is_refused(tmp_path):
     from sweep_helpers import write_toy_dataset
 
     dataset = write_toy_dataset(tmp_path / "short", num_videos=1, num_frames=8)
-    expect_error(fast_settings(dataset, tmp_path / "out"), SweepError, r"has 8 frames .* the model generates 9")
+    expect_error(
+        fast_settings(dataset, tmp_path / "out"), SweepError, r"has 8 frames .* the model generates 9"
+    )
 
 
 def test_prompts_of_an_unknown_video_and_missing_fields_are_all_listed(toy_dataset, tmp_path):
@@ -96,10 +102,14 @@ def test_a_subject_the_model_cannot_tokenise_fails_before_generation(toy_dataset
     first = video_names(toy_dataset)[0]
     prompts["videos"][first]["sub"] = {"subject": "zebra", "prompt": "a zebra"}  # not in the tiny vocabulary
     (toy_dataset / "prompts.json").write_text(json.dumps(prompts))
-    expect_error(fast_settings(toy_dataset, tmp_path / "out"), SweepError, rf"item '{first}/sub': subject: .*zebra")
+    expect_error(
+        fast_settings(toy_dataset, tmp_path / "out"), SweepError, rf"item '{first}/sub': subject: .*zebra"
+    )
 
 
-def test_a_metric_model_path_that_does_not_exist_fails_before_the_pipeline_loads(toy_dataset, tmp_path, monkeypatch):
+def test_a_metric_model_path_that_does_not_exist_fails_before_the_pipeline_loads(
+    toy_dataset, tmp_path, monkeypatch
+):
     import attnkit_lmp.transfer_command as transfer_command
 
     def no_loading(*args, **kwargs):
@@ -123,7 +133,9 @@ def test_a_metric_model_path_that_does_not_exist_fails_before_the_pipeline_loads
         r"--tracker cotracker needs --cotracker-checkpoint",
     )
     expect_error(
-        fast_settings(toy_dataset, tmp_path / "out", tracker="cotracker", cotracker_checkpoint=tmp_path / "none.pth"),
+        fast_settings(
+            toy_dataset, tmp_path / "out", tracker="cotracker", cotracker_checkpoint=tmp_path / "none.pth"
+        ),
         SweepError,
         r"no CoTracker checkpoint at",
     )
@@ -131,9 +143,17 @@ def test_a_metric_model_path_that_does_not_exist_fails_before_the_pipeline_loads
 
 def test_unknown_methods_splits_and_videos_are_named(toy_dataset, tmp_path):
     out = tmp_path / "out"
-    expect_error(fast_settings(toy_dataset, out, methods=("lmp", "dmt")), SweepError, r"unknown method\(s\) \['dmt'\]")
-    expect_error(fast_settings(toy_dataset, out, splits=("ori", "style")), SweepError, r"unknown split\(s\) \['style'\]")
-    expect_error(fast_settings(toy_dataset, out, videos=("blackswan",)), SweepError, r"\['blackswan'\] have no prompts")
+    expect_error(
+        fast_settings(toy_dataset, out, methods=("lmp", "dmt")), SweepError, r"unknown method\(s\) \['dmt'\]"
+    )
+    expect_error(
+        fast_settings(toy_dataset, out, splits=("ori", "style")),
+        SweepError,
+        r"unknown split\(s\) \['style'\]",
+    )
+    expect_error(
+        fast_settings(toy_dataset, out, videos=("blackswan",)), SweepError, r"\['blackswan'\] have no prompts"
+    )
 
 
 def test_the_command_exits_2_with_one_clear_message(toy_dataset, tmp_path, capsys):
@@ -142,7 +162,9 @@ def test_the_command_exits_2_with_one_clear_message(toy_dataset, tmp_path, capsy
          "--clip", str(tmp_path / "nowhere"), "--seeds", "0,x", "--out", str(tmp_path / "out")]
     )  # fmt: skip
     assert code == 2
-    assert "attnkit-lmp eval: error: --seeds '0,x' must be comma-separated integers" in capsys.readouterr().err
+    assert (
+        "attnkit-lmp eval: error: --seeds '0,x' must be comma-separated integers" in capsys.readouterr().err
+    )
     code = main(
         ["eval", "--dataset", str(tmp_path / "no-dataset"), "--prompts", str(toy_dataset / "prompts.json"),
          "--model", "tiny:t2v", "--out", str(tmp_path / "out")]

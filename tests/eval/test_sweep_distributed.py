@@ -26,7 +26,9 @@ def accelerate_command(dataset: Path, out: Path) -> list[str]:
 def test_two_processes_split_the_items_and_rank_0_writes_the_table_of_one_process(toy_dataset, tmp_path):
     two = tmp_path / "two-processes"
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run(accelerate_command(toy_dataset, two), capture_output=True, text=True, timeout=280, env=environment)
+    run = subprocess.run(
+        accelerate_command(toy_dataset, two), capture_output=True, text=True, timeout=280, env=environment
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "rank 0/2: 4 item(s) run" in run.stdout and "rank 1/2: 4 item(s) run" in run.stdout
 

@@ -1,4 +1,4 @@
-"""Interrupted sweeps resume cleanly: finished items are kept and skipped, torn lines repaired, nothing half-written."""
+"""Interrupted sweeps resume cleanly: finished items kept and skipped, torn lines repaired, nothing half-written."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def test_a_torn_last_line_is_cut_off_and_its_item_recomputed(finished_sweep, mon
     lines = path.read_text().splitlines(keepends=True)
     torn_key = json.loads(lines[-1])["key"]
     path.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])  # a kill in the middle of a write
-    assert [record["key"] for record in read_records(path)] == [json.loads(line)["key"] for line in lines[:-1]]
+    assert [record["key"] for record in read_records(path)] == [
+        json.loads(line)["key"] for line in lines[:-1]
+    ]
 
     generated = count_generations(monkeypatch)
     summary = sweep(fast_settings(dataset, out))
@@ -72,7 +74,9 @@ def test_a_torn_last_line_is_cut_off_and_its_item_recomputed(finished_sweep, mon
     assert (out / "table.csv").read_text() == table
 
 
-def test_an_interrupted_sweep_keeps_its_finished_items_and_leaves_no_partial_file(toy_dataset, tmp_path, monkeypatch):
+def test_an_interrupted_sweep_keeps_its_finished_items_and_leaves_no_partial_file(
+    toy_dataset, tmp_path, monkeypatch
+):
     out = tmp_path / "out"
     original = ItemRunner.generate
     calls = []
@@ -147,7 +151,9 @@ def test_a_damaged_complete_line_is_an_error_naming_file_and_line(finished_sweep
     lines = path.read_text().splitlines(keepends=True)
     lines[2] = "{not json\n"
     path.write_text("".join(lines))
-    with pytest.raises(ResultsFileError, match=r"line 3 of '.*items-rank0.jsonl' is not valid JSON.*Delete that line"):
+    with pytest.raises(
+        ResultsFileError, match=r"line 3 of '.*items-rank0.jsonl' is not valid JSON.*Delete that line"
+    ):
         sweep(fast_settings(dataset, out))
 
 

@@ -27,7 +27,10 @@ def test_the_reversed_clip_moves_against_the_reference(clip):
 
 
 def test_appearance_is_judged_against_the_target_subject(clip):
-    assert toy_world_metrics(clip.frames, reference_centroids(clip.frames), "blue circle")["appearance_kept"] == 0.0
+    assert (
+        toy_world_metrics(clip.frames, reference_centroids(clip.frames), "blue circle")["appearance_kept"]
+        == 0.0
+    )
     assert subject_appearance("a Blue circle") == ("blue", "circle")
 
 
