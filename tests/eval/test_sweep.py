@@ -224,3 +224,12 @@ def test_item_keys_name_video_split_method_and_seed():
     item = SweepItem(targets(["dog"], ["back"])[0], METHODS["lmp-no-asm"], 7)
     assert item.key == "dog/back/lmp-no-asm/seed7"
     assert item.video_path == "videos/lmp-no-asm/dog/back-seed7.mp4"
+
+
+def test_a_dataset_without_masks_runs_with_the_grid_tracker_when_told(toy_dataset, tmp_path):
+    import shutil
+
+    shutil.rmtree(toy_dataset / "Annotations")
+    out = tmp_path / "out"
+    summary = sweep(fast_settings(toy_dataset, out, methods=("baseline",), splits=("ori",), require_annotations=False))
+    assert summary.ran == 2 and "| baseline |" in (out / "table.md").read_text()
