@@ -214,7 +214,8 @@ def charts(table: Table, toy: Table | None, records: Sequence[Mapping[str, Any]]
                     row=1,
                     col=index,
                 )
-        title = "Table 1 metrics (error bars: std over items)" if name == "table1" else "Toy-world checks"
+        title = "Table 1 metrics" if name == "table1" else "Toy-world checks"
+        title += " (error bars: std over items; for Mean, over the split means)"
         figure.update_layout(title=title, barmode="group", height=420, width=max(500, 330 * len(shown)))
         figures[name] = figure
     if records:
