@@ -19,6 +19,7 @@ from ..record.maps import MEAN, AttentionRecord
 
 DEFAULT_MAX_VALUES = 4_000_000  # map values embedded in one figure; past this a page gets slow to open
 SIGNIFICANT_DIGITS = 4
+MAX_FULL_SLIDER_LABELS = 8
 
 
 def attention_figure(
@@ -96,7 +97,7 @@ def attention_figure(
     _style_axes(figure, num_frames, columns, background, height, width)
 
     trace_indices = list(range(len(traces)))
-    step_labels = subset.step_labels
+    step_labels = _slider_labels(subset.step_labels, subset.steps, subset.step_reduction)
     sliders = []
     if num_steps > 1:
         sliders.append(
@@ -134,7 +135,9 @@ def attention_figure(
                         method="restyle",
                         args=[{"visible": [layer == chosen for _, layer, _ in traces]}, trace_indices],
                     )
-                    for chosen, label in enumerate(layer_labels)
+                    for chosen, label in enumerate(
+                        _slider_labels(layer_labels, subset.layers, subset.layer_reduction)
+                    )
                 ],
             )
         )
@@ -181,6 +184,13 @@ def attention_figure(
         plot_bgcolor="white",
     )
     return figure
+
+
+def _slider_labels(labels: list[str], numbers: list[int], reduction: str | None) -> list[str]:
+    """Full labels for a few slider positions; bare numbers (and "mean") past that, so ticks stay legible."""
+    if len(labels) <= MAX_FULL_SLIDER_LABELS or reduction:
+        return labels
+    return [str(number) for number in numbers] + ["mean"] * (len(labels) - len(numbers))
 
 
 def _explicit(numbers: list[int] | None) -> list[int] | None:
