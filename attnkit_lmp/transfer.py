@@ -95,76 +95,17 @@ def motion_transfer(
     )
     config = plan.config
     device, dtype = pipe._execution_device, pipe.transformer.dtype
-    shape = latent_shape(pipe, config.num_frames, config.height, config.width)
-
     from diffusers.utils.torch_utils import randn_tensor
 
-    noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-    reference_embeds, reference_negative_embeds = pipe.encode_prompt(
-        prompt=reference_prompt,
-        negative_prompt=config.negative_prompt,
-        do_classifier_free_guidance=True,
-        num_videos_per_prompt=1,
-        max_sequence_length=config.max_sequence_length,
+    # The target's initial noise; passed to the pipeline as latents= so that eq. 10 can reuse it.
+    noise = randn_tensor(
+        latent_shape(pipe, config.num_frames, config.height, config.width),
+        generator=generator,
         device=device,
         dtype=dtype,
     )
-    if plan.reference_frames is None:
-        reference_noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        clean_latents, mode = None, "generate"
-    else:
-        reference_noise = noise
-        clean_latents = encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
-        mode = config.reference_noising
-    reference_image_latents = None
-    if plan.variant == "i2v":
-        first_frame = plan.reference_frames[0] if plan.reference_frames is not None else None
-        if first_frame is None:
-            first_frame = image  # a generated reference starts from the target's image
-        reference_image_latents = encode_first_frame(
-            pipe, first_frame, config.num_frames, config.height, config.width, noise, generator
-        )
-
-    reference_branch = ReferenceBranch(
-        noise=reference_noise,
-        prompt_embeds=reference_embeds,
-        negative_prompt_embeds=reference_negative_embeds if config.guidance_scale > 1 else None,
-        clean_latents=clean_latents,
-        image_latents=reference_image_latents,
-        mode=mode,
-        noise_step=config.reference_noise_step,
-        generator=generator,
-    )
-    plugins: list = [reference_branch]
-    fbdm = None
-    if config.enable_fbdm:
-        fbdm = FBDM(plan.reference_subject_tokens, config.fbdm_steps, config.fg_threshold, config.fbdm_layers)
-        plugins.append(fbdm)
-    if config.enable_rmtm:
-        plugins.append(
-            RMTM(
-                config.rmtm_lambda,
-                config.rmtm_steps,
-                fbdm=fbdm,
-                layers=config.rmtm_layers,
-                cfg_rows=config.rmtm_cfg_rows,
-                scale_values=config.rmtm_scale_values,
-            )
-        )
-    asm = None
-    if plan.use_asm:
-        asm = ASM(
-            plan.reference_subject_tokens,
-            eta=config.asm_eta,
-            asm_steps=config.asm_steps,
-            top_fraction=config.asm_top_fraction,
-            layers=config.asm_layers,
-            cfg_rows=config.asm_cfg_rows,
-            chunk_size=config.asm_chunk_size,
-        )
-        plugins.append(asm)
-    if progress:
-        plugins.append(StepProgress(config.num_inference_steps))
+    reference_branch = make_reference_branch(pipe, plan, reference_prompt, image, noise, generator)
+    plugins, fbdm, asm = make_plugins(plan, reference_branch, progress)
 
     call_kwargs = dict(
         prompt=prompt,
@@ -200,13 +141,90 @@ def motion_transfer(
         record={
             "variant": plan.variant,
             "reference": "generated" if plan.reference_frames is None else "video",
-            "reference_mode": mode,
+            "reference_mode": reference_branch.mode,
             "reference_prompt": reference_prompt,
             "reference_subject_tokens": plan.reference_subject_tokens,
             "prompt": prompt,
             "subject_tokens": plan.target_subject_tokens,
         },
     )
+
+
+def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image, noise, generator):
+    """The reference rows: the encoded video re-noised with the target's noise, or a generated reference."""
+    config = plan.config
+    device, dtype = noise.device, noise.dtype
+    reference_embeds, reference_negative_embeds = pipe.encode_prompt(
+        prompt=reference_prompt,
+        negative_prompt=config.negative_prompt,
+        do_classifier_free_guidance=True,
+        num_videos_per_prompt=1,
+        max_sequence_length=config.max_sequence_length,
+        device=device,
+        dtype=dtype,
+    )
+    if plan.reference_frames is None:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        # Drawn after the target's noise from the same generator: its own noise, reproducible.
+        reference_noise = randn_tensor(noise.shape, generator=generator, device=device, dtype=dtype)
+        clean_latents, mode = None, "generate"
+    else:
+        reference_noise = noise
+        clean_latents = encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
+        mode = config.reference_noising
+    image_latents = None
+    if plan.variant == "i2v":
+        # The reference is conditioned on its own first frame; a generated one on the target's image.
+        first_frame = plan.reference_frames[0] if plan.reference_frames is not None else image
+        image_latents = encode_first_frame(
+            pipe, first_frame, config.num_frames, config.height, config.width, noise, generator
+        )
+    return ReferenceBranch(
+        noise=reference_noise,
+        prompt_embeds=reference_embeds,
+        negative_prompt_embeds=reference_negative_embeds if config.guidance_scale > 1 else None,
+        clean_latents=clean_latents,
+        image_latents=image_latents,
+        mode=mode,
+        noise_step=config.reference_noise_step,
+        generator=generator,
+    )
+
+
+def make_plugins(plan: TransferPlan, reference_branch: ReferenceBranch, progress: bool):
+    """``(plugins, fbdm or None, asm or None)`` for the modules the config enables."""
+    config = plan.config
+    plugins: list = [reference_branch]
+    fbdm = asm = None
+    if config.enable_fbdm:
+        fbdm = FBDM(plan.reference_subject_tokens, config.fbdm_steps, config.fg_threshold, config.fbdm_layers)
+        plugins.append(fbdm)
+    if config.enable_rmtm:
+        plugins.append(
+            RMTM(
+                config.rmtm_lambda,
+                config.rmtm_steps,
+                fbdm=fbdm,
+                layers=config.rmtm_layers,
+                cfg_rows=config.rmtm_cfg_rows,
+                scale_values=config.rmtm_scale_values,
+            )
+        )
+    if plan.use_asm:
+        asm = ASM(
+            plan.reference_subject_tokens,
+            eta=config.asm_eta,
+            asm_steps=config.asm_steps,
+            top_fraction=config.asm_top_fraction,
+            layers=config.asm_layers,
+            cfg_rows=config.asm_cfg_rows,
+            chunk_size=config.asm_chunk_size,
+        )
+        plugins.append(asm)
+    if progress:
+        plugins.append(StepProgress(config.num_inference_steps))
+    return plugins, fbdm, asm
 
 
 def prepare_transfer(
