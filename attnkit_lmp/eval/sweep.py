@@ -162,6 +162,9 @@ class SweepSummary:
     wall_seconds: float = 0.0
     repaired_bytes: int = 0
     report: dict[str, str] = field(default_factory=dict)
+    plan_generation_seconds: float = 0.0
+    """Process 0 only: generation seconds of every finished item of the plan, whichever process ran it."""
+    plan_item_seconds: float = 0.0
 
     @property
     def item_overhead(self) -> float:
@@ -190,6 +193,12 @@ class SweepSummary:
                 f"  generation {self.generation_seconds:.1f} s of {self.item_seconds:.1f} s item time: harness "
                 f"overhead {100 * self.item_overhead:.2f}% per item, {100 * self.wall_overhead:.2f}% of "
                 f"{self.wall_seconds:.1f} s wall time (incl. loading and checks)"
+            )
+        if self.plan_item_seconds > 0:
+            overhead = 1.0 - self.plan_generation_seconds / self.plan_item_seconds
+            lines.append(
+                f"  all finished items of the plan: generation {self.plan_generation_seconds:.1f} s of "
+                f"{self.plan_item_seconds:.1f} s, harness overhead {100 * overhead:.2f}% per item"
             )
         return "\n".join(lines)
 
@@ -683,10 +692,13 @@ def run_sweep(
     if group.rank == 0:
         from .report import write_report
 
+        finished = store.finished()
         summary.report = {
-            name: str(path)
-            for name, path in write_report(settings.out, items, store.finished(), settings).items()
+            name: str(path) for name, path in write_report(settings.out, items, finished, settings).items()
         }
+        planned = [finished[item.key] for item in items if item.key in finished]
+        summary.plan_generation_seconds = sum(record["seconds"]["generation"] for record in planned)
+        summary.plan_item_seconds = sum(record["seconds"]["item"] for record in planned)
     summary.wall_seconds = time.perf_counter() - started_at
     from attnkit.record.atomic import atomic_write_bytes
 
