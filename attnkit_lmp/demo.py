@@ -103,6 +103,8 @@ def generate_and_score(pipe, steps: int, seed: int, progress: bool = True, timin
     """Render the reference, run baseline and LMP from the same noise, and score both."""
     import dataclasses
 
+    import torch
+
     from attnkit_lmp.toy.measure import run_baseline, run_lmp, score_transfer, toy_lmp_config, world_of
     from attnkit_lmp.toy.world import render_clip
 
@@ -111,42 +113,25 @@ def generate_and_score(pipe, steps: int, seed: int, progress: bool = True, timin
     clip = render_clip(case.reference, world_of(pipe))
     config = toy_lmp_config(steps)
 
-    started = time.perf_counter()
     baseline = run_baseline(pipe, case.prompt, config, case.noise_seed, progress=progress)
-    timings["baseline"] = time.perf_counter() - started
+    timings["baseline"] = baseline.seconds
 
-    import torch
-
-    from attnkit_lmp.transfer import motion_transfer
-
-    started = time.perf_counter()
-    result = motion_transfer(
-        pipe,
-        reference=clip.frames,
-        reference_prompt=clip.prompt,
-        reference_subject=case.reference_subject,
-        prompt=case.prompt,
-        subject=case.subject,
-        config=config,
-        generator=torch.Generator().manual_seed(case.noise_seed),
-        return_details=True,
-        progress=progress,
-    )
-    timings["lmp"] = time.perf_counter() - started
+    lmp = run_lmp(pipe, clip, case, config, progress=progress)
+    timings["lmp"] = lmp.seconds
     started = time.perf_counter()
     scores = {
         "baseline": score_transfer(baseline.frames, clip, case),
-        "lmp": score_transfer(result.frames, clip, case, result.masks),
+        "lmp": score_transfer(lmp.frames, clip, case, lmp.fbdm_records),
     }
     timings["score"] = time.perf_counter() - started
     reference_frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 255
     return {
         "case": case,
         "clip": clip,
-        "config": result.config,
-        "videos": {"reference": reference_frames, "baseline": baseline.frames, "lmp": result.frames},
-        "fbdm_records": result.masks,
-        "asm_losses": result.asm_losses,
+        "config": lmp.config,
+        "videos": {"reference": reference_frames, "baseline": baseline.frames, "lmp": lmp.frames},
+        "fbdm_records": lmp.fbdm_records,
+        "asm_losses": lmp.asm_losses,
         "scores": scores,
         "num_layers": pipe.transformer.config.num_layers,
     }

@@ -207,6 +207,7 @@ class VariantRun:
     fbdm_records: list = field(default_factory=list)
     asm_losses: list = field(default_factory=list)
     seconds: float = 0.0
+    config: object = None  # the LMPConfig with the model's geometry filled in (LMP variants)
 
 
 def initial_noise(pipe, config, seed: int):
@@ -259,7 +260,7 @@ def run_baseline(pipe, prompt: str, config, seed: int, progress: bool = False) -
     return VariantRun(frames=frames, seconds=time.perf_counter() - started)
 
 
-def run_lmp(pipe, clip: Clip, case: TransferCase, config) -> VariantRun:
+def run_lmp(pipe, clip: Clip, case: TransferCase, config, progress: bool = False) -> VariantRun:
     """LMP motion transfer of ``clip``'s motion to the case's target prompt, with ``config``'s modules."""
     import torch
 
@@ -276,13 +277,14 @@ def run_lmp(pipe, clip: Clip, case: TransferCase, config) -> VariantRun:
         config=config,
         generator=torch.Generator().manual_seed(case.noise_seed),
         return_details=True,
-        progress=False,
+        progress=progress,
     )
     return VariantRun(
         frames=result.frames,
         fbdm_records=result.masks,
         asm_losses=result.asm_losses,
         seconds=time.perf_counter() - started,
+        config=result.config,
     )
 
 
@@ -600,6 +602,9 @@ def world_of(pipe) -> WorldConfig:
 # Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
 # search): the [choice]s of METHOD.md that the paper leaves open for a model of this size.
 SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
+    # Which layers' subject maps FBDM averages: in early checkpoints of the toy model the last layer's
+    # video->text term is high on the *background* (it attends to text where there is nothing to see).
+    ("fbdm_layers", (None, [0], [0, 3], [0, 1])),
     ("fg_threshold", (0.2, 0.4, 0.6)),
     ("asm_eta", (0.0, 10.0, 100.0, 1000.0)),
     ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
