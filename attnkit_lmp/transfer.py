@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import attnkit
-from attnkit.testing.tokenizer import word_token_indices
+from attnkit.tokens import word_token_indices
 
 from .asm import ASM
 from .config import LMPConfig

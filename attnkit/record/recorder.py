@@ -200,7 +200,7 @@ class AttentionRecorder:
         self._num_heads: int | None = None
 
     def _resolve_tokens(self, tokenizer) -> None:
-        from ..testing.tokenizer import word_token_indices
+        from ..tokens import word_token_indices
 
         self.token_labels: list[str] = []
         self.token_positions: list[list[int]] = []
