@@ -602,26 +602,49 @@ def world_of(pipe) -> WorldConfig:
 # Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
 # search): the [choice]s of METHOD.md that the paper leaves open for a model of this size.
 SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
-    # Which layers' subject maps FBDM averages: in early checkpoints of the toy model the last layer's
-    # video->text term is high on the *background* (it attends to text where there is nothing to see).
-    ("fbdm_layers", (None, [0], [0, 3], [0, 1])),
+    # Which layers' subject maps FBDM averages. Layer sets are named relative to the model's depth
+    # (see ``layer_set``), since checkpoints differ: in a 4-layer checkpoint the last layer's
+    # video->text term was high on the *background*, in a 6-layer one the last two separate best.
+    ("fbdm_layers", ("all", "last_half", "last", "first_half")),
     ("fg_threshold", (0.2, 0.4, 0.6)),
     ("asm_eta", (0.0, 10.0, 100.0, 1000.0)),
     ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
     ("asm_steps_fraction", (0.3, 0.7, 1.0)),
     ("fbdm_steps_fraction", (0.4, 0.8)),
-    ("rmtm_layers", (None, [0, 1], [2, 3], [1, 2, 3])),
+    ("rmtm_layers", ("all", "first_half", "last_half")),
 )
+LAYER_SETS = ("all", "first_half", "last_half", "last")
+
+
+def layer_set(name, num_layers: int) -> list[int] | None:
+    """A named layer set of a ``num_layers``-deep model as LMPConfig wants it (None = all layers).
+
+    Lists and None pass through, so a search space may also name layers explicitly.
+    """
+    if name is None or isinstance(name, list):
+        return name
+    half = max(1, num_layers // 2)
+    sets = {
+        "all": None,
+        "first_half": list(range(half)),
+        "last_half": list(range(num_layers - half, num_layers)),
+        "last": [num_layers - 1],
+    }
+    if name not in sets:
+        raise MeasureError(f"layer set {name!r} is unknown: expected one of {list(LAYER_SETS)} or a list of layers.")
+    return sets[name]
 
 
 def search_objective(values: dict[str, float]) -> float:
-    """What the search maximises: centroid MF of LMP, minus any shortfall of kept look below the goal."""
+    """What the search maximises: mean MF of both trackers for LMP, minus any shortfall of kept look below the goal."""
     shortfall = max(0.0, GOALS["lmp_appearance_kept_min"] - values.get("appearance_kept", 0.0))
-    return values.get("motion_fidelity_centroid", 0.0) - shortfall
+    motion = (values.get("motion_fidelity_centroid", 0.0) + values.get("motion_fidelity_grid", 0.0)) / 2
+    return motion - shortfall
 
 
 def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None):
     """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
+    num_layers = pipe.transformer.config.num_layers
     best: dict = {}
     best_value = None
     trials = []
@@ -629,7 +652,7 @@ def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, prog
     for name, options in space:
         for option in options:
             overrides = {**best, name: option}
-            config = toy_lmp_config(steps, **overrides)
+            config = toy_lmp_config(steps, **resolve_layer_sets(overrides, num_layers))
             key = config.to_json()  # equal settings spelt differently run once
             if key not in tried:
                 summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]
@@ -640,7 +663,14 @@ def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, prog
             trial = tried[key]
             if best_value is None or trial["objective"] > best_value:
                 best_value, best = trial["objective"], dict(overrides)
-    return best, trials
+    return resolve_layer_sets(best, num_layers), trials
+
+
+def resolve_layer_sets(overrides: dict, num_layers: int) -> dict:
+    """``overrides`` with named layer sets (``*_layers``) turned into layer lists for this model."""
+    return {
+        name: layer_set(value, num_layers) if name.endswith("_layers") else value for name, value in overrides.items()
+    }
 
 
 # --- command line ------------------------------------------------------------------------------------
@@ -669,7 +699,8 @@ def add_measure_parser(subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override an LMPConfig field or a *_steps_fraction, e.g. --set fg_threshold=0.3 (repeatable)",
+        help="override an LMPConfig field or a *_steps_fraction, e.g. --set fg_threshold=0.3 (repeatable); "
+        f"*_layers also take a named set: {', '.join(LAYER_SETS)}",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)"
@@ -694,9 +725,11 @@ def run_measure_cli(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        config = toy_lmp_config(args.steps, **parse_overrides(args.set))
+        overrides = parse_overrides(args.set)
         cases = measurement_cases(args.clips, args.split, args.first_seed)
         pipe = load_toy_pipeline(args.model)
+        num_layers = pipe.transformer.config.num_layers
+        config = toy_lmp_config(args.steps, **resolve_layer_sets(overrides, num_layers))
     except (MeasureError, LMPConfigError, ToyModelMissingError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

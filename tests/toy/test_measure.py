@@ -137,3 +137,13 @@ def test_goals_need_lmp_above_baseline_and_the_papers_ablation_order():
     goals = check_goals(summary)
     assert goals["lmp_mf_at_least_0.85"] and goals["baseline_mf_at_most_0.40"]
     assert not goals["ablation_order_lmp>no_asm>no_fbdm"]
+
+
+def test_named_layer_sets_follow_the_model_depth_and_unknown_names_are_errors():
+    from attnkit_lmp.toy.measure import layer_set, resolve_layer_sets
+
+    assert layer_set("last_half", 6) == [3, 4, 5] and layer_set("first_half", 4) == [0, 1]
+    assert layer_set("last", 6) == [5] and layer_set("all", 6) is None and layer_set([1], 6) == [1]
+    assert resolve_layer_sets({"fbdm_layers": "last", "fg_threshold": 0.3}, 4) == {"fbdm_layers": [3], "fg_threshold": 0.3}
+    with pytest.raises(MeasureError, match="last_half"):
+        layer_set("middle", 6)
