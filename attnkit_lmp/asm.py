@@ -12,9 +12,10 @@ METHOD.md, "ASM", eq. 7-9. Keys are the reference prompt tokens followed by the 
 ``h^v_tar`` are the target rows' video hidden states entering the attention layer; the step happens in
 ``attnkit_before_attention``, so the layer then projects q/k/v from the moved states. The gradient is
 local to the layer: ``call.project`` (norm -> q/k projections -> RoPE) under ``torch.enable_grad()``,
-nothing else. The normaliser of ``W^T2V`` runs over all ``len(K)`` keys for every video query; it is
-computed with ``chunked_logsumexp(..., checkpointed=True)``, so neither forward nor backward holds
-more than ``chunk_size x len(K)`` scores per head.
+nothing else. The normaliser of ``W^T2V`` runs over all ``len(K)`` keys for every video query; on CPU
+it runs forward and backward through the fused flash-attention kernel (O(N) memory per head), elsewhere
+through ``chunked_logsumexp(..., checkpointed=True)`` (one ``chunk_size x len(K)`` block per head).
+Neither forms an N x N map.
 
 Choices: one step per layer per denoising step while ``step < asm_steps``; all layers unless ``layers``;
 only the conditional CFG row (``cfg_rows="cond"``, the default: the loss is about the text condition, as
@@ -121,10 +122,12 @@ def appearance_loss(
     top_fraction: float = 0.2,
     scale: float | None = None,
     chunk_size: int = 128,
+    fused: bool | None = None,
 ) -> torch.Tensor:
     """``L_attn`` of eq. 7-8 for one target row; all inputs ``(1, heads, tokens, head_dim)``.
 
     ``subject_tokens`` index the reference text tokens. Differentiable; never forms an N x N map.
+    ``fused`` chooses how the softmax normaliser is computed (see :func:`differentiable_logsumexp`).
     """
     scale = 1.0 / math.sqrt(target_video_queries.shape[-1]) if scale is None else scale
     keys = torch.cat([reference_text_keys, target_video_keys], dim=2)  # [K^p_ref ; K^v_tar]
@@ -132,10 +135,8 @@ def appearance_loss(
     subject_queries = reference_text_queries[:, :, subject_tokens]
     num_text = reference_text_keys.shape[2]
 
-    # W^T2V: video rows over all keys, subject columns; the normaliser in checkpointed chunks.
-    video_logsumexp = chunked_logsumexp(
-        target_video_queries, keys, scale=scale, chunk_size=chunk_size, checkpointed=True
-    )
+    # W^T2V: video rows over all keys, subject columns; the normaliser never materialises the map.
+    video_logsumexp = differentiable_logsumexp(target_video_queries, keys, scale, chunk_size, fused)
     video_to_subject = torch.exp(
         torch.matmul(target_video_queries, subject_keys.transpose(-1, -2)) * scale
         - video_logsumexp.unsqueeze(-1)
@@ -147,3 +148,54 @@ def appearance_loss(
     values = torch.cat([video_to_subject.mean(dim=1).flatten(), subject_to_video.mean(dim=1).flatten()])
     keep = max(1, math.ceil(top_fraction * values.numel()))
     return torch.topk(values, keep).values.mean()
+
+
+def differentiable_logsumexp(
+    q: torch.Tensor, k: torch.Tensor, scale: float, chunk_size: int = 128, fused: bool | None = None
+) -> torch.Tensor:
+    """``logsumexp(q k^T * scale, dim=-1)`` with a gradient, without an N x N map.
+
+    ``fused=True`` runs forward and backward through the CPU flash-attention kernel
+    (:class:`FusedLogSumExp`); ``False`` uses ``chunked_logsumexp(..., checkpointed=True)``, which holds
+    one ``chunk_size x len(k)`` score block per head. ``None`` picks the fused kernel where it exists.
+    """
+    if fused is None:
+        fused = q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64, torch.bfloat16)
+    if fused:
+        return FusedLogSumExp.apply(q, k, scale)
+    return chunked_logsumexp(q, k, scale=scale, chunk_size=chunk_size, checkpointed=True)
+
+
+def _flash(query, key, value, scale, bias=None):
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, attn_mask=bias, scale=scale
+    )
+
+
+class FusedLogSumExp(torch.autograd.Function):
+    """Each query's log-sum-exp over the keys, forward and backward in fused flash-attention passes.
+
+    Forward runs attention with the keys as values: it returns the log-sum-exp and
+    ``out_i = sum_j p_ij k_j``, which is exactly ``d lse_i / d q_i / scale``. The key gradient
+    ``scale * sum_i g_i p_ij q_i`` is a second pass with the roles swapped (keys as queries, queries as
+    keys with the additive bias ``-lse_i``, values ``g_i q_i``); that pass normalises its output by
+    ``Z_j = sum_i exp(s_ij - lse_i)``, which its own log-sum-exp gives back. Memory stays O(N) per head.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, scale):
+        out, logsumexp = _flash(q, k, k, scale)
+        logsumexp = logsumexp.to(q.dtype)
+        ctx.save_for_backward(q, k, out, logsumexp)
+        ctx.scale = scale
+        return logsumexp
+
+    @staticmethod
+    def backward(ctx, grad_logsumexp):
+        q, k, out, logsumexp = ctx.saved_tensors
+        scale, grad = ctx.scale, grad_logsumexp.to(q.dtype).unsqueeze(-1)
+        grad_q = grad * out * scale
+        bias = -logsumexp.unsqueeze(-2)  # (B, heads, 1, queries): one bias per column, broadcast over rows
+        normalised, column_logsumexp = _flash(k, q, grad * q, scale, bias)
+        grad_k = normalised * torch.exp(column_logsumexp.to(q.dtype)).unsqueeze(-1) * scale
+        return grad_q, grad_k, None

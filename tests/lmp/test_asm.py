@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import attnkit
@@ -32,17 +33,24 @@ def random_inputs(seed=0, heads=3, video=37, text=11, dim=8):
     ]
 
 
-def test_loss_equals_the_naive_full_softmax_loss():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "chunked"])
+def test_loss_equals_the_naive_full_softmax_loss(fused):
     inputs = random_inputs()
-    ours = appearance_loss(*inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5)
+    ours = appearance_loss(
+        *inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5, fused=fused
+    )
     naive = naive_appearance_loss(*inputs, SUBJECT, 0.2, 0.35)
     torch.testing.assert_close(ours, naive, atol=1e-12, rtol=1e-10)
 
 
-def test_gradient_matches_autograd_through_the_naive_loss():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "chunked"])
+def test_gradient_matches_autograd_through_the_naive_loss(fused):
     inputs = random_inputs(seed=1)
     ours = torch.autograd.grad(
-        appearance_loss(*inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5), inputs
+        appearance_loss(
+            *inputs, subject_tokens=SUBJECT, top_fraction=0.2, scale=0.35, chunk_size=5, fused=fused
+        ),
+        inputs,
     )
     naive = torch.autograd.grad(naive_appearance_loss(*inputs, SUBJECT, 0.2, 0.35), inputs)
     for mine, expected in zip(ours, naive):
