@@ -25,9 +25,10 @@ import attnkit
 
 @dataclass
 class FBDMRecord:
-    """One refresh of the mask: the step whose maps made it, the normalised map and the mask."""
+    """One refresh of the mask: the step (and timestep) whose maps made it, the normalised map, the mask."""
 
     step: int
+    timestep: float | None
     attention_map: torch.Tensor  # (frames, h, w), float, per-frame min-max normalised
     mask: torch.Tensor  # (frames, h, w), bool
 
@@ -89,12 +90,14 @@ class FBDM:
         return None
 
     @attnkit.hookimpl
-    def attnkit_step_end(self, step):
+    def attnkit_step_end(self, step, timestep):
         if self._map_sum is None:
             return
         attention_map = normalise_per_frame((self._map_sum / self._num_layers).reshape(self._grid))
         self.mask = attention_map >= self.fg_threshold
-        self.history.append(FBDMRecord(step=step, attention_map=attention_map.cpu(), mask=self.mask.cpu()))
+        self.history.append(
+            FBDMRecord(step=step, timestep=timestep, attention_map=attention_map.cpu(), mask=self.mask.cpu())
+        )
         self._reset_accumulator()
 
     def foreground_indices(self) -> torch.Tensor | None:

@@ -266,7 +266,7 @@ def write_mask_page(path: Path, result, subject: str, layers: list[int]) -> Path
         tokens=[f"{subject}: normalised map", f"{subject}: foreground mask"],
         token_positions=[positions, positions],
         steps=[record.step for record in result.masks],
-        timesteps=[None] * len(result.masks),
+        timesteps=[record.timestep for record in result.masks],
         layers=list(layers),
         layer_names=[f"transformer_blocks.{layer}.attn1" for layer in layers],
         layer_reduction=MEAN,
