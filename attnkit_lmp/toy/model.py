@@ -49,11 +49,11 @@ class ToyModelConfig:
     width: int = 32
     num_frames: int = 8
     object_size: int = 12
-    patch_size: int = 4
-    num_layers: int = 4
-    num_attention_heads: int = 2
+    patch_size: int = 8
+    num_layers: int = 6
+    num_attention_heads: int = 4
     attention_head_dim: int = 32
-    time_embed_dim: int = 64
+    time_embed_dim: int = 128
     text_length: int = 8
     text_dim: int = 32
     text_layers: int = 1

@@ -47,7 +47,7 @@ class TrainConfig:
     """Optimisation settings; the ones that change what a step means must match to resume."""
 
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 1.5e-3
     warmup_steps: int = 200
     final_learning_rate_fraction: float = 0.1
     weight_decay: float = 0.0
@@ -91,15 +91,19 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -
     """
     loss = ((predicted - clean) ** 2).mean()
     if config.region_loss_weight:
-        batch, frames, channels, height, width = predicted.shape
-        pool = lambda video: torch.nn.functional.avg_pool2d(video.reshape(-1, channels, height, width), 8)
-        loss = loss + config.region_loss_weight * ((pool(predicted) - pool(clean)) ** 2).mean()
-    if config.frame_mean_loss_weight:
-        frame_mean = lambda video: video.mean(dim=(-2, -1))
         loss = (
-            loss + config.frame_mean_loss_weight * ((frame_mean(predicted) - frame_mean(clean)) ** 2).mean()
+            loss + config.region_loss_weight * ((_region_means(predicted) - _region_means(clean)) ** 2).mean()
         )
+    if config.frame_mean_loss_weight:
+        frame_error = predicted.mean(dim=(-2, -1)) - clean.mean(dim=(-2, -1))
+        loss = loss + config.frame_mean_loss_weight * (frame_error**2).mean()
     return loss
+
+
+def _region_means(video: torch.Tensor, region: int = 8) -> torch.Tensor:
+    """Mean colour of every ``region`` x ``region`` pixel block of every frame of (B, F, C, H, W) clips."""
+    batch, frames, channels, height, width = video.shape
+    return torch.nn.functional.avg_pool2d(video.reshape(batch * frames, channels, height, width), region)
 
 
 def learning_rate_at(step: int, total_steps: int, config: TrainConfig) -> float:
