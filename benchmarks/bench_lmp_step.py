@@ -15,7 +15,7 @@ and the CPU-time median. Peak memory: a fresh subprocess per variant samples its
 its steps run (torch allocations are invisible to tracemalloc); the growth over the built model and its
 difference to the baseline's are printed.
 
-    python benchmarks/bench_lmp_step.py [--video-tokens-side 20] [--frames 5] [--repeats 3]
+    python benchmarks/bench_lmp_step.py [--video-tokens-side 20] [--frames 5] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def memory_child(args, variant: str) -> dict:
         str(args.frames),
         "--asm-cfg-rows",
         args.asm_cfg_rows,
+        *(["--threads", str(args.threads)] if args.threads else []),
     ]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
@@ -188,9 +189,14 @@ def main() -> None:
         default=LMPConfig().asm_cfg_rows,
         help="CFG rows ASM moves",
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine; default torch's)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model, inputs, reference = build(args.video_tokens_side, args.frames)
     if args.child:
