@@ -35,7 +35,14 @@ MODES = ("renoise", "noise_once", "generate")
 
 
 class ReferenceBranch:
-    """Plugin: append the reference rows to each transformer forward and, if denoised, step them."""
+    """Plugin: append the reference rows to each transformer forward and, if denoised, step them.
+
+    ``noise`` is ``eps`` (the target's initial noise for a real video, its own for a generated one) and
+    ``clean_latents`` the encoded video ``z'_0``, both in the pipeline's latent layout
+    ``(1, frames, channels, h, w)``; ``prompt_embeds`` / ``negative_prompt_embeds`` encode the reference
+    prompt (the negative only for parallel denoising with CFG). ``scheduler`` defaults to a copy of the
+    pipeline's; ``generator`` feeds schedulers that draw noise. See the module docstring for ``mode``.
+    """
 
     name = "lmp.reference"
 
