@@ -607,7 +607,7 @@ SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
     # video->text term was high on the *background*, in a 6-layer one the last two separate best.
     ("fbdm_layers", ("all", "last_half", "last", "first_half")),
     ("fg_threshold", (0.2, 0.4, 0.6)),
-    ("asm_eta", (0.0, 10.0, 100.0, 1000.0)),
+    ("asm_eta", (0.0, 100.0, 1000.0, 10000.0)),  # on the toy model eta 100 moves pixels by <= 0.03, 1e4 by ~1
     ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
     ("asm_steps_fraction", (0.3, 0.7, 1.0)),
     ("fbdm_steps_fraction", (0.4, 0.8)),
@@ -631,7 +631,9 @@ def layer_set(name, num_layers: int) -> list[int] | None:
         "last": [num_layers - 1],
     }
     if name not in sets:
-        raise MeasureError(f"layer set {name!r} is unknown: expected one of {list(LAYER_SETS)} or a list of layers.")
+        raise MeasureError(
+            f"layer set {name!r} is unknown: expected one of {list(LAYER_SETS)} or a list of layers."
+        )
     return sets[name]
 
 
@@ -642,7 +644,9 @@ def search_objective(values: dict[str, float]) -> float:
     return motion - shortfall
 
 
-def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None):
+def search(
+    pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None
+):
     """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
     num_layers = pipe.transformer.config.num_layers
     best: dict = {}
@@ -656,7 +660,11 @@ def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, prog
             key = config.to_json()  # equal settings spelt differently run once
             if key not in tried:
                 summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]
-                tried[key] = {"overrides": overrides, "summary": summary, "objective": search_objective(summary)}
+                tried[key] = {
+                    "overrides": overrides,
+                    "summary": summary,
+                    "objective": search_objective(summary),
+                }
                 trials.append(tried[key])
                 if on_trial is not None:
                     on_trial(tried[key])
@@ -669,7 +677,8 @@ def search(pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, prog
 def resolve_layer_sets(overrides: dict, num_layers: int) -> dict:
     """``overrides`` with named layer sets (``*_layers``) turned into layer lists for this model."""
     return {
-        name: layer_set(value, num_layers) if name.endswith("_layers") else value for name, value in overrides.items()
+        name: layer_set(value, num_layers) if name.endswith("_layers") else value
+        for name, value in overrides.items()
     }
 
 
@@ -798,7 +807,11 @@ def _run_search(pipe, cases: list[TransferCase], args: argparse.Namespace) -> in
         )
 
     best, trials = search(pipe, cases, args.steps, progress=not args.no_progress, on_trial=append)
-    result = {"best_overrides": best, "trials": trials, "settings": {"clips": args.clips, "steps": args.steps}}
+    result = {
+        "best_overrides": best,
+        "trials": trials,
+        "settings": {"clips": args.clips, "steps": args.steps},
+    }
     atomic_write_bytes(args.out / "search.json", (json.dumps(result, indent=1) + "\n").encode())
     print(f"best: {json.dumps(best)}")
     return 0
