@@ -60,12 +60,6 @@ def test_i2v_with_a_real_video(i2v_pipe, reference_mp4):
     assert result.asm_losses and result.masks
 
 
-def test_t2v_with_a_generated_reference(t2v_pipe):
-    result = transfer(t2v_pipe, None, return_details=True)
-    assert result.record["reference"] == "generated"
-    assert result.reference_frames.shape == (9, 3, 32, 32)
-
-
 def test_i2v_with_a_generated_reference(i2v_pipe):
     result = transfer(i2v_pipe, None, image=tiny_image(), return_details=True)
     assert result.frames.shape == (9, 3, 32, 32) and result.reference_frames.shape == (9, 3, 32, 32)
@@ -147,8 +141,9 @@ def test_noise_once_denoises_the_reference_in_parallel(t2v_runs):
     assert not torch.equal(result.frames, t2v_runs().frames)
 
 
-def test_generated_reference_with_the_dpm_scheduler_and_cogvideox_1_5():
+def test_t2v_with_a_generated_reference_on_the_dpm_scheduler_and_cogvideox_1_5():
     pipe = tiny_cogvideox_pipeline("t2v", version="1.5", scheduler="dpm")
     result = transfer(pipe, None, return_details=True)
+    assert result.record["reference"] == "generated" and result.record["reference_mode"] == "generate"
     assert result.frames.shape == (9, 3, 32, 32) and result.reference_frames.shape == (9, 3, 32, 32)
     assert [record.mask.shape for record in result.masks] == [(2, 4, 4)] * 2
