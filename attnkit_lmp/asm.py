@@ -22,6 +22,19 @@ only the conditional CFG row (``cfg_rows="cond"``, the default: the loss is abou
 attention-guidance methods compute theirs on the conditional branch, and it halves ASM's cost) or both
 rows (``"both"``; each row's loss moves only its own states, so CFG does not amplify the move).
 The caller adds ASM only when the reference and target subjects differ.
+
+Roles (``attnkit_roles = {"joint", "cross"}``: the calls holding the video-text map). In a joint call
+(CogVideoX, HunyuanVideo) the loss is eq. 7-8 as above. A cross call (Wan ``attn2``) has neither text
+queries nor video keys, so ``W^V2T`` does not exist and the model's own softmax of video queries runs over
+the prompt's keys only. There the loss is the cross-attention form of eq. 7: ``W^T2V = softmax(Q^v_tar
+[K^p_ref]^T / sqrt(d))[:, S]`` — the map the target video queries would have over the *reference* prompt
+(image keys of image-to-video have a softmax of their own and do not enter it), with ``Q^v_tar`` from the
+target rows' hidden states entering ``attn2`` — and eq. 8-9 unchanged (top fraction, mean, one step on
+those states). Self calls (Wan ``attn1``) hold no text and are skipped.
+
+The reference prompt's keys are taken as the layer projects them, without the model's attention mask:
+exact where the reference row's text is unmasked (CogVideoX has no mask; rows added through
+``inputs.add_rows`` count as unpadded in HunyuanVideo).
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ class ASM:
     """Plugin: one gradient step of size ``eta`` on the target video hidden states per layer."""
 
     name = "lmp.asm"
+    attnkit_roles = frozenset({"joint", "cross"})
 
     def __init__(
         self,
@@ -84,6 +98,9 @@ class ASM:
         if not target_rows:
             return
         reference_row = call.rows(self.reference_branch)[0]
+        if call.layout.role == "cross":
+            self._step_cross(call, target_rows, reference_row)
+            return
         hidden_states = call.hidden_states
         video, text = call.layout.video, call.layout.text
         # The reference's text q/k are constants of the loss: projected outside autograd.
@@ -111,6 +128,56 @@ class ASM:
             hidden_states.dtype
         )
         call.hidden_states = moved
+
+    def _step_cross(self, call, target_rows: list[int], reference_row: int) -> None:
+        """Eq. 9 with the cross-call loss (W^T2V over the reference prompt's keys; module docstring)."""
+        hidden_states = call.hidden_states
+        video, text = call.layout.query_span("video"), call.layout.key_span("text")
+        # A cross call's keys come from each row's prompt, not from the hidden states: the reference
+        # row's are constants of the loss, projected once outside autograd.
+        with torch.no_grad():
+            _, keys, _ = call.project(hidden_states.detach())
+        reference_keys = keys[reference_row : reference_row + 1, :, text]
+        with torch.enable_grad():
+            target_states = hidden_states[target_rows].detach().requires_grad_(True)
+            q, _, _ = call.project(target_states)
+            loss = sum(
+                cross_appearance_loss(
+                    target_video_queries=q[i : i + 1, :, video],
+                    reference_text_keys=reference_keys,
+                    subject_tokens=self.subject_tokens,
+                    top_fraction=self.top_fraction,
+                    scale=call.scale,
+                )
+                for i in range(len(target_rows))
+            )
+            (gradient,) = torch.autograd.grad(loss, target_states)
+        self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
+        moved = hidden_states.clone()
+        moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(
+            hidden_states.dtype
+        )
+        call.hidden_states = moved
+
+
+def cross_appearance_loss(
+    target_video_queries: torch.Tensor,
+    reference_text_keys: torch.Tensor,
+    subject_tokens: list[int],
+    top_fraction: float = 0.2,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``L_attn`` of a cross call for one target row: the top ``top_fraction`` of ``W^T2V``, averaged.
+
+    ``W^T2V = softmax(Q^v_tar [K^p_ref]^T * scale)[:, subject_tokens]``, head-mean; inputs
+    ``(1, heads, tokens, head_dim)``. The map is video x text, never video x video.
+    """
+    scale = 1.0 / math.sqrt(target_video_queries.shape[-1]) if scale is None else scale
+    scores = torch.matmul(target_video_queries, reference_text_keys.transpose(-1, -2)) * scale
+    video_to_subject = torch.softmax(scores, dim=-1)[..., subject_tokens]
+    values = video_to_subject.mean(dim=1).flatten()
+    keep = max(1, math.ceil(top_fraction * values.numel()))
+    return torch.topk(values, keep).values.mean()
 
 
 def appearance_loss(

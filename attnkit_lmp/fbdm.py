@@ -12,6 +12,14 @@ no mask, i.e. all reference video tokens count as foreground. Maps are accumulat
 
 The maps are read with ``call.attention_probs`` in ``attnkit_attention_output``, where it uses the
 kernel's own log-sum-exp: no N x N map is formed and the attention itself is not changed.
+
+Roles (``attnkit_roles = {"joint", "cross"}``, see docs/porting.md): in a joint call (CogVideoX,
+HunyuanVideo) both blocks exist and ``A`` is as above. In a cross call (Wan ``attn2``: video queries,
+text keys) the model never computes the text->video block ``W[s, i]`` (text tokens issue no queries), so
+FBDM uses the video->text block alone there: ``A[i] = sum_s W[i, s]``, with ``W`` the model's own
+cross-attention softmax over the text keys (image keys of image-to-video have a softmax of their own and
+do not enter it). Self calls hold no text and are skipped. ``layers`` are attention-call indices
+(``call.layer``): in Wan each block has two, ``attn1`` (self, even) and ``attn2`` (cross, odd).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ class FBDM:
     """
 
     name = "lmp.fbdm"
+    attnkit_roles = frozenset({"joint", "cross"})
 
     def __init__(
         self,
@@ -79,11 +88,14 @@ class FBDM:
             return None
         if self.layers is not None and call.layer not in self.layers:
             return None
-        subject = [call.layout.text.start + position for position in self.subject_tokens]
-        # (rows, subject, video) and (rows, video, subject), head-mean.
-        text_to_video = call.attention_probs(subject, "video", branch=self.branch, heads="mean")
+        subject = [call.layout.key_span("text").start + position for position in self.subject_tokens]
+        # (rows, video, subject), head-mean; and in a joint call (rows, subject, video).
         video_to_text = call.attention_probs("video", subject, branch=self.branch, heads="mean")
-        layer_map = (text_to_video.sum(dim=1) + video_to_text.sum(dim=2)).mean(dim=0).float()
+        if call.layout.role == "joint":
+            text_to_video = call.attention_probs(subject, "video", branch=self.branch, heads="mean")
+            layer_map = (text_to_video.sum(dim=1) + video_to_text.sum(dim=2)).mean(dim=0).float()
+        else:  # cross: the text->video block does not exist (see the module docstring)
+            layer_map = video_to_text.sum(dim=2).mean(dim=0).float()
         self._map_sum = layer_map if self._map_sum is None else self._map_sum + layer_map
         self._num_layers += 1
         self._grid = call.layout.grid

@@ -11,6 +11,11 @@ tokens (the "without FBDM" ablation). Choices: active while ``step < rmtm_steps`
 ``layers`` is given; both CFG rows of the target (``cfg_rows="both"``) or only the conditional one
 (``"cond"``); the values are multiplied by lambda too when ``scale_values`` (the paper's figure).
 
+Roles (``attnkit_roles = {"joint", "self"}``): the calls whose keys hold video tokens, i.e. joint calls
+(CogVideoX, HunyuanVideo; the prompt keys ``K^p_tar`` are then part of the own keys) and video
+self-attention (Wan ``attn1``: ``K' = [K^v_tar ; lambda * K^v_ref[fg]]``, the prompt being in the separate
+cross-attention). Cross calls are skipped: their keys are text, there is no ``K^v_ref`` to extend with.
+
 The extension is an :class:`attnkit.ExtraKV` block, so the kernel computes the exact softmax over the
 union of own and extra keys without concatenating K/V for the whole batch.
 """
@@ -28,6 +33,7 @@ class RMTM:
     """Plugin: give the target rows' video queries lambda-scaled reference foreground keys/values."""
 
     name = "lmp.rmtm"
+    attnkit_roles = frozenset({"joint", "self"})
 
     def __init__(
         self,
