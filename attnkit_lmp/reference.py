@@ -38,9 +38,10 @@ class ReferenceBranch:
     """Plugin: append the reference rows to each transformer forward and, if denoised, step them.
 
     ``noise`` is ``eps`` (the target's initial noise for a real video, its own for a generated one) and
-    ``clean_latents`` the encoded video ``z'_0``, both in the pipeline's latent layout
-    ``(1, frames, channels, h, w)``; ``prompt_embeds`` / ``negative_prompt_embeds`` encode the reference
-    prompt (the negative only for parallel denoising with CFG). ``scheduler`` defaults to a copy of the
+    ``clean_latents`` the encoded video ``z'_0``, both in the pipeline's latent layout (CogVideoX
+    ``(1, frames, channels, h, w)``, Wan ``(1, channels, frames, h, w)``); ``prompt_embeds`` /
+    ``negative_prompt_embeds`` encode the reference prompt (the negative only for parallel denoising with
+    CFG). ``scheduler`` defaults to a copy of the
     pipeline's; ``generator`` feeds schedulers that draw noise. See the module docstring for ``mode``.
     """
 
@@ -108,19 +109,33 @@ class ReferenceBranch:
         scheduler = self._scheduler(session)
         if self.mode == "generate":
             if self.latents is None:
-                self.latents = self.noise * scheduler.init_noise_sigma
+                # Flow-matching schedulers start from the noise itself (and have no init_noise_sigma).
+                self.latents = self.noise * getattr(scheduler, "init_noise_sigma", 1.0)
             return self.latents
         if not self.denoised_at(step) or self.latents is None:
-            noisy = scheduler.add_noise(self.clean_latents, self.noise, self._timestep_tensor(session))
+            noisy = self._noised(scheduler, session)
             if self.denoised_at(step):
                 self.latents = noisy
             return noisy
         return self.latents
 
+    def _noised(self, scheduler, session) -> torch.Tensor:
+        """``z'_t`` from ``z'_0``: eq. 10 with a DDPM-style scheduler (CogVideoX), or its flow-matching form
+        ``z'_t = sigma_t eps + (1 - sigma_t) z'_0`` (``scale_noise``: Wan, HunyuanVideo)."""
+        if hasattr(scheduler, "add_noise"):
+            return scheduler.add_noise(self.clean_latents, self.noise, self._timestep_tensor(session))
+        # Flow-matching schedulers look the timestep up in their (float) schedule: pass it unrounded.
+        timestep = torch.tensor([session.timestep], device=self.noise.device)
+        return scheduler.scale_noise(self.clean_latents, timestep, self.noise)
+
     @attnkit.hookimpl
     def attnkit_model_inputs(self, session, inputs):
         latents = self.current_latents(session)
-        model_input = self._scheduler(session).scale_model_input(latents, session.timestep)
+        scheduler = self._scheduler(session)
+        # Flow-matching pipelines (Wan, HunyuanVideo) feed the latents unscaled: their schedulers have no
+        # scale_model_input.
+        scale = getattr(scheduler, "scale_model_input", None)
+        model_input = latents if scale is None else scale(latents, session.timestep)
         if self.image_latents is not None:
             model_input = torch.cat([model_input, self.image_latents.to(model_input)], dim=2)
         if self.denoised_at(session.step) and self.negative_prompt_embeds is not None:
@@ -144,7 +159,8 @@ class ReferenceBranch:
         scheduler = self._scheduler(session)
         timesteps = scheduler.timesteps
         step = session.step
-        if step >= len(timesteps) or int(timesteps[step]) != int(round(session.timestep)):
+        # Compared to within half a unit: flow-matching schedules (Wan) have fractional timesteps.
+        if step >= len(timesteps) or abs(float(timesteps[step]) - session.timestep) > 0.5:
             raise RuntimeError(
                 f"the reference branch is at step {step} (timestep {session.timestep}) but the scheduler's "
                 f"timesteps are {timesteps.tolist()}; attach the session right around one pipeline call"

@@ -1,4 +1,4 @@
-"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX pipeline (T2V and I2V).
+"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX (T2V, I2V) or Wan (T2V) pipeline.
 
 The stock diffusers pipeline generates the target from the target prompt only (CFG rows ``uncond`` and
 ``cond``). The plugins do the rest inside one ``attnkit.attach`` session: :class:`ReferenceBranch` adds the
@@ -7,11 +7,17 @@ reference denoised in parallel), :class:`FBDM` reads the reference's subject mas
 target's video queries attend to the reference foreground, and :class:`ASM` (only when the subjects
 differ) moves the target's video hidden states away from the reference subject.
 
+On Wan the plugins meet separate self and cross calls (see docs/porting.md): RMTM extends the video
+self-attention, FBDM and ASM read the cross-attention. Wan's latents are ``(B, C, F, H, W)`` and its
+scheduler is flow matching, so the reference is encoded by :mod:`attnkit_lmp.wan_latents` and re-noised
+with ``scale_noise``; ``use_dynamic_cfg`` (a CogVideoX option) is not passed to it.
+
 Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +32,11 @@ from .fbdm import FBDM, FBDMRecord
 from .reference import ReferenceBranch, encode_first_frame, encode_video, latent_shape, padded_num_frames
 from .rmtm import RMTM
 from .video_io import read_video
+from .wan_latents import decode_wan_latents, encode_wan_video, wan_latent_shape
 
-SUPPORTED_PIPELINES = {"CogVideoXPipeline": "t2v", "CogVideoXImageToVideoPipeline": "i2v"}
+SUPPORTED_PIPELINES = {"CogVideoXPipeline": "t2v", "CogVideoXImageToVideoPipeline": "i2v", "WanPipeline": "t2v"}
+# Pipelines whose latents are (B, C, F, H, W) and whose geometry defaults are their __call__'s defaults.
+WAN_PIPELINES = ("WanPipeline",)
 
 
 class MotionTransferError(ValueError):
@@ -67,6 +76,7 @@ class TransferPlan:
     reference_subject_tokens: list[int]
     target_subject_tokens: list[int]
     use_asm: bool
+    family: str = "cogvideox"  # or "wan"
 
 
 def motion_transfer(
@@ -98,8 +108,9 @@ def motion_transfer(
     from diffusers.utils.torch_utils import randn_tensor
 
     # The target's initial noise; passed to the pipeline as latents= so that eq. 10 can reuse it.
+    shape_of = wan_latent_shape if plan.family == "wan" else latent_shape
     noise = randn_tensor(
-        latent_shape(pipe, config.num_frames, config.height, config.width),
+        shape_of(pipe, config.num_frames, config.height, config.width),
         generator=generator,
         device=device,
         dtype=dtype,
@@ -123,6 +134,8 @@ def motion_transfer(
     )
     if plan.variant == "i2v":
         call_kwargs["image"] = image
+    if plan.family == "wan":
+        del call_kwargs["use_dynamic_cfg"]
     with attnkit.attach(pipe, plugins=plugins):
         frames = pipe(**call_kwargs).frames[0]
 
@@ -130,7 +143,10 @@ def motion_transfer(
         return frames
     reference_frames = plan.reference_frames
     if reference_frames is None:
-        reference_frames = decode_latents(pipe, reference_branch.final_latents(), config.num_frames)
+        if plan.family == "wan":
+            reference_frames = decode_wan_latents(pipe, reference_branch.final_latents())
+        else:
+            reference_frames = decode_latents(pipe, reference_branch.final_latents(), config.num_frames)
     return MotionTransferResult(
         frames=frames,
         reference_frames=reference_frames,
@@ -171,7 +187,8 @@ def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image
         clean_latents, mode = None, "generate"
     else:
         reference_noise = noise
-        clean_latents = encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
+        encode = encode_wan_video if plan.family == "wan" else encode_video
+        clean_latents = encode(pipe, plan.reference_frames).to(device=device, dtype=dtype)
         mode = config.reference_noising
     image_latents = None
     if plan.variant == "i2v":
@@ -232,7 +249,8 @@ def prepare_transfer(
 ) -> TransferPlan:
     """Check every input and resolve the geometry; raise a clear error before any long work."""
     variant = check_pipeline(pipe)
-    config = _resolved_config(pipe, config if config is not None else LMPConfig())
+    family = "wan" if _is_wan(pipe) else "cogvideox"
+    config = _resolved_config(pipe, config if config is not None else LMPConfig(), family)
     if variant == "t2v" and image is not None:
         raise MotionTransferError(
             f"an image was given but {type(pipe).__name__} is text-to-video; drop the image, or load an "
@@ -262,7 +280,7 @@ def prepare_transfer(
             reference, config.num_frames, config.height, config.width, frame_sampling=config.frame_sampling
         )
     use_asm = config.enable_asm and _normalised(subject) != _normalised(reference_subject)
-    return TransferPlan(variant, config, reference_frames, reference_tokens, target_tokens, use_asm)
+    return TransferPlan(variant, config, reference_frames, reference_tokens, target_tokens, use_asm, family)
 
 
 def check_pipeline(pipe) -> str:
@@ -272,8 +290,12 @@ def check_pipeline(pipe) -> str:
             return SUPPORTED_PIPELINES[cls.__name__]
     raise UnsupportedPipelineError(
         f"motion_transfer does not support {type(pipe).__name__}; it drives {sorted(SUPPORTED_PIPELINES)} "
-        "(load a CogVideoX text-to-video or image-to-video checkpoint)"
+        "(load a CogVideoX text-to-video or image-to-video checkpoint, or a Wan text-to-video one)"
     )
+
+
+def _is_wan(pipe) -> bool:
+    return any(cls.__name__ in WAN_PIPELINES for cls in type(pipe).__mro__)
 
 
 def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argument: str) -> list[int]:
@@ -289,17 +311,23 @@ def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argum
     return sorted(positions)
 
 
-def _resolved_config(pipe, config: LMPConfig) -> LMPConfig:
+def _resolved_config(pipe, config: LMPConfig, family: str = "cogvideox") -> LMPConfig:
     """A validated copy of ``config`` with the model's geometry filled in where it is ``None``."""
     if not isinstance(config, LMPConfig):
         raise MotionTransferError(f"config must be an LMPConfig, got {type(config).__name__}")
-    transformer = pipe.transformer.config
     spatial = pipe.vae_scale_factor_spatial
     values = config.to_dict()
-    values["height"] = config.height or transformer.sample_height * spatial
-    values["width"] = config.width or transformer.sample_width * spatial
-    values["num_frames"] = config.num_frames or transformer.sample_frames
-    values["max_sequence_length"] = config.max_sequence_length or transformer.max_text_seq_length
+    if family == "wan":
+        # Wan's transformer config has no sample size: the pipeline's own defaults (480 x 832, 81 frames, 512).
+        defaults = inspect.signature(pipe.__call__).parameters
+        for name in ("height", "width", "num_frames", "max_sequence_length"):
+            values[name] = getattr(config, name) or defaults[name].default
+    else:
+        transformer = pipe.transformer.config
+        values["height"] = config.height or transformer.sample_height * spatial
+        values["width"] = config.width or transformer.sample_width * spatial
+        values["num_frames"] = config.num_frames or transformer.sample_frames
+        values["max_sequence_length"] = config.max_sequence_length or transformer.max_text_seq_length
     resolved = LMPConfig.from_dict(values).validate()
     temporal = pipe.vae_scale_factor_temporal
     if (resolved.num_frames - 1) % temporal:
