@@ -45,10 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (created)")
     parser.add_argument(
-        "--model", type=Path, default=None, help="toy pipeline folder (default: the model bundled in the package)"
+        "--model",
+        type=Path,
+        default=None,
+        help="toy pipeline folder (default: the model bundled in the package)",
     )
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (shared by baseline and LMP)")
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the initial noise (shared by baseline and LMP)"
+    )
     # The toy model's tensors are too small to gain from threads: on a busy 2-core machine 2 threads took
     # 134 s where 1 took 20 s (spinning workers), so one thread is the default.
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -84,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     print()
-    print(f"reference: {report['case'].reference.prompt!r} ({report['case'].reference.trajectory} path, held out)"
-          f" -> target: {report['case'].prompt!r}, {args.steps} steps")
+    print(
+        f"reference: {report['case'].reference.prompt!r} ({report['case'].reference.trajectory} path, held out)"
+        f" -> target: {report['case'].prompt!r}, {args.steps} steps"
+    )
     print(demo_table(report["scores"]))
     print(f"wrote {', '.join(sorted(written + ['metrics.json']))} to {out}/ in {timings['total']:.1f} s")
     return 0
@@ -99,7 +108,9 @@ def demo_case():
     return TransferCase(ClipSpec(**DEMO_REFERENCE), *DEMO_TARGET, noise_seed=0)
 
 
-def generate_and_score(pipe, steps: int, seed: int, progress: bool = True, timings: dict | None = None) -> dict:
+def generate_and_score(
+    pipe, steps: int, seed: int, progress: bool = True, timings: dict | None = None
+) -> dict:
     """Render the reference, run baseline and LMP from the same noise, and score both."""
     import dataclasses
 
@@ -159,7 +170,9 @@ def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
     return written
 
 
-def labelled_row(videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: int = 4, label_height: int = 22):
+def labelled_row(
+    videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: int = 4, label_height: int = 22
+):
     """Videos ``(F, 3, H, W)`` in [0, 1] upscaled and placed left to right, each under its name, white gaps."""
     import cv2
     import torch
@@ -170,7 +183,9 @@ def labelled_row(videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: 
         frames = frames.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
         count, _, _, width = frames.shape
         label = np.full((label_height, width, 3), 255, dtype=np.uint8)
-        cv2.putText(label, name, (4, label_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            label, name, (4, label_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
+        )
         label = torch.from_numpy(label).permute(2, 0, 1).float().div(255).expand(count, -1, -1, -1)
         panels.append(torch.cat([label, frames], dim=2))
         if index < len(videos) - 1:
@@ -188,7 +203,9 @@ def fbdm_record(report: dict):
 
     records = report["fbdm_records"]
     if not records:
-        raise ValueError("LMP ran without FBDM, so there is no foreground mask to show; enable_fbdm must be on")
+        raise ValueError(
+            "LMP ran without FBDM, so there is no foreground mask to show; enable_fbdm must be on"
+        )
     grid = tuple(records[0].mask.shape)
     truth = torch.from_numpy(ground_truth_on_grid(report["clip"].masks, grid)).float()
     maps = torch.stack(
@@ -251,7 +268,11 @@ def metrics_document(report: dict, args: argparse.Namespace, timings: dict, writ
     return {
         "what": "LMP motion transfer vs the stock pipeline on the bundled toy CogVideoX model",
         "model": str(args.model or "bundled (attnkit_lmp/toy/pretrained)"),
-        "reference": {**case.reference.to_dict(), "prompt": case.reference.prompt, "subject": case.reference_subject},
+        "reference": {
+            **case.reference.to_dict(),
+            "prompt": case.reference.prompt,
+            "subject": case.reference_subject,
+        },
         "target": {"prompt": case.prompt, "subject": case.subject},
         "noise_seed": case.noise_seed,
         "scores": _json_ready(report["scores"]),

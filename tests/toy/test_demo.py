@@ -19,7 +19,9 @@ from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline
 from attnkit_lmp.toy.pretrained import BUNDLED_PIPELINE
 
 STEPS = 2
-VIDEO_FILES = [f"{name}.{suffix}" for name in ("reference", "baseline", "lmp", "comparison") for suffix in ("mp4", "gif")]
+VIDEO_FILES = [
+    f"{name}.{suffix}" for name in ("reference", "baseline", "lmp", "comparison") for suffix in ("mp4", "gif")
+]
 PROMISED_FILES = sorted(VIDEO_FILES + ["fbdm_explorer.html", "metrics.json"])
 
 
@@ -36,7 +38,9 @@ def demo_run(untrained_model, tmp_path_factory):
     stdout, stderr = io.StringIO(), io.StringIO()
     torch.set_num_threads(1)
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = demo.main(["--out", str(out), "--model", str(untrained_model), "--steps", str(STEPS), "--no-progress"])
+        code = demo.main(
+            ["--out", str(out), "--model", str(untrained_model), "--steps", str(STEPS), "--no-progress"]
+        )
     return {"code": code, "out": out, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
@@ -52,7 +56,9 @@ def test_demo_writes_every_promised_file_and_nothing_half_written(demo_run):
 
 @pytest.mark.parametrize("name", VIDEO_FILES)
 def test_videos_hold_every_frame_of_the_model(demo_run, name):
-    frames = iio.imread(demo_run["out"] / name, index=None, **({"plugin": "pyav"} if name.endswith(".mp4") else {}))
+    frames = iio.imread(
+        demo_run["out"] / name, index=None, **({"plugin": "pyav"} if name.endswith(".mp4") else {})
+    )
     assert frames.shape[0] == ToyModelConfig().num_frames
     assert frames.shape[1] >= ToyModelConfig().height * demo.UPSCALE
 
@@ -66,7 +72,7 @@ def test_comparison_puts_reference_baseline_and_lmp_side_by_side(demo_run):
 
 def test_explorer_is_a_self_contained_plotly_page_of_the_fbdm_masks(demo_run):
     page = (demo_run["out"] / "fbdm_explorer.html").read_text()
-    assert "plotly" in page.lower() and "<script src=\"http" not in page
+    assert "plotly" in page.lower() and '<script src="http' not in page
     assert "FBDM mask" in page and "ground-truth mask" in page
 
 
@@ -74,10 +80,16 @@ def test_metrics_hold_scores_of_both_runs_and_the_config(demo_run):
     metrics = json.loads((demo_run["out"] / "metrics.json").read_text())
     assert set(metrics["scores"]) == {"baseline", "lmp"}
     for scores in metrics["scores"].values():
-        assert {"motion_fidelity_centroid", "motion_fidelity_grid", "path_error", "appearance_kept"} <= set(scores)
+        assert {"motion_fidelity_centroid", "motion_fidelity_grid", "path_error", "appearance_kept"} <= set(
+            scores
+        )
     assert "fbdm_iou" in metrics["scores"]["lmp"]
     assert metrics["config"]["num_inference_steps"] == STEPS
-    assert metrics["config"]["enable_fbdm"] and metrics["config"]["enable_rmtm"] and metrics["config"]["enable_asm"]
+    assert (
+        metrics["config"]["enable_fbdm"]
+        and metrics["config"]["enable_rmtm"]
+        and metrics["config"]["enable_asm"]
+    )
     assert metrics["target"]["subject"] != metrics["reference"]["subject"]
     assert sorted(metrics["files"] + ["metrics.json"]) == PROMISED_FILES
 

@@ -144,6 +144,9 @@ def test_named_layer_sets_follow_the_model_depth_and_unknown_names_are_errors():
 
     assert layer_set("last_half", 6) == [3, 4, 5] and layer_set("first_half", 4) == [0, 1]
     assert layer_set("last", 6) == [5] and layer_set("all", 6) is None and layer_set([1], 6) == [1]
-    assert resolve_layer_sets({"fbdm_layers": "last", "fg_threshold": 0.3}, 4) == {"fbdm_layers": [3], "fg_threshold": 0.3}
+    assert resolve_layer_sets({"fbdm_layers": "last", "fg_threshold": 0.3}, 4) == {
+        "fbdm_layers": [3],
+        "fg_threshold": 0.3,
+    }
     with pytest.raises(MeasureError, match="last_half"):
         layer_set("middle", 6)
