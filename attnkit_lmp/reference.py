@@ -41,8 +41,8 @@ class ReferenceBranch:
     ``clean_latents`` the encoded video ``z'_0``, both in the pipeline's latent layout (CogVideoX
     ``(1, frames, channels, h, w)``, Wan ``(1, channels, frames, h, w)``); ``prompt_embeds`` /
     ``negative_prompt_embeds`` encode the reference prompt (the negative only for parallel denoising with
-    CFG). ``scheduler`` defaults to a copy of the
-    pipeline's; ``generator`` feeds schedulers that draw noise. See the module docstring for ``mode``.
+    CFG). ``scheduler`` defaults to a copy of the pipeline's; ``generator`` feeds schedulers that draw
+    noise. See the module docstring for ``mode``.
     """
 
     name = "lmp.reference"
@@ -98,6 +98,10 @@ class ReferenceBranch:
         if self.scheduler is None:
             source = self.base_scheduler if self.base_scheduler is not None else session.pipeline.scheduler
             self.scheduler = copy.deepcopy(source)
+            if hasattr(self.scheduler, "set_begin_index"):
+                # Flow-matching schedulers count their own steps from begin_index (the pipeline sets 0);
+                # the copy's first step is the first denoised one (noise_step when noised once).
+                self.scheduler.set_begin_index(self.noise_step)
         return self.scheduler
 
     def _timestep_tensor(self, session) -> torch.Tensor:
@@ -121,12 +125,19 @@ class ReferenceBranch:
 
     def _noised(self, scheduler, session) -> torch.Tensor:
         """``z'_t`` from ``z'_0``: eq. 10 with a DDPM-style scheduler (CogVideoX), or its flow-matching form
-        ``z'_t = sigma_t eps + (1 - sigma_t) z'_0`` (``scale_noise``: Wan, HunyuanVideo)."""
+        ``z'_t = sigma_t eps + (1 - sigma_t) z'_0`` (schedulers with ``sigmas`` and no ``add_noise``: Wan)."""
         if hasattr(scheduler, "add_noise"):
             return scheduler.add_noise(self.clean_latents, self.noise, self._timestep_tensor(session))
-        # Flow-matching schedulers look the timestep up in their (float) schedule: pass it unrounded.
-        timestep = torch.tensor([session.timestep], device=self.noise.device)
-        return scheduler.scale_noise(self.clean_latents, timestep, self.noise)
+        if not hasattr(scheduler, "sigmas"):
+            raise TypeError(
+                f"{type(scheduler).__name__} has neither add_noise nor sigmas, so the reference cannot be "
+                "noised to the current step; use a DDPM-style or flow-matching scheduler"
+            )
+        # The formula of FlowMatchEulerDiscreteScheduler.scale_noise, with sigma looked up by the step's own
+        # timestep: scale_noise itself uses begin_index when the pipeline set one, i.e. sigma_0 every step.
+        index = int(torch.argmin((scheduler.timesteps.float().cpu() - session.timestep).abs()))
+        sigma = scheduler.sigmas[index].to(device=self.noise.device, dtype=self.noise.dtype)
+        return sigma * self.noise + (1.0 - sigma) * self.clean_latents
 
     @attnkit.hookimpl
     def attnkit_model_inputs(self, session, inputs):

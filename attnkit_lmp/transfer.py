@@ -10,7 +10,7 @@ differ) moves the target's video hidden states away from the reference subject.
 On Wan the plugins meet separate self and cross calls (see docs/porting.md): RMTM extends the video
 self-attention, FBDM and ASM read the cross-attention. Wan's latents are ``(B, C, F, H, W)`` and its
 scheduler is flow matching, so the reference is encoded by :mod:`attnkit_lmp.wan_latents` and re-noised
-with ``scale_noise``; ``use_dynamic_cfg`` (a CogVideoX option) is not passed to it.
+with ``sigma_t eps + (1 - sigma_t) z'_0``; ``use_dynamic_cfg`` (a CogVideoX option) is not passed to it.
 
 Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
 """
