@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-EXECUTED_PAGES = ["hooks.md", "writing-a-plugin.md"]
+EXECUTED_PAGES = ["hooks.md", "writing-a-plugin.md", "../README.md"]
 
 
 def python_blocks(page: Path) -> list[str]:
