@@ -1,4 +1,4 @@
-"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX (T2V, I2V) or Wan (T2V) pipeline.
+"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX (T2V, I2V) or Wan T2V pipeline.
 
 The stock diffusers pipeline generates the target from the target prompt only (CFG rows ``uncond`` and
 ``cond``). The plugins do the rest inside one ``attnkit.attach`` session: :class:`ReferenceBranch` adds the
@@ -34,7 +34,11 @@ from .rmtm import RMTM
 from .video_io import read_video
 from .wan_latents import decode_wan_latents, encode_wan_video, wan_latent_shape
 
-SUPPORTED_PIPELINES = {"CogVideoXPipeline": "t2v", "CogVideoXImageToVideoPipeline": "i2v", "WanPipeline": "t2v"}
+SUPPORTED_PIPELINES = {
+    "CogVideoXPipeline": "t2v",
+    "CogVideoXImageToVideoPipeline": "i2v",
+    "WanPipeline": "t2v",
+}
 # Pipelines whose latents are (B, C, F, H, W) and whose geometry defaults are their __call__'s defaults.
 WAN_PIPELINES = ("WanPipeline",)
 
@@ -318,7 +322,7 @@ def _resolved_config(pipe, config: LMPConfig, family: str = "cogvideox") -> LMPC
     spatial = pipe.vae_scale_factor_spatial
     values = config.to_dict()
     if family == "wan":
-        # Wan's transformer config has no sample size: the pipeline's own defaults (480 x 832, 81 frames, 512).
+        # Wan's transformer config has no sample size: the pipeline's defaults (480 x 832, 81 frames, 512).
         defaults = inspect.signature(pipe.__call__).parameters
         for name in ("height", "width", "num_frames", "max_sequence_length"):
             values[name] = getattr(config, name) or defaults[name].default

@@ -26,7 +26,7 @@ def _normalisation(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 @torch.no_grad()
 def encode_wan_video(pipe, frames: torch.Tensor) -> torch.Tensor:
-    """Normalised VAE latent ``z'_0`` of ``frames`` ``(F, 3, H, W)`` in [0, 1] (posterior mean, deterministic)."""
+    """Normalised VAE latent ``z'_0`` of ``frames`` ``(F, 3, H, W)`` in [0, 1] (posterior mean: deterministic)."""
     vae = pipe.vae
     video = (frames * 2 - 1).to(device=vae.device, dtype=vae.dtype).permute(1, 0, 2, 3).unsqueeze(0)
     latents = vae.encode(video).latent_dist.mode()

@@ -1,4 +1,4 @@
-"""FBDM, RMTM and ASM, unchanged, on tiny HunyuanVideo (joint calls) and Wan (self + cross calls) transformers.
+"""FBDM, RMTM and ASM, unchanged, on tiny HunyuanVideo (joint calls) and Wan (self + cross) transformers.
 
 Each test runs one transformer forward with a target batch (rows ``uncond`` and ``cond``) and a reference
 row added by a test plugin through ``inputs.add_rows`` (as ``ReferenceBranch`` does), and checks the
@@ -279,7 +279,8 @@ def naive_asm_loss(call: dict, states: torch.Tensor, row: int) -> torch.Tensor:
 def test_asm_step_is_minus_eta_times_the_naive_gradient_and_lowers_the_loss(model_name, request):
     model = request.getfixturevalue(model_name)
     eta = 100.0
-    before, asm, recorder = HiddenStatesBefore(), ASM(SUBJECT, eta=eta, asm_steps=1, cfg_rows="both"), Recorder()
+    before, recorder = HiddenStatesBefore(), Recorder()
+    asm = ASM(SUBJECT, eta=eta, asm_steps=1, cfg_rows="both")
     run(model_name, model, [before, asm, recorder])
     expected_layers = [layer for layer, call in recorder.calls.items() if call["layout"].role != "self"]
     assert [layer for _, layer, _ in asm.losses] == expected_layers
@@ -297,7 +298,7 @@ def test_asm_step_is_minus_eta_times_the_naive_gradient_and_lowers_the_loss(mode
         expected = h_before.clone()
         expected[:2, video] -= eta * gradient[:2, video].float()
         torch.testing.assert_close(call["hidden_states"], expected, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(call["hidden_states"][REFERENCE_ROW], h_before[REFERENCE_ROW], atol=0, rtol=0)
+        assert torch.equal(call["hidden_states"][REFERENCE_ROW], h_before[REFERENCE_ROW])
         with torch.no_grad():
             for row in (0, 1):
                 loss_before = naive_asm_loss(call, h_before, row)

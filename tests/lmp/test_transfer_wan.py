@@ -16,7 +16,9 @@ from attnkit_lmp.wan_latents import encode_wan_video, wan_latent_shape
 from .conftest import PROMPT, REFERENCE_PROMPT
 
 STEPS = 2
-GEOMETRY = dict(height=WAN_HEIGHT, width=WAN_WIDTH, num_frames=WAN_NUM_FRAMES, max_sequence_length=WAN_TEXT_LEN)
+GEOMETRY = dict(
+    height=WAN_HEIGHT, width=WAN_WIDTH, num_frames=WAN_NUM_FRAMES, max_sequence_length=WAN_TEXT_LEN
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,7 @@ class ReferenceInputs:
 
 
 def test_wan_reference_is_renoised_by_flow_matching_with_the_targets_noise(wan_pipe, reference_gif, monkeypatch):
-    # z'_t = sigma_t eps + (1 - sigma_t) z'_0 with eps the target's initial noise (eq. 10, flow-matching form).
+    # z'_t = sigma_t eps + (1 - sigma_t) z'_0, eps the target's initial noise (eq. 10 in flow-matching form).
     seen = ReferenceInputs()
     original = transfer_module.make_plugins
 
