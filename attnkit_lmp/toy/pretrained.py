@@ -6,7 +6,7 @@ from pathlib import Path
 
 BUNDLED_PIPELINE = Path(__file__).parent / "pretrained"
 RETRAIN_HINT = (
-    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 8000 --seed 0` (see docs/toy-world.md)"
+    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 12000 --seed 0` (see docs/toy-world.md)"
     " and load `runs/toy/pipeline`, or copy that folder to {bundled}."
 )
 _REQUIRED_FILES = (
