@@ -30,6 +30,8 @@ class Adapter(ABC):
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self._forward_signature = inspect.signature(model.forward)
+        self._original_processors: dict[torch.nn.Module, Any] = {}
+        self.grid: tuple[int, int, int] | None = None  # the latent grid of the current forward
 
     @classmethod
     @abstractmethod
@@ -40,9 +42,21 @@ class Adapter(ABC):
     def install(self, session: Session) -> int:
         """Route every attention module through ``session``; return how many were instrumented."""
 
-    @abstractmethod
+    def replace_processor(self, attention: torch.nn.Module, processor) -> None:
+        """Give ``attention`` a new processor, remembering the original for :meth:`uninstall`."""
+        self._original_processors[attention] = attention.processor
+        # Assigned directly: Attention.set_processor would also log and touch _modules.
+        attention.processor = processor
+
+    @property
+    def num_instrumented(self) -> int:
+        return len(self._original_processors)
+
     def uninstall(self) -> None:
         """Put back exactly what ``install`` replaced."""
+        for attention, processor in self._original_processors.items():
+            attention.processor = processor
+        self._original_processors.clear()
 
     @abstractmethod
     def begin_forward(self, inputs: dict[str, Any]) -> None:
@@ -93,3 +107,14 @@ class Adapter(ABC):
         sample = output.sample
         output.sample = sample[:keep]
         return output, sample
+
+
+class InstrumentedProcessor:
+    """Base of the processors adapters install: which session, adapter, original processor and layer."""
+
+    def __init__(self, session: Session, adapter: Adapter, original, layer: int, name: str):
+        self.session = session
+        self.adapter = adapter
+        self.original = original
+        self.layer = layer
+        self.name = name

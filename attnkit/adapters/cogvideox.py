@@ -16,7 +16,7 @@ from ..call import AttentionCall
 from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter
+from .base import Adapter, InstrumentedProcessor
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -29,8 +29,6 @@ class CogVideoXAdapter(Adapter):
 
     def __init__(self, model: torch.nn.Module):
         super().__init__(model)
-        self._originals: dict[torch.nn.Module, Any] = {}
-        self.grid: tuple[int, int, int] | None = None
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
@@ -48,17 +46,9 @@ class CogVideoXAdapter(Adapter):
                     "reproduces CogVideoXAttnProcessor2_0 only (call unfuse_qkv_projections() or "
                     "set_attn_processor(CogVideoXAttnProcessor2_0()) first)"
                 )
-            self._originals[attention] = attention.processor
-            # Assigned directly: Attention.set_processor would also log and touch _modules.
-            attention.processor = CogVideoXProcessor(
-                session, self, attention.processor, layer, f"transformer_blocks.{layer}.attn1"
-            )
-        return len(self._originals)
-
-    def uninstall(self) -> None:
-        for attention, processor in self._originals.items():
-            attention.processor = processor
-        self._originals.clear()
+            name = f"transformer_blocks.{layer}.attn1"
+            self.replace_processor(attention, CogVideoXProcessor(session, self, attention.processor, layer, name))
+        return self.num_instrumented
 
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         _, frames, _, height, width = inputs["hidden_states"].shape
@@ -84,18 +74,11 @@ class CogVideoXAdapter(Adapter):
             inputs["timestep_cond"] = torch.cat([cond, cond[:1].expand(latents.shape[0], *cond.shape[1:])])
 
 
-class CogVideoXProcessor:
+class CogVideoXProcessor(InstrumentedProcessor):
     """Stands in for ``CogVideoXAttnProcessor2_0`` with the same operations in the same order.
 
     With no per-attention hook implemented it hands the call to the original processor untouched.
     """
-
-    def __init__(self, session: Session, adapter: CogVideoXAdapter, original, layer: int, name: str):
-        self.session = session
-        self.adapter = adapter
-        self.original = original
-        self.layer = layer
-        self.name = name
 
     def __call__(
         self,

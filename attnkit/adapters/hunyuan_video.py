@@ -25,7 +25,7 @@ from ..errors import UnsupportedModelError
 from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter
+from .base import Adapter, InstrumentedProcessor
 from .dispatch import require_native_attention
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ class HunyuanVideoAdapter(Adapter):
                 "this variant (see docs/porting.md) or use a supported model"
             )
         super().__init__(model)
-        self._originals: dict[torch.nn.Module, Any] = {}
-        self.grid: tuple[int, int, int] | None = None
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
@@ -89,16 +87,11 @@ class HunyuanVideoAdapter(Adapter):
                 if problem is not None:
                     self.uninstall()
                     raise UnsupportedModelError(problem)
-                self._originals[attention] = attention.processor
-                # Assigned directly: Attention.set_processor would also log and touch _modules.
-                attention.processor = HunyuanVideoProcessor(session, self, attention.processor, layer, name)
+                self.replace_processor(
+                    attention, HunyuanVideoProcessor(session, self, attention.processor, layer, name)
+                )
                 layer += 1
-        return len(self._originals)
-
-    def uninstall(self) -> None:
-        for attention, processor in self._originals.items():
-            attention.processor = processor
-        self._originals.clear()
+        return self.num_instrumented
 
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         _, _, frames, height, width = inputs["hidden_states"].shape
@@ -135,18 +128,11 @@ class HunyuanVideoAdapter(Adapter):
                 inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
 
 
-class HunyuanVideoProcessor:
+class HunyuanVideoProcessor(InstrumentedProcessor):
     """Stands in for ``HunyuanVideoAttnProcessor2_0`` with the same operations in the same order.
 
     With no per-attention hook implemented it hands the call to the original processor untouched.
     """
-
-    def __init__(self, session: Session, adapter: HunyuanVideoAdapter, original, layer: int, name: str):
-        self.session = session
-        self.adapter = adapter
-        self.original = original
-        self.layer = layer
-        self.name = name
 
     def __call__(
         self,

@@ -26,7 +26,7 @@ from ..errors import UnsupportedModelError
 from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter
+from .base import Adapter, InstrumentedProcessor
 from .dispatch import require_native_attention
 
 if TYPE_CHECKING:
@@ -59,8 +59,6 @@ class WanAdapter(Adapter):
                 "only. Write an adapter for this variant (see docs/porting.md) or use a supported model"
             )
         super().__init__(model)
-        self._originals: dict[torch.nn.Module, Any] = {}
-        self.grid: tuple[int, int, int] | None = None
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
@@ -89,16 +87,10 @@ class WanAdapter(Adapter):
                 if problem is not None:
                     self.uninstall()
                     raise UnsupportedModelError(problem)
-                self._originals[attention] = attention.processor
                 processor_class = WanSelfProcessor if role == "self" else WanCrossProcessor
-                attention.processor = processor_class(session, self, attention.processor, layer, name)
+                self.replace_processor(attention, processor_class(session, self, attention.processor, layer, name))
                 layer += 1
-        return len(self._originals)
-
-    def uninstall(self) -> None:
-        for attention, processor in self._originals.items():
-            attention.processor = processor
-        self._originals.clear()
+        return self.num_instrumented
 
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         _, _, frames, height, width = inputs["hidden_states"].shape
@@ -140,15 +132,8 @@ class WanAdapter(Adapter):
                 inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
 
 
-class _WanProcessor:
+class _WanProcessor(InstrumentedProcessor):
     """Shared by the self- and cross-attention stand-ins for ``WanAttnProcessor``."""
-
-    def __init__(self, session: Session, adapter: WanAdapter, original, layer: int, name: str):
-        self.session = session
-        self.adapter = adapter
-        self.original = original
-        self.layer = layer
-        self.name = name
 
     def _call(self, layout: TokenLayout, hidden_states: torch.Tensor, project, attention_mask) -> AttentionCall:
         session = self.session
