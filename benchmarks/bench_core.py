@@ -67,15 +67,16 @@ def forward(model, inputs, timestep: float):
         return model(**inputs, timestep=torch.tensor([timestep, timestep]), return_dict=False)[0]
 
 
-def timed(model, inputs, variant: str, timestep: float) -> float:
-    start = time.perf_counter()
+def timed(model, inputs, variant: str, timestep: float) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds): CPU time is steadier when other jobs share the machine."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     if variant == "vanilla":
         forward(model, inputs, timestep)
     else:
         plugins = [SubjectProbe()] if variant == "probe" else []
         with attnkit.attach(model, plugins=plugins):
             forward(model, inputs, timestep)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def peak_rss_child(args, variant: str) -> int:
@@ -105,12 +106,16 @@ def main() -> None:
     timed(model, inputs, "vanilla", 999.0)  # warm-up
     times = {variant: [] for variant in variants}
     for repeat in range(args.repeats):
-        for variant in variants:
+        # Rotate the order each round so no variant always runs first after a load change.
+        for variant in variants[repeat % 3 :] + variants[: repeat % 3]:
             times[variant].append(timed(model, inputs, variant, 900.0 - repeat))
-    base = statistics.median(times["vanilla"])
+    base_wall = statistics.median(wall for wall, _ in times["vanilla"])
+    base_cpu = statistics.median(cpu for _, cpu in times["vanilla"])
     for variant in variants:
-        median = statistics.median(times[variant])
-        print(f"{variant:>9}: median {median:.3f} s over {args.repeats}  ratio {median / base:.3f}x vanilla")
+        wall = statistics.median(wall for wall, _ in times[variant])
+        cpu = statistics.median(cpu for _, cpu in times[variant])
+        print(f"{variant:>9}: median wall {wall:.3f} s ({wall / base_wall:.3f}x vanilla), "
+              f"CPU {cpu:.3f} s ({cpu / base_cpu:.3f}x vanilla) over {args.repeats}")
 
     vanilla_rss, probe_rss = peak_rss_child(args, "vanilla"), peak_rss_child(args, "probe")
     full_map = 2 * HEADS * tokens * tokens * 4

@@ -49,7 +49,7 @@ def test_viz_can_draw_over_a_video(record_file, recorded_run, tmp_path):
 
     video = tmp_path / "run.mp4"
     frames = (recorded_run.frames[0].permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
-    iio.imwrite(video, frames, fps=8)
+    iio.imwrite(video, frames, plugin="pyav", codec="libx264", fps=8)  # PyAV: no ffmpeg binary needed
     out = tmp_path / "overlay.html"
     assert main(["viz", str(record_file), "--video", str(video), "--out", str(out)]) == 0
     assert out.read_text().count('"source":"data:image') == 3, "one video frame under each latent frame's map"
