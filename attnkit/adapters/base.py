@@ -62,9 +62,31 @@ class Adapter(ABC):
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         """Read what the attention calls of this forward need (e.g. the latent grid) from its inputs."""
 
-    @abstractmethod
+    # Forward inputs other than latents and text that carry one entry per batch row; added rows copy the
+    # last row's entry (its timestep, pooled text, image tokens, ...).
+    per_row_inputs: ClassVar[tuple[str, ...]] = ("timestep",)
+
     def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
         """Append batch rows (model-input latents and text embeddings) to the forward's ``inputs`` in place."""
+        base = inputs["hidden_states"]
+        if latents.shape[1:] != base.shape[1:]:
+            raise ValueError(
+                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
+                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
+            )
+        text = inputs["encoder_hidden_states"]
+        if encoder_hidden_states.shape[1:] != text.shape[1:]:
+            raise ValueError(
+                f"added text embeddings have shape {tuple(encoder_hidden_states.shape)} but the model's are "
+                f"{tuple(text.shape[1:])} per row; encode the prompt with the same max_sequence_length"
+            )
+        added = latents.shape[0]
+        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
+        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
+        for key in self.per_row_inputs:
+            value = inputs.get(key)
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == base.shape[0]:
+                inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
 
     # --- shared helpers -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 class CogVideoXAdapter(Adapter):
     name = "cogvideox"
     model_classes = ("CogVideoXTransformer3DModel",)
+    per_row_inputs = ("timestep", "timestep_cond")
     roles = frozenset({"joint"})
 
     def __init__(self, model: torch.nn.Module):
@@ -55,23 +56,6 @@ class CogVideoXAdapter(Adapter):
         patch = self.model.config.patch_size
         patch_t = self.model.config.patch_size_t or 1
         self.grid = ((frames + patch_t - 1) // patch_t, height // patch, width // patch)
-
-    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        base = inputs["hidden_states"]
-        if latents.shape[1:] != base.shape[1:]:
-            raise ValueError(
-                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
-                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
-            )
-        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
-        text = inputs["encoder_hidden_states"]
-        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
-        timestep = inputs["timestep"]
-        if isinstance(timestep, torch.Tensor) and timestep.dim() > 0 and timestep.shape[0] == base.shape[0]:
-            inputs["timestep"] = torch.cat([timestep, timestep[:1].expand(latents.shape[0])])
-        if inputs.get("timestep_cond") is not None and inputs["timestep_cond"].shape[0] == base.shape[0]:
-            cond = inputs["timestep_cond"]
-            inputs["timestep_cond"] = torch.cat([cond, cond[:1].expand(latents.shape[0], *cond.shape[1:])])
 
 
 class CogVideoXProcessor(InstrumentedProcessor):

@@ -46,6 +46,7 @@ UNSUPPORTED_VARIANTS = {
 class HunyuanVideoAdapter(Adapter):
     name = "hunyuan_video"
     model_classes = ("HunyuanVideoTransformer3DModel",)
+    per_row_inputs = ("pooled_projections", "timestep", "guidance")
     roles = frozenset({"joint"})
 
     def __init__(self, model: torch.nn.Module):
@@ -105,27 +106,9 @@ class HunyuanVideoAdapter(Adapter):
     def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
         """Append rows. Their text counts as unpadded (mask of ones) and they share the last row's pooled
         CLIP embedding and guidance; pass text embeddings of the full ``max_sequence_length``."""
-        base = inputs["hidden_states"]
-        if latents.shape[1:] != base.shape[1:]:
-            raise ValueError(
-                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
-                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
-            )
-        text = inputs["encoder_hidden_states"]
-        if encoder_hidden_states.shape[1:] != text.shape[1:]:
-            raise ValueError(
-                f"added text embeddings have shape {tuple(encoder_hidden_states.shape)} but the model's are "
-                f"{tuple(text.shape[1:])} per row; encode the prompt with the same max_sequence_length"
-            )
-        added = latents.shape[0]
-        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
-        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
         mask = inputs["encoder_attention_mask"]
-        inputs["encoder_attention_mask"] = torch.cat([mask, mask.new_ones(added, mask.shape[1])], dim=0)
-        for key in ("pooled_projections", "timestep", "guidance"):
-            value = inputs.get(key)
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == base.shape[0]:
-                inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
+        super().add_rows(inputs, latents, encoder_hidden_states)
+        inputs["encoder_attention_mask"] = torch.cat([mask, mask.new_ones(latents.shape[0], mask.shape[1])], dim=0)
 
 
 class HunyuanVideoProcessor(InstrumentedProcessor):

@@ -48,6 +48,8 @@ UNSUPPORTED_VARIANTS = {
 class WanAdapter(Adapter):
     name = "wan"
     model_classes = ("WanTransformer3DModel",)
+    # Image-to-video rows reuse the last row's image tokens.
+    per_row_inputs = ("encoder_hidden_states_image", "timestep")
     roles = frozenset({"self", "cross"})
 
     def __init__(self, model: torch.nn.Module):
@@ -108,28 +110,6 @@ class WanAdapter(Adapter):
     def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
         # WanPipeline / WanImageToVideoPipeline: the prompt's forward, then the negative prompt's.
         return {("cond", "uncond")[min(forward_in_step, 1)]: list(range(batch_size))}
-
-    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        """Append rows; image-to-video rows reuse the last row's image tokens."""
-        base = inputs["hidden_states"]
-        if latents.shape[1:] != base.shape[1:]:
-            raise ValueError(
-                f"added latents have shape {tuple(latents.shape)} but the model input rows are "
-                f"{tuple(base.shape[1:])}; pass (rows, {', '.join(map(str, base.shape[1:]))})"
-            )
-        text = inputs["encoder_hidden_states"]
-        if encoder_hidden_states.shape[1:] != text.shape[1:]:
-            raise ValueError(
-                f"added text embeddings have shape {tuple(encoder_hidden_states.shape)} but the model's are "
-                f"{tuple(text.shape[1:])} per row; encode the prompt with the same max_sequence_length"
-            )
-        added = latents.shape[0]
-        inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
-        inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
-        for key in ("encoder_hidden_states_image", "timestep"):
-            value = inputs.get(key)
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == base.shape[0]:
-                inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
 
 
 class _WanProcessor(InstrumentedProcessor):
