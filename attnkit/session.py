@@ -15,7 +15,7 @@ import torch
 from .adapters.base import Adapter
 from .call import AttentionCall, Branches
 from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
-from .kernel import ExtraKV
+from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
 from .layout import ROLES
 from .plugins import make_plugin_manager, plugin_roles
 
@@ -206,6 +206,35 @@ class Session:
         return results
 
     # --- per attention call, called by the adapter's processor --------------------------------------
+
+    def run_attention(self, call: AttentionCall) -> torch.Tensor:
+        """The whole hooked attention of a call over its own keys; adapters' processors call this.
+
+        Returns the (possibly replaced) output, ``(B, heads, N, head_dim)``, before the output projection.
+        """
+        self.compute_qkv(call)
+        call.output = self.run_kernel(call, call.k, call.v)
+        return self.run_attention_output(call, call.output)
+
+    def compute_qkv(self, call: AttentionCall) -> None:
+        """``attnkit_before_attention``, the projections of the (maybe edited) hidden states, ``attnkit_qkv``."""
+        self.run_before_attention(call)
+        call.q, call.k, call.v = call.project(call.hidden_states)
+        self.run_qkv(call)
+
+    def run_kernel(self, call: AttentionCall, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        """The kernel of ``call.q`` over ``key``/``value`` (the call's own, or one softmax group of them) with
+        the plugins' extra K/V; the log-sum-exp is kept on the call when a plugin will read maps."""
+        extras = self.run_extra_kv(call)
+        mask = call.attention_mask
+        if extras:
+            output, logsumexp = attention_with_extras(call.q, key, value, extras, self.wants_logsumexp, mask)
+        elif self.wants_logsumexp:
+            output, logsumexp = sdpa_with_logsumexp(call.q, key, value, mask)
+        else:
+            output, logsumexp = sdpa(call.q, key, value, mask), None
+        call._logsumexp = logsumexp
+        return output
 
     def run_before_attention(self, call: AttentionCall) -> None:
         self._call_hook("attnkit_before_attention", call, call=call)

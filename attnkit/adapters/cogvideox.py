@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..call import AttentionCall
-from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
 from .base import Adapter, InstrumentedProcessor
@@ -95,20 +94,7 @@ class CogVideoXProcessor(InstrumentedProcessor):
             hidden_states=joint,
             project=project,
         )
-        session.run_before_attention(call)
-        call.q, call.k, call.v = project(call.hidden_states)
-        session.run_qkv(call)
-
-        extras = session.run_extra_kv(call)
-        want_logsumexp = session.wants_logsumexp
-        if extras:
-            output, logsumexp = attention_with_extras(call.q, call.k, call.v, extras, want_logsumexp)
-        elif want_logsumexp:
-            output, logsumexp = sdpa_with_logsumexp(call.q, call.k, call.v)
-        else:
-            output, logsumexp = sdpa(call.q, call.k, call.v), None
-        call.output, call._logsumexp = output, logsumexp
-        output = session.run_attention_output(call, output)
+        output = session.run_attention(call)
 
         heads, head_dim = output.shape[1], output.shape[3]
         output = output.transpose(1, 2).reshape(batch_size, -1, heads * head_dim)

@@ -22,7 +22,6 @@ import torch
 
 from ..call import AttentionCall
 from ..errors import UnsupportedModelError
-from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
 from .base import Adapter, InstrumentedProcessor
@@ -158,20 +157,7 @@ class HunyuanVideoProcessor(InstrumentedProcessor):
             project=project,
             attention_mask=attention_mask,
         )
-        session.run_before_attention(call)
-        call.q, call.k, call.v = project(call.hidden_states)
-        session.run_qkv(call)
-
-        extras = session.run_extra_kv(call)
-        want_logsumexp = session.wants_logsumexp
-        if extras:
-            output, logsumexp = attention_with_extras(call.q, call.k, call.v, extras, want_logsumexp, attention_mask)
-        elif want_logsumexp:
-            output, logsumexp = sdpa_with_logsumexp(call.q, call.k, call.v, attention_mask)
-        else:
-            output, logsumexp = sdpa(call.q, call.k, call.v, attention_mask), None
-        call.output, call._logsumexp = output, logsumexp
-        output = session.run_attention_output(call, output)
+        output = session.run_attention(call)
 
         # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, split [video, text].
         output = output.permute(0, 2, 1, 3).flatten(2, 3).to(call.q.dtype)

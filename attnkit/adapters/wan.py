@@ -23,7 +23,7 @@ import torch
 
 from ..call import AttentionCall
 from ..errors import UnsupportedModelError
-from ..kernel import attention_with_extras, sdpa, sdpa_with_logsumexp
+from ..kernel import sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
 from .base import Adapter, InstrumentedProcessor
@@ -129,20 +129,6 @@ class _WanProcessor(InstrumentedProcessor):
             attention_mask=attention_mask,
         )
 
-    def _attend(self, call: AttentionCall, key: torch.Tensor, value: torch.Tensor, attention_mask):
-        """The kernel over ``key``/``value`` with the plugins' extra K/V; stores the log-sum-exp on the call."""
-        session = self.session
-        extras = session.run_extra_kv(call)
-        want_logsumexp = session.wants_logsumexp
-        if extras:
-            output, logsumexp = attention_with_extras(call.q, key, value, extras, want_logsumexp, attention_mask)
-        elif want_logsumexp:
-            output, logsumexp = sdpa_with_logsumexp(call.q, key, value, attention_mask)
-        else:
-            output, logsumexp = sdpa(call.q, key, value, attention_mask), None
-        call._logsumexp = logsumexp
-        return output
-
     @staticmethod
     def _project_out(attn, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
         # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, then the output projection.
@@ -164,12 +150,7 @@ class WanSelfProcessor(_WanProcessor):
 
         layout = TokenLayout(text=None, video=slice(0, hidden_states.shape[1]), grid=self.adapter.grid, role="self")
         call = self._call(layout, hidden_states, project, attention_mask)
-        session.run_before_attention(call)
-        call.q, call.k, call.v = project(call.hidden_states)
-        session.run_qkv(call)
-        call.output = self._attend(call, call.k, call.v, attention_mask)
-        output = session.run_attention_output(call, call.output)
-        return self._project_out(attn, call, output)
+        return self._project_out(attn, call, session.run_attention(call))
 
 
 class WanCrossProcessor(_WanProcessor):
@@ -196,12 +177,10 @@ class WanCrossProcessor(_WanProcessor):
             separately_normalised=("image",) if image_length else (),
         )
         call = self._call(layout, hidden_states, project, attention_mask)
-        session.run_before_attention(call)
-        call.q, call.k, call.v = project(call.hidden_states)
-        session.run_qkv(call)
+        session.compute_qkv(call)
 
         text_keys, text_values = call.k[:, :, image_length:], call.v[:, :, image_length:]
-        output = self._attend(call, text_keys, text_values, attention_mask)
+        output = session.run_kernel(call, text_keys, text_values)
         if image_length:
             image_keys, image_values = call.k[:, :, :image_length], call.v[:, :, :image_length]
             if session.wants_logsumexp:
