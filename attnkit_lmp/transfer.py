@@ -108,38 +108,14 @@ def motion_transfer(
         pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config
     )
     config = plan.config
-    device, dtype = pipe._execution_device, pipe.transformer.dtype
-    from diffusers.utils.torch_utils import randn_tensor
-
     # The target's initial noise; passed to the pipeline as latents= so that eq. 10 can reuse it.
-    shape_of = wan_latent_shape if plan.family == "wan" else latent_shape
-    noise = randn_tensor(
-        shape_of(pipe, config.num_frames, config.height, config.width),
-        generator=generator,
-        device=device,
-        dtype=dtype,
-    )
+    noise = initial_noise(pipe, config, generator, plan.family)
     reference_branch = make_reference_branch(pipe, plan, reference_prompt, image, noise, generator)
     plugins, fbdm, asm = make_plugins(plan, reference_branch, progress)
 
-    call_kwargs = dict(
-        prompt=prompt,
-        negative_prompt=config.negative_prompt,
-        height=config.height,
-        width=config.width,
-        num_frames=config.num_frames,
-        num_inference_steps=config.num_inference_steps,
-        guidance_scale=config.guidance_scale,
-        use_dynamic_cfg=config.use_dynamic_cfg,
-        generator=generator,
-        latents=noise,
-        max_sequence_length=config.max_sequence_length,
-        output_type="pt",
-    )
+    call_kwargs = sampling_kwargs(config, prompt, noise, generator, plan.family)
     if plan.variant == "i2v":
         call_kwargs["image"] = image
-    if plan.family == "wan":
-        del call_kwargs["use_dynamic_cfg"]
     with attnkit.attach(pipe, plugins=plugins):
         frames = pipe(**call_kwargs).frames[0]
 
@@ -253,7 +229,7 @@ def prepare_transfer(
 ) -> TransferPlan:
     """Check every input and resolve the geometry; raise a clear error before any long work."""
     variant = check_pipeline(pipe)
-    family = "wan" if _is_wan(pipe) else "cogvideox"
+    family = pipeline_family(pipe)
     config = _resolved_config(pipe, config if config is not None else LMPConfig(), family)
     if variant == "t2v" and image is not None:
         raise MotionTransferError(
@@ -296,6 +272,52 @@ def check_pipeline(pipe) -> str:
         f"motion_transfer does not support {type(pipe).__name__}; it drives {sorted(SUPPORTED_PIPELINES)} "
         "(load a CogVideoX text-to-video or image-to-video checkpoint, or a Wan text-to-video one)"
     )
+
+
+def pipeline_family(pipe) -> str:
+    """``"wan"`` or ``"cogvideox"``: which latent layout and call arguments the pipeline takes."""
+    return "wan" if _is_wan(pipe) else "cogvideox"
+
+
+def initial_noise(pipe, config: LMPConfig, generator, family: str = "cogvideox") -> torch.Tensor:
+    """The target's initial latent noise, the first draw from ``generator`` (``config`` resolved)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    shape_of = wan_latent_shape if family == "wan" else latent_shape
+    return randn_tensor(
+        shape_of(pipe, config.num_frames, config.height, config.width),
+        generator=generator,
+        device=pipe._execution_device,
+        dtype=pipe.transformer.dtype,
+    )
+
+
+def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generator, family: str = "cogvideox") -> dict:
+    """The pipeline call's arguments for ``prompt`` from ``config`` (resolved) and the initial ``noise``."""
+    kwargs = dict(
+        prompt=prompt,
+        negative_prompt=config.negative_prompt,
+        height=config.height,
+        width=config.width,
+        num_frames=config.num_frames,
+        num_inference_steps=config.num_inference_steps,
+        guidance_scale=config.guidance_scale,
+        generator=generator,
+        latents=noise,
+        max_sequence_length=config.max_sequence_length,
+        output_type="pt",
+    )
+    if family != "wan":  # a CogVideoX option
+        kwargs["use_dynamic_cfg"] = config.use_dynamic_cfg
+    return kwargs
+
+
+def baseline_generation(pipe, prompt: str, config: LMPConfig, generator, **call_kwargs) -> torch.Tensor:
+    """The unmodified pipeline on ``prompt`` from the same first noise draw ``motion_transfer`` makes."""
+    family = pipeline_family(pipe)
+    config = _resolved_config(pipe, config, family)
+    noise = initial_noise(pipe, config, generator, family)
+    return pipe(**sampling_kwargs(config, prompt, noise, generator, family), **call_kwargs).frames[0]
 
 
 def _is_wan(pipe) -> bool:

@@ -539,28 +539,9 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
 
 def plain_generation(pipe, target: EvalItem, config, generator):
     """The baseline: the unmodified pipeline from the same first noise draw ``motion_transfer`` makes."""
-    from diffusers.utils.torch_utils import randn_tensor
+    from attnkit_lmp.transfer import baseline_generation
 
-    from attnkit_lmp.reference import latent_shape
-
-    shape = latent_shape(pipe, config.num_frames, config.height, config.width)
-    noise = randn_tensor(
-        shape, generator=generator, device=pipe._execution_device, dtype=pipe.transformer.dtype
-    )
-    return pipe(
-        prompt=target.prompt,
-        negative_prompt=config.negative_prompt,
-        height=config.height,
-        width=config.width,
-        num_frames=config.num_frames,
-        num_inference_steps=config.num_inference_steps,
-        guidance_scale=config.guidance_scale,
-        use_dynamic_cfg=config.use_dynamic_cfg,
-        generator=generator,
-        latents=noise,
-        max_sequence_length=config.max_sequence_length,
-        output_type="pt",
-    ).frames[0]
+    return baseline_generation(pipe, target.prompt, config, generator)
 
 
 # --- the whole sweep --------------------------------------------------------------------------------

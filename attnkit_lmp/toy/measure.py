@@ -36,7 +36,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -210,52 +210,22 @@ class VariantRun:
     config: object = None  # the LMPConfig with the model's geometry filled in (LMP variants)
 
 
-def initial_noise(pipe, config, seed: int):
-    """The target's initial noise for ``seed``, drawn exactly as ``motion_transfer`` draws it."""
-    import torch
-    from diffusers.utils.torch_utils import randn_tensor
-
-    from attnkit_lmp.reference import latent_shape
-    from attnkit_lmp.transfer import _resolved_config
-
-    resolved = _resolved_config(pipe, config)
-    shape = latent_shape(pipe, resolved.num_frames, resolved.height, resolved.width)
-    generator = torch.Generator().manual_seed(seed)
-    return randn_tensor(
-        shape, generator=generator, device=pipe._execution_device, dtype=pipe.transformer.dtype
-    )
-
-
 def run_baseline(pipe, prompt: str, config, seed: int, progress: bool = False) -> VariantRun:
     """The stock pipeline on ``prompt`` from the same initial noise LMP starts from (no plugins)."""
     import torch
     from tqdm.auto import tqdm
 
-    from attnkit_lmp.transfer import _resolved_config
+    from attnkit_lmp.transfer import baseline_generation
 
     started = time.perf_counter()
-    resolved = _resolved_config(pipe, config)
-    bar = tqdm(total=resolved.num_inference_steps, desc="baseline", unit="step", disable=not progress)
+    bar = tqdm(total=config.num_inference_steps, desc="baseline", unit="step", disable=not progress)
 
     def advance(pipeline, step, timestep, callback_kwargs):
         bar.update(1)
         return callback_kwargs
 
-    frames = pipe(
-        prompt=prompt,
-        negative_prompt=resolved.negative_prompt,
-        height=resolved.height,
-        width=resolved.width,
-        num_frames=resolved.num_frames,
-        num_inference_steps=resolved.num_inference_steps,
-        guidance_scale=resolved.guidance_scale,
-        use_dynamic_cfg=resolved.use_dynamic_cfg,
-        latents=initial_noise(pipe, resolved, seed),
-        generator=torch.Generator().manual_seed(seed),
-        max_sequence_length=resolved.max_sequence_length,
-        output_type="pt",
-        callback_on_step_end=advance,
-    ).frames[0]
+    generator = torch.Generator().manual_seed(seed)
+    frames = baseline_generation(pipe, prompt, config, generator, callback_on_step_end=advance)
     bar.close()
     return VariantRun(frames=frames, seconds=time.perf_counter() - started)
 
