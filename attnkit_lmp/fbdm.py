@@ -69,6 +69,7 @@ class FBDM:
         self.branch = branch
         self.mask: torch.Tensor | None = None
         self.history: list[FBDMRecord] = []
+        self.layer_names: dict[int, str] = {}  # the attention calls averaged: index -> module path
         self._reset_accumulator()
 
     def _reset_accumulator(self) -> None:
@@ -80,6 +81,7 @@ class FBDM:
     def attnkit_session_start(self, session):
         self.mask = None
         self.history = []
+        self.layer_names = {}
         self._reset_accumulator()
 
     @attnkit.hookimpl
@@ -99,6 +101,7 @@ class FBDM:
         self._map_sum = layer_map if self._map_sum is None else self._map_sum + layer_map
         self._num_layers += 1
         self._grid = call.layout.grid
+        self.layer_names[call.layer] = call.name
         return None
 
     @attnkit.hookimpl

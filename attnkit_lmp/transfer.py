@@ -140,6 +140,7 @@ def motion_transfer(
             "reference_mode": reference_branch.mode,
             "reference_prompt": reference_prompt,
             "reference_subject_tokens": plan.reference_subject_tokens,
+            "fbdm_layers": dict(sorted(fbdm.layer_names.items())) if fbdm is not None else {},
             "prompt": prompt,
             "subject_tokens": plan.target_subject_tokens,
         },

@@ -206,8 +206,7 @@ def transfer(args: argparse.Namespace, pipe, config) -> int:
     for name in ("side_by_side.mp4", "side_by_side.gif"):
         written.append(write_video(out / name, both, fps=fps, upscale=upscale))
     written.append(write_run_config(out / "config.json", args, result))
-    layers = result.config.fbdm_layers or list(range(pipe.transformer.config.num_layers))
-    written.append(write_mask_page(out / "masks.html", result, args.reference_subject, layers))
+    written.append(write_mask_page(out / "masks.html", result, args.reference_subject))
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -239,7 +238,7 @@ def write_run_config(path: Path, args: argparse.Namespace, result) -> Path:
     return atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
-def write_mask_page(path: Path, result, subject: str, layers: list[int]) -> Path:
+def write_mask_page(path: Path, result, subject: str) -> Path:
     """FBDM's maps and masks per step as one self-contained plotly page (attnkit.viz explorer)."""
     import torch
 
@@ -267,8 +266,8 @@ def write_mask_page(path: Path, result, subject: str, layers: list[int]) -> Path
         token_positions=[positions, positions],
         steps=[record.step for record in result.masks],
         timesteps=[record.timestep for record in result.masks],
-        layers=list(layers),
-        layer_names=[f"transformer_blocks.{layer}.attn1" for layer in layers],
+        layers=list(result.record["fbdm_layers"]),  # the attention calls FBDM averaged, as the adapter names them
+        layer_names=list(result.record["fbdm_layers"].values()),
         layer_reduction=MEAN,
         prompt=result.record["reference_prompt"],
     )

@@ -147,3 +147,9 @@ def test_t2v_with_a_generated_reference_on_the_dpm_scheduler_and_cogvideox_1_5()
     assert result.record["reference"] == "generated" and result.record["reference_mode"] == "generate"
     assert result.frames.shape == (9, 3, 32, 32) and result.reference_frames.shape == (9, 3, 32, 32)
     assert [record.mask.shape for record in result.masks] == [(2, 4, 4)] * 2
+
+
+def test_the_result_names_the_attention_modules_fbdm_averaged(t2v_pipe, t2v_runs):
+    result = t2v_runs()
+    expected = {layer: f"transformer_blocks.{layer}.attn1" for layer in range(t2v_pipe.transformer.config.num_layers)}
+    assert result.record["fbdm_layers"] == expected
