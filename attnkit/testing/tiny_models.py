@@ -149,25 +149,26 @@ def tiny_cogvideox_vae(version: Version = "1.0", seed: int = 0) -> AutoencoderKL
     ).eval()
 
 
+# One small encoder layer, with the word tokenizer's special ids; shared by the T5-family text encoders.
+TINY_T5_SETTINGS: dict = dict(
+    d_kv=8,
+    d_ff=64,
+    num_layers=1,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    dropout_rate=0.0,
+    pad_token_id=0,
+    eos_token_id=1,
+    decoder_start_token_id=0,
+    is_encoder_decoder=False,
+    use_cache=False,
+)
+
+
 def tiny_t5_encoder(vocab_size: int, d_model: int = TEXT_EMBED_DIM, seed: int = 0) -> T5EncoderModel:
     """A random one-layer T5 encoder whose hidden size is the transformer's ``text_embed_dim``."""
     torch.manual_seed(seed)
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=d_model,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        dropout_rate=0.0,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-        is_encoder_decoder=False,
-        use_cache=False,
-    )
-    return T5EncoderModel(config).eval()
+    return T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, **TINY_T5_SETTINGS)).eval()
 
 
 def tiny_cogvideox_scheduler(kind: Literal["ddim", "dpm"] = "ddim"):

@@ -29,6 +29,7 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImag
 from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
 from attnkit.testing.tokenizer import DEFAULT_WORDS, build_word_tokenizer
+from attnkit.testing.tiny_models import TINY_T5_SETTINGS
 
 Variant = Literal["t2v", "i2v"]
 
@@ -103,21 +104,7 @@ def tiny_wan_vae(seed: int = 0) -> AutoencoderKLWan:
 def tiny_umt5_encoder(vocab_size: int, seed: int = 0) -> UMT5EncoderModel:
     """A random one-layer UMT5 encoder whose hidden size is the transformer's ``text_dim``."""
     torch.manual_seed(seed)
-    config = UMT5Config(
-        vocab_size=vocab_size,
-        d_model=TEXT_EMBED_DIM,
-        d_kv=8,
-        d_ff=64,
-        num_layers=1,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        dropout_rate=0.0,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-        is_encoder_decoder=False,
-        use_cache=False,
-    )
+    config = UMT5Config(vocab_size=vocab_size, d_model=TEXT_EMBED_DIM, **TINY_T5_SETTINGS)
     return UMT5EncoderModel(config).eval()
 
 
