@@ -122,7 +122,12 @@ class ASM:
                 for i in range(len(target_rows))
             )
             (gradient,) = torch.autograd.grad(loss, target_states)
+        self._take_step(call, target_rows, video, loss, gradient)
+
+    def _take_step(self, call, target_rows: list[int], video: slice, loss, gradient: torch.Tensor) -> None:
+        """Eq. 9 on the target rows' video hidden states; record the loss before the step."""
         self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
+        hidden_states = call.hidden_states
         moved = hidden_states.clone()
         moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(
             hidden_states.dtype
@@ -134,9 +139,9 @@ class ASM:
         hidden_states = call.hidden_states
         video, text = call.layout.query_span("video"), call.layout.key_span("text")
         # A cross call's keys come from each row's prompt, not from the hidden states: the reference
-        # row's are constants of the loss, projected once outside autograd.
+        # row's are constants of the loss, projected once outside autograd (one query row suffices).
         with torch.no_grad():
-            _, keys, _ = call.project(hidden_states.detach())
+            _, keys, _ = call.project(hidden_states[reference_row : reference_row + 1].detach())
         reference_keys = keys[reference_row : reference_row + 1, :, text]
         with torch.enable_grad():
             target_states = hidden_states[target_rows].detach().requires_grad_(True)
@@ -152,12 +157,7 @@ class ASM:
                 for i in range(len(target_rows))
             )
             (gradient,) = torch.autograd.grad(loss, target_states)
-        self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
-        moved = hidden_states.clone()
-        moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(
-            hidden_states.dtype
-        )
-        call.hidden_states = moved
+        self._take_step(call, target_rows, video, loss, gradient)
 
 
 def cross_appearance_loss(
