@@ -17,6 +17,9 @@ def add_toy_commands(subparsers) -> None:
     train.add_argument("--steps", type=int, required=True, help="total number of training steps")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument(
+        "--init-from", default=None, help="start a new run from this saved toy pipeline's weights (fine-tuning)"
+    )
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
     train.add_argument("--checkpoint-every", type=int, default=250)
     train.add_argument("--log-every", type=int, default=25)
@@ -64,6 +67,7 @@ def _run_train(args) -> int:
             log_every=args.log_every,
             threads=args.threads,
             progress=not args.no_progress,
+            init_from=args.init_from,
         )
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -159,12 +159,15 @@ def train(
     log_every: int = 25,
     threads: int | None = 1,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train until ``steps`` total steps; returns the folder of the saved pipeline (EMA weights).
 
     With ``resume=True`` and a checkpoint in ``out_dir``, training continues from its step; the
     checkpoint's model and data settings must equal the requested ones (else ``CheckpointError``).
     Without ``resume``, an existing checkpoint in ``out_dir`` is an error rather than overwritten.
+    ``init_from`` (a saved toy pipeline folder, e.g. the bundled one) starts a new run from its weights
+    instead of random ones: fine-tuning, with a fresh optimiser and learning-rate schedule.
     """
     model_config = model_config or ToyModelConfig()
     train_config = train_config or TrainConfig()
@@ -199,6 +202,10 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start_step = state["step"]
+    elif init_from is not None:
+        initial = load_initial_weights(init_from, model_config)
+        trainable.load_state_dict(initial)
+        ema.load_state_dict(initial)
 
     rotary = pipeline._prepare_rotary_positional_embeddings(
         model_config.height, model_config.width, model_config.num_frames, torch.device("cpu")
@@ -215,6 +222,7 @@ def train(
                 "steps": steps,
                 "seed": seed,
                 "threads": torch.get_num_threads(),
+                "init_from": None if init_from is None or start_step else str(init_from),
             }
             | {"model": model_config.to_dict(), "train": asdict(train_config)}
         )
@@ -339,6 +347,31 @@ def load_checkpoint(path: Path, model_config: ToyModelConfig, train_config: Trai
             + ". Resume with the checkpoint's settings, or choose another --out to start a new run."
         )
     return state
+
+
+def load_initial_weights(folder: str | Path, model_config: ToyModelConfig) -> dict:
+    """Transformer and text-encoder weights of a saved toy pipeline, checked to fit ``model_config``."""
+    from attnkit_lmp.toy.pretrained import load_toy_pipeline
+
+    folder = Path(folder)
+    record_path = folder / TOY_CONFIG_FILE
+    try:
+        saved = json.loads(record_path.read_text())["model"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(
+            f"cannot start from {folder}: {record_path} is missing or unreadable ({error}); expected a folder"
+            " written by `python -m attnkit_lmp.toy train` (OUT/pipeline) or the bundled model."
+        ) from error
+    if saved != model_config.to_dict():
+        raise CheckpointError(
+            f"cannot start from {folder}: its model settings {saved} != requested {model_config.to_dict()}."
+            " Pass the same model sizes, or train from scratch without --init-from."
+        )
+    pipeline = load_toy_pipeline(folder)
+    return {
+        **{f"transformer.{key}": value for key, value in pipeline.transformer.state_dict().items()},
+        **{f"text_encoder.{key}": value for key, value in pipeline.text_encoder.state_dict().items()},
+    }
 
 
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:

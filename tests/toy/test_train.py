@@ -95,3 +95,24 @@ def test_cli_reports_an_incompatible_checkpoint_and_exits_non_zero(tmp_path, cap
     )
     assert code == 2
     assert "incompatible" in capsys.readouterr().err
+
+
+def test_init_from_starts_a_new_run_from_a_saved_pipelines_weights(tmp_path):
+    source = _train(tmp_path / "source", 2)
+    _train(tmp_path / "tuned", 0, init_from=source)
+    saved = CogVideoXPipeline.from_pretrained(source).transformer.state_dict()
+    started = _checkpoint_weights(tmp_path / "tuned")
+    assert torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=True)["step"] == 0
+    for name, value in saved.items():
+        torch.testing.assert_close(started[f"transformer.{name}"], value, rtol=0, atol=0, msg=name)
+    fresh = _checkpoint_weights(_train(tmp_path / "fresh", 0).parent)
+    assert any(not torch.equal(fresh[name], started[name]) for name in fresh)
+
+
+def test_init_from_a_pipeline_of_another_model_size_is_a_clear_error(tmp_path):
+    source = _train(tmp_path / "source", 1)
+    other = ToyModelConfig(**(TINY_MODEL.to_dict() | {"num_layers": 2}))
+    with pytest.raises(CheckpointError, match="num_layers"):
+        _train(tmp_path / "tuned", 1, model_config=other, init_from=source)
+    with pytest.raises(CheckpointError, match="toy_config.json"):
+        _train(tmp_path / "other", 1, init_from=tmp_path)
