@@ -58,6 +58,7 @@ class TrainConfig:
     high_noise_start: int = 800
     region_loss_weight: float = 4.0
     frame_mean_loss_weight: float = 16.0
+    temporal_loss_weight: float = 0.0
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -70,6 +71,9 @@ class TrainConfig:
             raise ValueError(
                 f"high_noise_fraction={self.high_noise_fraction}: expected a probability in [0, 1]."
             )
+        for name in ("region_loss_weight", "frame_mean_loss_weight", "temporal_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative loss weight.")
         if not 0 <= self.white_background_probability <= 1:
             raise ValueError(
                 f"white_background_probability={self.white_background_probability}: expected [0, 1]."
@@ -80,7 +84,7 @@ class TrainConfig:
 
 
 def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    """MSE of the predicted clean clip, plus MSEs of its 8x8-pixel region means and frame means.
+    """MSE of the predicted clean clip, plus MSEs of its region means, frame means and frame-to-frame changes.
 
     All three terms are minimised by the same prediction (the conditional mean of the clip), so the
     pooled terms add no bias; they add signal. Per pixel, the object's colour is ~10 % of the frame
@@ -88,6 +92,9 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -
     rewards using the prompt's colour words (a model trained on it alone ignored them for 2,000
     steps). The frame mean depends on that colour directly. (Weighting object pixels more instead
     biases the prediction towards "object everywhere": samples filled the frame with the colour.)
+    The temporal term (differences of consecutive frames) is linear in the clip too, so it has the
+    same minimiser; it weights most the errors that change from frame to frame, i.e. an object that
+    jumps instead of travelling.
     """
     loss = ((predicted - clean) ** 2).mean()
     if config.region_loss_weight:
@@ -97,6 +104,9 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -
     if config.frame_mean_loss_weight:
         frame_error = predicted.mean(dim=(-2, -1)) - clean.mean(dim=(-2, -1))
         loss = loss + config.frame_mean_loss_weight * (frame_error**2).mean()
+    if config.temporal_loss_weight:
+        change_error = (predicted - clean).diff(dim=1)
+        loss = loss + config.temporal_loss_weight * (change_error**2).mean()
     return loss
 
 

@@ -6,7 +6,7 @@ from diffusers import CogVideoXPipeline
 
 from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.model import ToyModelConfig, generation_kwargs
-from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train
+from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train, x0_loss
 
 TINY_MODEL = ToyModelConfig(
     height=16,
@@ -116,3 +116,20 @@ def test_init_from_a_pipeline_of_another_model_size_is_a_clear_error(tmp_path):
         _train(tmp_path / "tuned", 1, model_config=other, init_from=source)
     with pytest.raises(CheckpointError, match="toy_config.json"):
         _train(tmp_path / "other", 1, init_from=tmp_path)
+
+
+def test_temporal_loss_weights_frame_to_frame_jumps_above_a_steady_error():
+    clean = torch.zeros(1, 4, 3, 8, 8)
+    steady = clean + 0.1  # the same error in every frame
+    jumping = clean + 0.1 * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(1, 4, 1, 1, 1)  # same size, flips
+    without = TrainConfig(region_loss_weight=0, frame_mean_loss_weight=0)
+    with_temporal = TrainConfig(region_loss_weight=0, frame_mean_loss_weight=0, temporal_loss_weight=2.0)
+    assert x0_loss(jumping, clean, without) == pytest.approx(x0_loss(steady, clean, without).item())
+    assert x0_loss(steady, clean, with_temporal) == pytest.approx(x0_loss(steady, clean, without).item())
+    assert x0_loss(jumping, clean, with_temporal) > 5 * x0_loss(steady, clean, with_temporal)
+    assert x0_loss(clean, clean, with_temporal) == 0
+
+
+def test_negative_loss_weight_is_a_clear_error():
+    with pytest.raises(ValueError, match="temporal_loss_weight=-1"):
+        TrainConfig(temporal_loss_weight=-1.0).validate()
