@@ -17,7 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # Modules whose import registers subcommands.
-COMMAND_MODULES: tuple[str, ...] = ("attnkit_lmp.demo", "attnkit_lmp.transfer_command", "attnkit_lmp.eval.command")
+COMMAND_MODULES: tuple[str, ...] = (
+    "attnkit_lmp.demo",
+    "attnkit_lmp.transfer_command",
+    "attnkit_lmp.eval.command",
+    "attnkit_lmp.eval.annotate",
+)
 
 
 @dataclass(frozen=True)

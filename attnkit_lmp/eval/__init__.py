@@ -6,6 +6,7 @@ Modules, one concept each (import them directly; nothing heavy is imported here)
 * `trackers` — point trackers behind one interface: Lucas-Kanade grid, CoTracker, mask centroid.
 * `clip_metrics` — Align (CLIP score), Cons. (frame-to-frame CLIP cosine), Pick. (PickScore).
 * `datasets` — the DAVIS folder layout and the prompts file of the three splits (Ori, Sub, Back).
+* `annotate` — ``attnkit-lmp annotate``: a local vision-language model writes the prompts file.
 * `synthetic` — videos with exactly known motion, to check trackers and MF.
 
 See docs/evaluation.md for the definitions and the choices they fix.
