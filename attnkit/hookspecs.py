@@ -38,6 +38,9 @@ def attnkit_register_adapters(register):
 def attnkit_session_start(session):
     """The session has installed its instrumentation; ``session.model`` and ``session.adapter`` are set.
 
+    With two transformers (Wan 2.2's experts) ``session.models`` and ``session.adapters`` list both;
+    ``session.adapter`` is then the one of the transformer whose forward runs.
+
     Plugins reset their per-run state here.
     """
 
@@ -69,7 +72,10 @@ def attnkit_model_inputs(session, inputs):
 
     ``inputs`` is a :class:`attnkit.session.ModelInputs`. Added rows form a new branch (e.g. a
     ``"reference"`` video denoised beside the target); the session strips them from the model output
-    and hands them to ``attnkit_model_output``, so the pipeline never sees them.
+    and hands them to ``attnkit_model_output``, so the pipeline never sees them. Other per-row inputs of
+    the model (``inputs.per_row_inputs``: a pooled text embedding, a text mask, image tokens) can be given
+    for the added rows by name, ``inputs.add_rows("reference", latents, text, pooled_projections=...)``;
+    those not given repeat the last row's.
     """
 
 

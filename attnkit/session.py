@@ -2,12 +2,15 @@
 
 Entering finds the model's adapter, swaps its attention processors and adds two forward hooks to the
 transformer (one reads the timestep to count denoising steps and lets plugins add batch rows, one strips
-those rows from the output). Leaving, also through an exception, puts every processor back and removes
-both hooks, so the model is the object it was.
+those rows from the output). A pipeline with two transformers (Wan 2.2: ``transformer`` for the
+high-noise steps, ``transformer_2`` for the low-noise ones) has both instrumented, so plugins see every
+step. Leaving, also through an exception, puts every processor back and removes every hook, so the
+models are the objects they were.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, Callable
 
 import torch
@@ -21,10 +24,13 @@ from .plugins import make_plugin_manager, plugin_roles
 
 BranchSpec = Branches | Callable[[int], Branches] | None
 _SESSION_ATTRIBUTE = "_attnkit_session"
+# Pipeline attributes holding transformers; Wan 2.2 pipelines switch to transformer_2 for low-noise steps.
+_PIPELINE_TRANSFORMERS = ("transformer", "transformer_2")
 
 
 def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None) -> Session:
-    """A session on a diffusers transformer, or a pipeline holding one as ``.transformer``.
+    """A session on a diffusers transformer, or a pipeline holding one as ``.transformer`` (and, with two
+    experts, a second as ``.transformer_2``: both are instrumented).
 
     ``branches`` names the batch rows the pipeline passes: a dict (``{"uncond": [0], "cond": [1]}``) or a
     function of the batch size returning one. By default a pipeline running classifier-free guidance
@@ -54,12 +60,24 @@ class ModelInputs:
     def encoder_hidden_states(self) -> torch.Tensor:
         return self.inputs["encoder_hidden_states"]
 
-    def add_rows(self, branch: str, latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        """Append rows of a new branch; the pipeline will not see them in the output."""
+    @property
+    def per_row_inputs(self) -> tuple[str, ...]:
+        """Forward inputs, besides latents and text, that added rows may give per row (the adapter's list)."""
+        return self.session.adapter.per_row_inputs
+
+    def add_rows(
+        self, branch: str, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, **row_inputs: torch.Tensor
+    ) -> None:
+        """Append rows of a new branch; the pipeline will not see them in the output.
+
+        ``row_inputs`` are the rows' own values of other per-row forward inputs, by forward argument name
+        (see :attr:`per_row_inputs`, e.g. ``pooled_projections=`` and ``encoder_attention_mask=`` on
+        HunyuanVideo); inputs not given repeat the last row's (HunyuanVideo: a text mask of ones).
+        """
         if branch in self.session.branches:
             raise ValueError(f"branch {branch!r} already exists in this batch ({sorted(self.session.branches)})")
         start = self.batch_size
-        self.session.adapter.add_rows(self.inputs, latents, encoder_hidden_states)
+        self.session.adapter.add_rows(self.inputs, latents, encoder_hidden_states, **row_inputs)
         self.session.branches[branch] = list(range(start, start + latents.shape[0]))
         self.added.append((branch, latents.shape[0]))
 
@@ -69,11 +87,23 @@ class Session:
 
     def __init__(self, model_or_pipeline, plugins=(), branches: BranchSpec = None):
         self.pipeline = model_or_pipeline if hasattr(model_or_pipeline, "transformer") else None
-        self.model = model_or_pipeline.transformer if self.pipeline is not None else model_or_pipeline
+        # (component name, transformer) of every model the session instruments.
+        self.components: list[tuple[str, torch.nn.Module]] = (
+            [
+                (name, getattr(model_or_pipeline, name))
+                for name in _PIPELINE_TRANSFORMERS
+                if getattr(model_or_pipeline, name, None) is not None
+            ]
+            if self.pipeline is not None
+            else [("model", model_or_pipeline)]
+        )
+        # The first transformer; ``models`` lists all (two for Wan 2.2's experts).
+        self.model = self.components[0][1] if self.components else None
         self.plugins = list(plugins)
         self.branch_spec = branches
         self.plugin_manager = None
-        self.adapter: Adapter | None = None
+        self.adapter: Adapter | None = None  # the adapter of the transformer whose forward runs
+        self.adapters: list[Adapter] = []
         self.step = -1
         self.timestep: float | None = None
         self.branches: Branches = {}
@@ -84,24 +114,41 @@ class Session:
 
     # --- entering and leaving ---------------------------------------------------------------------
 
+    @property
+    def models(self) -> list[torch.nn.Module]:
+        """Every instrumented transformer: the pipeline's ``transformer`` and, if it has one, ``transformer_2``."""
+        return [model for _, model in self.components]
+
     def __enter__(self) -> Session:
-        existing = getattr(self.model, _SESSION_ATTRIBUTE, None)
-        if existing is not None:
-            raise AlreadyAttachedError(
-                f"{type(self.model).__name__} already has an active attnkit session; leave it (exit its "
-                "`with` block) before attaching again, or pass all plugins to one attach()"
+        if not self.components:
+            raise UnsupportedModelError(
+                f"{type(self.pipeline).__name__} holds no transformer ({' and '.join(_PIPELINE_TRANSFORMERS)} "
+                "are None); load its transformer before attaching"
             )
+        for _, model in self.components:
+            if getattr(model, _SESSION_ATTRIBUTE, None) is not None:
+                raise AlreadyAttachedError(
+                    f"{type(model).__name__} already has an active attnkit session; leave it (exit its "
+                    "`with` block) before attaching again, or pass all plugins to one attach()"
+                )
         self.plugin_manager = make_plugin_manager(self.plugins)
-        self.adapter = find_adapter(self.model, self.plugin_manager)
+        self.adapters = []
+        for name, model in self.components:
+            with self._naming_component(name):
+                self.adapters.append(find_adapter(model, self.plugin_manager))
+        self.adapter = self.adapters[0]
         self._check_roles()
         self._collect_hooks()
-        setattr(self.model, _SESSION_ATTRIBUTE, self)
         try:
-            self.num_attention_modules = self.adapter.install(self)
-            self._handles.append(
-                self.model.register_forward_pre_hook(self._before_forward, with_kwargs=True)
-            )
-            self._handles.append(self.model.register_forward_hook(self._after_forward, with_kwargs=True))
+            counts = []
+            for (name, model), adapter in zip(self.components, self.adapters):
+                setattr(model, _SESSION_ATTRIBUTE, self)
+                with self._naming_component(name):
+                    counts.append(adapter.install(self))
+                self._handles.append(model.register_forward_pre_hook(self._pre_hook(adapter), with_kwargs=True))
+                self._handles.append(model.register_forward_hook(self._after_forward, with_kwargs=True))
+            # Layer indices count the attention modules of one forward, i.e. of one transformer.
+            self.num_attention_modules = max(counts)
             self._active = True
             self._call_hook("attnkit_session_start", session=self)
         except BaseException:
@@ -121,11 +168,26 @@ class Session:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self.adapter is not None:
-            self.adapter.uninstall()
-        if getattr(self.model, _SESSION_ATTRIBUTE, None) is self:
-            delattr(self.model, _SESSION_ATTRIBUTE)
+        for adapter in self.adapters:
+            adapter.uninstall()
+        for _, model in self.components:
+            if getattr(model, _SESSION_ATTRIBUTE, None) is self:
+                delattr(model, _SESSION_ATTRIBUTE)
         self._active = False
+
+    @contextmanager
+    def _naming_component(self, component: str):
+        """With two transformers, an unsupported-model error says which one, and that both are needed."""
+        try:
+            yield
+        except UnsupportedModelError as error:
+            if len(self.components) == 1:
+                raise
+            names = " and ".join(name for name, _ in self.components)
+            raise UnsupportedModelError(
+                f"{type(self.pipeline).__name__}.{component}: {error}. The pipeline runs {names} in turn, "
+                "so attnkit instruments both or refuses"
+            ) from error
 
     def get_plugin(self, name: str):
         return self.plugin_manager.get_plugin(name)
@@ -134,7 +196,7 @@ class Session:
 
     def _check_roles(self) -> None:
         """A plugin declaring ``attnkit_roles`` must handle at least one role this model's attention has."""
-        model_roles = set(self.adapter.roles)
+        model_roles = set().union(*(adapter.roles for adapter in self.adapters or [self.adapter]))
         self._plugin_roles: dict[str, frozenset[str]] = {}
         for name, plugin in self.plugin_manager.list_name_plugin():
             roles = plugin_roles(plugin)
@@ -290,6 +352,13 @@ class Session:
         return replacement
 
     # --- per transformer forward ---------------------------------------------------------------------
+
+    def _pre_hook(self, adapter: Adapter):
+        def before_forward(module, args, kwargs):
+            self.adapter = adapter
+            return self._before_forward(module, args, kwargs)
+
+        return before_forward
 
     def _before_forward(self, module, args, kwargs):
         inputs = self.adapter.bind_inputs(args, kwargs)

@@ -1,5 +1,5 @@
-"""HunyuanVideo and Wan adapters beyond the conformance suite: refused variants and processors, added rows,
-per-token timesteps, and the roles plugins see."""
+"""HunyuanVideo and Wan adapters beyond the conformance suite: refused variants and processors, added rows
+and their per-row inputs, per-token timesteps, Wan 2.2's two experts, and the roles plugins see."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import attnkit
 from attnkit.adapters.wan import WanAdapter
 from conformance.plugins import ReadOnlyProbe  # tests/ has no __init__.py, so pytest puts it on sys.path
 from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, tiny_hunyuan_pipeline, tiny_hunyuan_transformer
-from attnkit.testing.tiny_wan import WAN_CALL_KWARGS, tiny_wan_pipeline, tiny_wan_transformer
+from attnkit.testing.tiny_wan import WAN22_BOUNDARY_RATIO, WAN_CALL_KWARGS, tiny_wan_pipeline, tiny_wan_transformer
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,11 @@ def wan_pipe():
 @pytest.fixture(scope="module")
 def hunyuan_pipe():
     return tiny_hunyuan_pipeline()
+
+
+@pytest.fixture(scope="module")
+def wan22_pipe():
+    return tiny_wan_pipeline("t2v", boundary_ratio=WAN22_BOUNDARY_RATIO)
 
 
 def run(pipe, kwargs, **overrides):
@@ -213,3 +218,123 @@ def test_wan_22_per_token_timesteps_keep_identity_and_count_steps():
     assert probe.calls == 2 * session.num_attention_modules
     for probed, naive in probe.slices:
         torch.testing.assert_close(probed, naive, atol=1e-5, rtol=0)
+
+
+# --- added rows with their own per-row inputs -----------------------------------------------------------
+
+
+def hunyuan_inputs(generator, rows: int, text_length: int) -> dict:
+    """Transformer inputs of the tiny HunyuanVideo geometry; every row's text padded after ``text_length``."""
+    mask = torch.zeros(rows, 16)
+    mask[:, :text_length] = 1
+    return {
+        "hidden_states": torch.randn(rows, 4, 3, 8, 8, generator=generator),
+        "timestep": torch.full((rows,), 700.0),
+        "encoder_hidden_states": torch.randn(rows, 16, 16, generator=generator),
+        "encoder_attention_mask": mask,
+        "pooled_projections": torch.randn(rows, 8, generator=generator),
+        "guidance": torch.full((rows,), 6000.0),
+    }
+
+
+class AddsRow:
+    """Adds the rows of ``added`` (forward inputs by name) as branch "reference"; keeps its prediction."""
+
+    name = "adds-row"
+
+    def __init__(self, added: dict):
+        self.added = added
+        self.prediction = None
+
+    @attnkit.hookimpl
+    def attnkit_model_inputs(self, inputs):
+        row_inputs = {key: value for key, value in self.added.items() if key in inputs.per_row_inputs}
+        inputs.add_rows("reference", self.added["hidden_states"], self.added["encoder_hidden_states"], **row_inputs)
+
+    @attnkit.hookimpl
+    def attnkit_model_output(self, outputs):
+        self.prediction = outputs["reference"]
+
+
+def test_a_hunyuan_row_added_with_its_own_mask_and_pooled_text_predicts_as_if_run_alone():
+    model = tiny_hunyuan_transformer()
+    generator = torch.Generator().manual_seed(3)
+    target, reference = hunyuan_inputs(generator, 1, 4), hunyuan_inputs(generator, 1, 9)
+    reference["guidance"] = target["guidance"]  # guidance is not given: the added row repeats the target's
+    expected_target = model(**target, return_dict=False)[0]
+    expected_reference = model(**reference, return_dict=False)[0]
+    plugin = AddsRow(reference)
+    with attnkit.attach(model, plugins=[plugin]):
+        attached_target = model(**target, return_dict=False)[0]
+    torch.testing.assert_close(attached_target, expected_target, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plugin.prediction, expected_reference, atol=1e-5, rtol=0)
+    # Without its own mask and pooled text the row is a different input: the mechanism is what matters.
+    bare = AddsRow({key: reference[key] for key in ("hidden_states", "encoder_hidden_states")})
+    with attnkit.attach(model, plugins=[bare]):
+        model(**target, return_dict=False)
+    assert not torch.allclose(bare.prediction, expected_reference, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "which, row_inputs, message",
+    [
+        ("wan", {"pooled_projections": torch.zeros(1, 8)}, r"\['pooled_projections'\] are not per-row inputs of "
+         r"WanTransformer3DModel; the 'wan' adapter takes \['encoder_hidden_states_image', 'timestep'\]"),
+        ("wan", {"encoder_hidden_states_image": torch.zeros(1, 17, 16)},
+         r"own 'encoder_hidden_states_image', but this forward's 'encoder_hidden_states_image' is not passed"),
+        ("hunyuan", {"encoder_attention_mask": torch.ones(1, 12)},
+         r"added 'encoder_attention_mask' has shape \(1, 12\); the 1 added row\(s\) need \(1, 16\)"),
+    ],
+)
+def test_per_row_inputs_the_forward_cannot_take_are_refused_by_name(which, row_inputs, message, wan_pipe, hunyuan_pipe):
+    pipe, kwargs = (wan_pipe, WAN_CALL_KWARGS) if which == "wan" else (hunyuan_pipe, HUNYUAN_CALL_KWARGS)
+
+    class AddsBadRow:
+        name = "adds-bad-row"
+
+        @attnkit.hookimpl
+        def attnkit_model_inputs(self, inputs):
+            inputs.add_rows("reference", inputs.latents[:1], inputs.encoder_hidden_states[:1], **row_inputs)
+
+    before = processors(pipe.transformer)
+    with pytest.raises(attnkit.PluginError, match=message):
+        with attnkit.attach(pipe, plugins=[AddsBadRow()]):
+            run(pipe, kwargs)
+    assert processors(pipe.transformer) == before
+
+
+# --- Wan 2.2: two experts -------------------------------------------------------------------------------
+
+
+def test_wan_22_both_experts_are_hooked_and_each_step_runs_one(wan22_pipe):
+    seen = []
+
+    class ExpertSpy:
+        @attnkit.hookimpl
+        def attnkit_qkv(self, call):
+            seen.append((call.step, call.layer, attnkit_session.adapter.model))
+
+    with attnkit.attach(wan22_pipe, plugins=[ExpertSpy()]) as attnkit_session:
+        assert attnkit_session.models == [wan22_pipe.transformer, wan22_pipe.transformer_2]
+        run(wan22_pipe, WAN_CALL_KWARGS)
+    calls_per_step = 2 * attnkit_session.num_attention_modules  # cond and uncond forwards
+    assert len(seen) == 2 * calls_per_step
+    assert {model for step, _, model in seen if step == 0} == {wan22_pipe.transformer}  # high noise
+    assert {model for step, _, model in seen if step == 1} == {wan22_pipe.transformer_2}  # low noise
+
+
+def test_wan_22_with_an_expert_attnkit_cannot_instrument_is_refused_naming_it(wan22_pipe):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    before = processors(wan22_pipe.transformer)
+    original = wan22_pipe.transformer_2.blocks[0].attn1.processor
+    wan22_pipe.transformer_2.blocks[0].attn1.processor = AttnProcessor2_0()
+    try:
+        with pytest.raises(attnkit.UnsupportedModelError, match=r"WanPipeline\.transformer_2: blocks\.0\.attn1 uses "
+                           r"AttnProcessor2_0.*runs transformer and transformer_2 in turn"):
+            with attnkit.attach(wan22_pipe, plugins=[ReadOnlyProbe()]):
+                pass
+    finally:
+        wan22_pipe.transformer_2.blocks[0].attn1.processor = original
+    assert processors(wan22_pipe.transformer) == before  # the first expert, installed already, is put back
+    assert not hasattr(wan22_pipe.transformer, "_attnkit_session")

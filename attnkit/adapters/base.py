@@ -62,12 +62,30 @@ class Adapter(ABC):
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         """Read what the attention calls of this forward need (e.g. the latent grid) from its inputs."""
 
-    # Forward inputs other than latents and text that carry one entry per batch row; added rows copy the
-    # last row's entry (its timestep, pooled text, image tokens, ...).
+    # Forward inputs other than latents and text that carry one entry per batch row (their forward argument
+    # names): the pooled text, text mask, image tokens, timestep, ... of each row.
     per_row_inputs: ClassVar[tuple[str, ...]] = ("timestep",)
 
-    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        """Append batch rows (model-input latents and text embeddings) to the forward's ``inputs`` in place."""
+    def add_rows(
+        self,
+        inputs: dict[str, Any],
+        latents: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        **row_inputs: torch.Tensor,
+    ) -> None:
+        """Append batch rows (model-input latents and text embeddings) to the forward's ``inputs`` in place.
+
+        ``row_inputs`` give the added rows' own values of inputs named in ``per_row_inputs`` (e.g.
+        HunyuanVideo's ``pooled_projections`` and ``encoder_attention_mask``, Wan's
+        ``encoder_hidden_states_image``), one entry per added row. A per-row input not given takes
+        :meth:`default_row_input` (the last row's value, unless the adapter says otherwise).
+        """
+        unknown = sorted(set(row_inputs) - set(self.per_row_inputs))
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not per-row inputs of {type(self.model).__name__}; the {self.name!r} adapter "
+                f"takes {list(self.per_row_inputs)} (forward argument names) for added rows"
+            )
         base = inputs["hidden_states"]
         if latents.shape[1:] != base.shape[1:]:
             raise ValueError(
@@ -80,13 +98,34 @@ class Adapter(ABC):
                 f"added text embeddings have shape {tuple(encoder_hidden_states.shape)} but the model's are "
                 f"{tuple(text.shape[1:])} per row; encode the prompt with the same max_sequence_length"
             )
-        added = latents.shape[0]
+        batch, added = base.shape[0], latents.shape[0]
+        extended = {}  # every check passes before ``inputs`` changes
+        for key in self.per_row_inputs:
+            value, given = inputs.get(key), row_inputs.get(key)
+            per_row = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch
+            if given is None:
+                if per_row:
+                    extended[key] = torch.cat([value, self.default_row_input(key, value, added)], dim=0)
+                continue
+            if not per_row:
+                held = "not passed" if value is None else f"shared by all rows ({_describe(value)})"
+                raise ValueError(
+                    f"added rows give their own {key!r}, but this forward's {key!r} is {held}; "
+                    f"add rows without {key}= (they share the model's), or use a model that takes it per row"
+                )
+            if given.shape != (added, *value.shape[1:]):
+                raise ValueError(
+                    f"added {key!r} has shape {tuple(given.shape)}; the {added} added row(s) need "
+                    f"{(added, *value.shape[1:])}, like the model's {tuple(value.shape)}"
+                )
+            extended[key] = torch.cat([value, given.to(value)], dim=0)
+        inputs.update(extended)
         inputs["hidden_states"] = torch.cat([base, latents.to(base)], dim=0)
         inputs["encoder_hidden_states"] = torch.cat([text, encoder_hidden_states.to(text)], dim=0)
-        for key in self.per_row_inputs:
-            value = inputs.get(key)
-            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == base.shape[0]:
-                inputs[key] = torch.cat([value, value[-1:].expand(added, *value.shape[1:])], dim=0)
+
+    def default_row_input(self, key: str, value: torch.Tensor, added: int) -> torch.Tensor:
+        """The ``added`` rows of per-row input ``key`` when the caller gives none: the last row's, repeated."""
+        return value[-1:].expand(added, *value.shape[1:])
 
     # --- shared helpers -----------------------------------------------------------------------------
 
@@ -140,3 +179,7 @@ class InstrumentedProcessor:
         self.original = original
         self.layer = layer
         self.name = name
+
+
+def _describe(value) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__

@@ -45,7 +45,7 @@ UNSUPPORTED_VARIANTS = {
 class HunyuanVideoAdapter(Adapter):
     name = "hunyuan_video"
     model_classes = ("HunyuanVideoTransformer3DModel",)
-    per_row_inputs = ("pooled_projections", "timestep", "guidance")
+    per_row_inputs = ("encoder_attention_mask", "pooled_projections", "timestep", "guidance")
     roles = frozenset({"joint"})
 
     def __init__(self, model: torch.nn.Module):
@@ -102,12 +102,12 @@ class HunyuanVideoAdapter(Adapter):
         # HunyuanVideoPipeline: the prompt's forward, then (true CFG only) the negative prompt's.
         return {("cond", "uncond")[min(forward_in_step, 1)]: list(range(batch_size))}
 
-    def add_rows(self, inputs: dict[str, Any], latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:
-        """Append rows. Their text counts as unpadded (mask of ones) and they share the last row's pooled
-        CLIP embedding and guidance; pass text embeddings of the full ``max_sequence_length``."""
-        mask = inputs["encoder_attention_mask"]
-        super().add_rows(inputs, latents, encoder_hidden_states)
-        inputs["encoder_attention_mask"] = torch.cat([mask, mask.new_ones(latents.shape[0], mask.shape[1])], dim=0)
+    def default_row_input(self, key: str, value: torch.Tensor, added: int) -> torch.Tensor:
+        # Added text counts as unpadded unless its own mask is given: a copied mask would hide or expose
+        # tokens of a different prompt.
+        if key == "encoder_attention_mask":
+            return value.new_ones(added, *value.shape[1:])
+        return super().default_row_input(key, value, added)
 
 
 class HunyuanVideoProcessor(InstrumentedProcessor):

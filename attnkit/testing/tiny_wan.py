@@ -1,4 +1,5 @@
-"""Tiny random-weight Wan 2.1 pipelines (text-to-video and image-to-video) built from configs (no downloads).
+"""Tiny random-weight Wan pipelines (2.1 text-to-video and image-to-video, 2.2 with two experts) built from
+configs (no downloads).
 
 Wan has no joint attention: each block runs video self-attention (``attn1``) and cross-attention from
 video queries to the text (``attn2``); the image-to-video model also projects CLIP image tokens to
@@ -18,6 +19,10 @@ patches of (1, 2, 2) -> a (3, 4, 4) grid of 48 video tokens. With guidance the p
 forwards per step, the prompt's then the negative prompt's. The image-to-video attention hard-codes
 512 text tokens (diffusers splits ``encoder_hidden_states`` at ``len - 512``), so its text is always
 ``max_sequence_length=512``; the CLIP image encoder (32 x 32 px, patches of 8) adds 17 image tokens.
+
+``tiny_wan_pipeline("t2v", boundary_ratio=WAN22_BOUNDARY_RATIO)`` is Wan 2.2's two-expert layout: a second
+random transformer (``transformer_2``) denoises the steps whose timestep is below ``boundary_ratio * 1000``.
+With 2 steps the timesteps are 1000 and 46.8, so step 0 runs ``transformer`` and step 1 ``transformer_2``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ WAN_CALL_KWARGS: dict = {
     "output_type": "pt",
 }
 WAN_I2V_CALL_KWARGS: dict = {"max_sequence_length": WAN_I2V_TEXT_LEN}
+WAN22_BOUNDARY_RATIO = 0.875  # the released Wan 2.2 A14B text-to-video value
 
 
 def _check_variant(variant: str) -> None:
@@ -137,10 +143,15 @@ def _clip_image_processor_class():
 
 
 def tiny_wan_pipeline(
-    variant: Variant = "t2v", seed: int = 0, words: list[str] | None = None, **transformer_kwargs
+    variant: Variant = "t2v",
+    seed: int = 0,
+    words: list[str] | None = None,
+    boundary_ratio: float | None = None,
+    **transformer_kwargs,
 ) -> WanPipeline | WanImageToVideoPipeline:
-    """A complete random Wan 2.1 pipeline (fp32, CPU) of the given variant; see the module docstring.
+    """A complete random Wan pipeline (fp32, CPU) of the given variant; see the module docstring.
 
+    ``boundary_ratio`` makes it a Wan 2.2 two-expert pipeline (``transformer_2`` with seed + 1 weights).
     Extra keyword arguments go to :func:`tiny_wan_transformer` (e.g. ``num_layers``).
     """
     _check_variant(variant)
@@ -153,6 +164,9 @@ def tiny_wan_pipeline(
         "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
         "transformer": tiny_wan_transformer(variant, seed=seed, **transformer_kwargs),
     }
+    if boundary_ratio is not None:
+        components["transformer_2"] = tiny_wan_transformer(variant, seed=seed + 1, **transformer_kwargs)
+        components["boundary_ratio"] = boundary_ratio
     if variant == "i2v":
         components["image_encoder"], components["image_processor"] = tiny_clip_image_encoder(seed=seed)
         pipe = WanImageToVideoPipeline(**components)

@@ -15,6 +15,7 @@ from attnkit.layout import TokenLayout
 from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, HUNYUAN_GRID, HUNYUAN_TEXT_LEN, tiny_hunyuan_pipeline
 from attnkit.testing.tiny_models import TINY_CALL_KWARGS, TINY_TEXT_LEN, tiny_cogvideox_pipeline, tiny_image
 from attnkit.testing.tiny_wan import (
+    WAN22_BOUNDARY_RATIO,
     WAN_CALL_KWARGS,
     WAN_GRID,
     WAN_I2V_CALL_KWARGS,
@@ -117,6 +118,15 @@ ADAPTER_CASES = [
         "wan-2.1-t2v",
         "wan",
         lambda: tiny_wan_pipeline("t2v"),
+        _self_and_cross(WAN_GRID, WAN_TEXT_LEN),
+        base_kwargs=dict(WAN_CALL_KWARGS),
+        forward_branches=SEQUENTIAL_GUIDANCE,
+    ),
+    # Wan 2.2: two experts, transformer (step 0 of 2) then transformer_2 (step 1); both instrumented.
+    AdapterCase(
+        "wan-2.2-t2v-two-experts",
+        "wan",
+        lambda: tiny_wan_pipeline("t2v", boundary_ratio=WAN22_BOUNDARY_RATIO),
         _self_and_cross(WAN_GRID, WAN_TEXT_LEN),
         base_kwargs=dict(WAN_CALL_KWARGS),
         forward_branches=SEQUENTIAL_GUIDANCE,

@@ -18,10 +18,15 @@ def attention_calls(case, session) -> int:
 
 
 def instrumentation_state(pipe):
-    """What an attach may touch: processors, forward hooks, attributes of the transformer."""
-    transformer = pipe.transformer
-    processors = {name: id(processor) for name, processor in transformer.attn_processors.items()}
-    return processors, len(transformer._forward_pre_hooks), len(transformer._forward_hooks), set(vars(transformer))
+    """What an attach may touch: processors, forward hooks, attributes of each transformer (two in Wan 2.2)."""
+    state = []
+    for transformer in (pipe.transformer, getattr(pipe, "transformer_2", None)):
+        if transformer is None:
+            continue
+        processors = {name: id(processor) for name, processor in transformer.attn_processors.items()}
+        hooks = (len(transformer._forward_pre_hooks), len(transformer._forward_hooks))
+        state.append((processors, hooks, set(vars(transformer))))
+    return state
 
 
 def test_attached_without_plugins_is_bit_identical(case, pipe):
