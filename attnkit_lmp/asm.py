@@ -32,9 +32,9 @@ the prompt's keys only. There the loss is the cross-attention form of eq. 7: ``W
 target rows' hidden states entering ``attn2`` — and eq. 8-9 unchanged (top fraction, mean, one step on
 those states). Self calls (Wan ``attn1``) hold no text and are skipped.
 
-The reference prompt's keys are taken as the layer projects them, without the model's attention mask:
-exact where the reference row's text is unmasked (CogVideoX has no mask; rows added through
-``inputs.add_rows`` count as unpadded in HunyuanVideo).
+The reference prompt's tokens are those the model lets the reference row attend to: where the model
+masks text padding (HunyuanVideo), the masked tokens of the reference row are left out of ``K^p_ref``
+and ``Q^p_ref``, as the model's own softmax leaves them out.
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ class ASM:
             return
         hidden_states = call.hidden_states
         video, text = call.layout.video, call.layout.text
+        kept, subject_tokens = self._reference_tokens(call, reference_row, text)
         # The reference's text q/k are constants of the loss: projected outside autograd.
         reference_q, reference_k, _ = call.project(hidden_states[reference_row : reference_row + 1].detach())
+        reference_q, reference_k = reference_q[:, :, text][:, :, kept], reference_k[:, :, text][:, :, kept]
         with torch.enable_grad():
             target_states = hidden_states[target_rows].detach().requires_grad_(True)
             q, k, _ = call.project(target_states)
@@ -112,9 +114,9 @@ class ASM:
                 appearance_loss(
                     target_video_queries=q[i : i + 1, :, video],
                     target_video_keys=k[i : i + 1, :, video],
-                    reference_text_queries=reference_q[:, :, text],
-                    reference_text_keys=reference_k[:, :, text],
-                    subject_tokens=self.subject_tokens,
+                    reference_text_queries=reference_q,
+                    reference_text_keys=reference_k,
+                    subject_tokens=subject_tokens,
                     top_fraction=self.top_fraction,
                     scale=call.scale,
                     chunk_size=self.chunk_size,
@@ -123,6 +125,30 @@ class ASM:
             )
             (gradient,) = torch.autograd.grad(loss, target_states)
         self._take_step(call, target_rows, video, loss, gradient)
+
+    def _reference_tokens(self, call, reference_row: int, text: slice) -> tuple[torch.Tensor | slice, list[int]]:
+        """(the reference prompt's text positions the model lets it attend to, the subject tokens among them).
+
+        A text token counts when the call's attention mask lets every query of the reference row see it
+        (all tokens without a mask); subject positions are renumbered within the kept tokens.
+        """
+        mask = call.attention_mask
+        if mask is None:
+            return slice(None), self.subject_tokens
+        num_text = text.stop - text.start
+        while mask.dim() < 4:
+            mask = mask.unsqueeze(0)
+        row_mask = mask[reference_row if mask.shape[0] > 1 else 0][..., text]
+        visible = row_mask if row_mask.dtype == torch.bool else torch.isfinite(row_mask)
+        kept = torch.nonzero(visible.reshape(-1, num_text).all(dim=0)).flatten().cpu()
+        position = {int(token): index for index, token in enumerate(kept)}
+        hidden = [token for token in self.subject_tokens if token not in position]
+        if hidden:
+            raise ValueError(
+                f"reference subject tokens {hidden} are masked in the reference row at layer {call.name} "
+                "(text padding); the subject must be among the reference prompt's own tokens"
+            )
+        return kept, [position[token] for token in self.subject_tokens]
 
     def _take_step(self, call, target_rows: list[int], video: slice, loss, gradient: torch.Tensor) -> None:
         """Eq. 9 on the target rows' video hidden states; record the loss before the step."""
@@ -138,11 +164,12 @@ class ASM:
         """Eq. 9 with the cross-call loss (W^T2V over the reference prompt's keys; module docstring)."""
         hidden_states = call.hidden_states
         video, text = call.layout.query_span("video"), call.layout.key_span("text")
+        kept, subject_tokens = self._reference_tokens(call, reference_row, text)
         # A cross call's keys come from each row's prompt, not from the hidden states: the reference
         # row's are constants of the loss, projected once outside autograd (one query row suffices).
         with torch.no_grad():
             _, keys, _ = call.project(hidden_states[reference_row : reference_row + 1].detach())
-        reference_keys = keys[reference_row : reference_row + 1, :, text]
+        reference_keys = keys[reference_row : reference_row + 1, :, text][:, :, kept]
         with torch.enable_grad():
             target_states = hidden_states[target_rows].detach().requires_grad_(True)
             q, _, _ = call.project(target_states)
@@ -150,7 +177,7 @@ class ASM:
                 cross_appearance_loss(
                     target_video_queries=q[i : i + 1, :, video],
                     reference_text_keys=reference_keys,
-                    subject_tokens=self.subject_tokens,
+                    subject_tokens=subject_tokens,
                     top_fraction=self.top_fraction,
                     scale=call.scale,
                 )

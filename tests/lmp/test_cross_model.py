@@ -1,8 +1,9 @@
 """FBDM, RMTM and ASM, unchanged, on tiny HunyuanVideo (joint calls) and Wan (self + cross) transformers.
 
 Each test runs one transformer forward with a target batch (rows ``uncond`` and ``cond``) and a reference
-row added by a test plugin through ``inputs.add_rows`` (as ``ReferenceBranch`` does), and checks the
-plugin against a naive full-softmax computation written here from the recorded q/k/v.
+row added by a test plugin through ``inputs.add_rows`` (as ``ReferenceBranch`` does; on HunyuanVideo with
+its own padded text mask and pooled embedding), and checks the plugin against a naive full-softmax
+computation written here from the recorded q/k/v.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ REFERENCE_ROW = 2
 LAMBDA = 0.9
 FOREGROUND = [0, 3, 5, 17, 30, 47]
 HUNYUAN_PADDING = 5  # the target rows' last text tokens are padding, masked by the model
+HUNYUAN_REFERENCE_PADDING = 7  # the reference prompt is shorter: more of its tokens are padding
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,9 @@ def latent_input(channels: int, grid: tuple[int, int, int], rows: int, generator
     return torch.randn(rows, channels, frames, height * 2, width * 2, generator=generator)  # patch 2 in h, w
 
 
-def hunyuan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor]:
-    """(target inputs of 2 rows with padded text, the reference row's latents, its text embeddings)."""
+def hunyuan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor, dict]:
+    """(target inputs of 2 rows with padded text, the reference row's latents, its text embeddings, its
+    other per-row inputs: a text mask with more padding and a pooled embedding of its own)."""
     generator = torch.Generator().manual_seed(seed)
     mask = torch.ones(2, HUNYUAN_TEXT_LEN, dtype=torch.long)
     mask[:, -HUNYUAN_PADDING:] = 0
@@ -62,10 +65,17 @@ def hunyuan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor]:
         "return_dict": False,
     }
     reference = latent_input(HUNYUAN_CHANNELS, HUNYUAN_GRID, 1, generator)
-    return inputs, reference, torch.randn(1, HUNYUAN_TEXT_LEN, HUNYUAN_TEXT_DIM, generator=generator)
+    reference_text = torch.randn(1, HUNYUAN_TEXT_LEN, HUNYUAN_TEXT_DIM, generator=generator)
+    reference_mask = torch.ones(1, HUNYUAN_TEXT_LEN, dtype=torch.long)
+    reference_mask[:, -HUNYUAN_REFERENCE_PADDING:] = 0
+    row_inputs = {
+        "encoder_attention_mask": reference_mask,
+        "pooled_projections": torch.randn(1, POOLED_DIM, generator=generator),
+    }
+    return inputs, reference, reference_text, row_inputs
 
 
-def wan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def wan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor, dict]:
     generator = torch.Generator().manual_seed(seed)
     inputs = {
         "hidden_states": latent_input(WAN_CHANNELS, WAN_GRID, 2, generator),
@@ -74,7 +84,7 @@ def wan_inputs(seed: int = 0) -> tuple[dict, torch.Tensor, torch.Tensor]:
         "return_dict": False,
     }
     reference = latent_input(WAN_CHANNELS, WAN_GRID, 1, generator)
-    return inputs, reference, torch.randn(1, WAN_TEXT_LEN, WAN_TEXT_DIM, generator=generator)
+    return inputs, reference, torch.randn(1, WAN_TEXT_LEN, WAN_TEXT_DIM, generator=generator), {}
 
 
 MODELS = {"hunyuan": hunyuan_inputs, "wan": wan_inputs}
@@ -85,12 +95,12 @@ class AddReference:
 
     name = "test.add-reference"
 
-    def __init__(self, latents: torch.Tensor, text: torch.Tensor):
-        self.latents, self.text = latents, text
+    def __init__(self, latents: torch.Tensor, text: torch.Tensor, row_inputs: dict):
+        self.latents, self.text, self.row_inputs = latents, text, row_inputs
 
     @attnkit.hookimpl
     def attnkit_model_inputs(self, inputs):
-        inputs.add_rows("reference", self.latents, self.text)
+        inputs.add_rows("reference", self.latents, self.text, **self.row_inputs)
 
 
 class Recorder:
@@ -133,9 +143,9 @@ class HiddenStatesBefore:
 
 
 def run(model_name: str, model, plugins, seed: int = 0) -> torch.Tensor:
-    inputs, reference, reference_text = MODELS[model_name](seed)
-    with torch.no_grad(), attnkit.attach(model, plugins=[AddReference(reference, reference_text), *plugins],
-                                         branches=TARGET_BRANCHES):
+    inputs, reference, reference_text, row_inputs = MODELS[model_name](seed)
+    adds_reference = AddReference(reference, reference_text, row_inputs)
+    with torch.no_grad(), attnkit.attach(model, plugins=[adds_reference, *plugins], branches=TARGET_BRANCHES):
         return model(**inputs)[0]
 
 
@@ -254,12 +264,19 @@ def test_rmtm_output_equals_hand_written_extended_attention(model_name, request)
 
 
 def naive_asm_loss(call: dict, states: torch.Tensor, row: int) -> torch.Tensor:
-    """Eq. 7-8 in a joint call; W^T2V over the reference prompt's keys in a cross call (full softmaxes)."""
+    """Eq. 7-8 in a joint call; W^T2V over the reference prompt's keys in a cross call (full softmaxes).
+
+    The reference prompt's tokens are those its row may attend to: HunyuanVideo masks the padding at the
+    end of the reference's text, so the subject positions stay the same among the kept tokens.
+    """
     layout = call["layout"]
     q, k, _ = call["project"](states)
+    text = layout.key_span("text")
+    kept = torch.isfinite(key_bias(call, REFERENCE_ROW)[text])
+    if call["mask"] is not None:
+        assert kept.sum() == HUNYUAN_TEXT_LEN - HUNYUAN_REFERENCE_PADDING
+    reference_keys = k[REFERENCE_ROW : REFERENCE_ROW + 1, :, text][:, :, kept].double()
     if layout.role == "cross":
-        text = layout.key_span("text")
-        reference_keys = k[REFERENCE_ROW : REFERENCE_ROW + 1, :, text].double()
         weights = torch.softmax(q[row : row + 1, :, layout.video].double() @ reference_keys.transpose(-1, -2)
                                 * call["scale"], dim=-1)[..., SUBJECT]
         values = weights.mean(dim=1).flatten()
@@ -267,8 +284,8 @@ def naive_asm_loss(call: dict, states: torch.Tensor, row: int) -> torch.Tensor:
     return naive_appearance_loss(
         q[row : row + 1, :, layout.video].double(),
         k[row : row + 1, :, layout.video].double(),
-        q[REFERENCE_ROW : REFERENCE_ROW + 1, :, layout.text].double(),
-        k[REFERENCE_ROW : REFERENCE_ROW + 1, :, layout.text].double(),
+        q[REFERENCE_ROW : REFERENCE_ROW + 1, :, text][:, :, kept].double(),
+        reference_keys,
         SUBJECT,
         0.2,
         call["scale"],
