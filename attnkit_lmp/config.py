@@ -46,6 +46,11 @@ class LMPConfig:
     num_frames: int | None = None
     max_sequence_length: int | None = None
     negative_prompt: str = ""
+    # HunyuanVideo only (an error on other models): guidance_scale is its embedded guidance; true CFG with
+    # the negative prompt runs when true_cfg_scale > 1; prompt_template wraps prompts for its Llama encoder
+    # (None: the pipeline's, {"template": "... {} ...", "crop_start": tokens before the prompt}).
+    true_cfg_scale: float = 1.0
+    prompt_template: dict | None = None
 
     # --- modules on/off (the paper's ablations); ASM also needs the subjects to differ ---
     enable_fbdm: bool = True
@@ -134,6 +139,25 @@ class LMPConfig:
         )
         _require(
             self.guidance_scale >= 0, "guidance_scale", self.guidance_scale, "a non-negative number, e.g. 6"
+        )
+        _require(
+            self.true_cfg_scale >= 0,
+            "true_cfg_scale",
+            self.true_cfg_scale,
+            "a non-negative number (HunyuanVideo runs true CFG when it is above 1)",
+        )
+        template = self.prompt_template
+        _require(
+            template is None
+            or (
+                isinstance(template, dict)
+                and isinstance(template.get("template"), str)
+                and "{}" in template["template"]
+                and isinstance(template.get("crop_start", 0), (int, type(None)))
+            ),
+            "prompt_template",
+            template,
+            'null (the pipeline\'s) or {"template": "...{}...", "crop_start": <tokens before the prompt>}',
         )
         _require(
             isinstance(self.asm_chunk_size, int) and self.asm_chunk_size >= 1,

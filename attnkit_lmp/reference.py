@@ -15,10 +15,13 @@ Three ways to produce the reference latent ``z'_t`` at step t (``mode``):
 
 Parallel denoising steps a private copy of the pipeline's scheduler with the pipeline's guidance
 scale (with ``use_dynamic_cfg`` the pipeline updates that scale after each forward, so the reference
-uses the previous step's value).
+uses the previous step's value), or with ``guidance_scale`` when given (HunyuanVideo keeps its true-CFG
+scale out of the pipeline's attributes).
 
 For image-to-video, ``image_latents`` (the reference's own first frame, encoded as the pipeline encodes
-the user's image) are concatenated on the channel axis, as the pipeline does for the target.
+the user's image) are concatenated on the channel axis, as the pipeline does for the target. Models
+whose forward takes other per-row inputs (a pooled text embedding and text mask in HunyuanVideo, CLIP
+image tokens in Wan image-to-video) get the reference's own through ``row_inputs``.
 This module also holds the CogVideoX convenience code that encodes a reference video and its first frame.
 """
 
@@ -39,10 +42,13 @@ class ReferenceBranch:
 
     ``noise`` is ``eps`` (the target's initial noise for a real video, its own for a generated one) and
     ``clean_latents`` the encoded video ``z'_0``, both in the pipeline's latent layout (CogVideoX
-    ``(1, frames, channels, h, w)``, Wan ``(1, channels, frames, h, w)``); ``prompt_embeds`` /
-    ``negative_prompt_embeds`` encode the reference prompt (the negative only for parallel denoising with
-    CFG). ``scheduler`` defaults to a copy of the pipeline's; ``generator`` feeds schedulers that draw
-    noise. See the module docstring for ``mode``.
+    ``(1, frames, channels, h, w)``, Wan and HunyuanVideo ``(1, channels, frames, h, w)``: ``channel_dim``
+    says which, for ``image_latents``); ``prompt_embeds`` / ``negative_prompt_embeds`` encode the reference
+    prompt (the negative only for parallel denoising with CFG), and ``row_inputs`` /
+    ``negative_row_inputs`` the rows' other per-row forward inputs by argument name (see
+    ``ModelInputs.add_rows``). ``guidance_scale`` is the scale of the reference's own CFG (default: the
+    pipeline's ``guidance_scale`` at each step). ``scheduler`` defaults to a copy of the pipeline's;
+    ``generator`` feeds schedulers that draw noise. See the module docstring for ``mode``.
     """
 
     name = "lmp.reference"
@@ -58,6 +64,10 @@ class ReferenceBranch:
         noise_step: int = 0,
         scheduler=None,
         generator: torch.Generator | None = None,
+        row_inputs: dict[str, torch.Tensor] | None = None,
+        negative_row_inputs: dict[str, torch.Tensor] | None = None,
+        guidance_scale: float | None = None,
+        channel_dim: int = 2,
     ):
         if mode not in MODES:
             raise ValueError(f"reference mode {mode!r} is not one of {list(MODES)}")
@@ -77,6 +87,10 @@ class ReferenceBranch:
         self.noise_step = noise_step if mode == "noise_once" else 0
         self.base_scheduler = scheduler
         self.generator = generator
+        self.row_inputs = dict(row_inputs or {})
+        self.negative_row_inputs = dict(negative_row_inputs or {})
+        self.guidance_scale = guidance_scale
+        self.channel_dim = channel_dim
         self._reset()
 
     def _reset(self) -> None:
@@ -148,10 +162,10 @@ class ReferenceBranch:
         scale = getattr(scheduler, "scale_model_input", None)
         model_input = latents if scale is None else scale(latents, session.timestep)
         if self.image_latents is not None:
-            model_input = torch.cat([model_input, self.image_latents.to(model_input)], dim=2)
+            model_input = torch.cat([model_input, self.image_latents.to(model_input)], dim=self.channel_dim)
         if self.denoised_at(session.step) and self.negative_prompt_embeds is not None:
-            inputs.add_rows("reference_uncond", model_input, self.negative_prompt_embeds)
-        inputs.add_rows("reference", model_input, self.prompt_embeds)
+            inputs.add_rows("reference_uncond", model_input, self.negative_prompt_embeds, **self.negative_row_inputs)
+        inputs.add_rows("reference", model_input, self.prompt_embeds, **self.row_inputs)
 
     @attnkit.hookimpl
     def attnkit_model_output(self, session, outputs):
@@ -160,7 +174,9 @@ class ReferenceBranch:
             return
         prediction = outputs["reference"].float()
         if "reference_uncond" in outputs:
-            scale = session.pipeline.guidance_scale if session.pipeline is not None else 1.0
+            scale = self.guidance_scale
+            if scale is None:
+                scale = session.pipeline.guidance_scale if session.pipeline is not None else 1.0
             unconditional = outputs["reference_uncond"].float()
             prediction = unconditional + scale * (prediction - unconditional)
         self.latents = self._step(session, prediction).to(self.noise.dtype)

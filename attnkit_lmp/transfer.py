@@ -1,46 +1,40 @@
-"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified CogVideoX (T2V, I2V) or Wan T2V pipeline.
+"""``motion_transfer``: LMP zero-shot motion transfer with an unmodified diffusers pipeline.
 
-The stock diffusers pipeline generates the target from the target prompt only (CFG rows ``uncond`` and
-``cond``). The plugins do the rest inside one ``attnkit.attach`` session: :class:`ReferenceBranch` adds the
-reference rows (the real video re-noised per eq. 10 with the target's own initial noise, or a generated
-reference denoised in parallel), :class:`FBDM` reads the reference's subject mask, :class:`RMTM` lets the
-target's video queries attend to the reference foreground, and :class:`ASM` (only when the subjects
-differ) moves the target's video hidden states away from the reference subject.
+Driven: CogVideoX (``CogVideoXPipeline``, ``CogVideoXImageToVideoPipeline``), Wan 2.1 / 2.2 (``WanPipeline``,
+``WanImageToVideoPipeline``; Wan 2.2's two experts included) and HunyuanVideo (``HunyuanVideoPipeline``).
+The stock pipeline generates the target from the target prompt only (CFG rows ``uncond`` and ``cond``, in
+one forward or two). The plugins do the rest inside one ``attnkit.attach`` session:
+:class:`ReferenceBranch` adds the reference rows (the real video re-noised per eq. 10 with the target's own
+initial noise, or a generated reference denoised in parallel), :class:`FBDM` reads the reference's subject
+mask, :class:`RMTM` lets the target's video queries attend to the reference foreground, and :class:`ASM`
+(only when the subjects differ) moves the target's video hidden states away from the reference subject.
 
 On Wan the plugins meet separate self and cross calls (see docs/porting.md): RMTM extends the video
-self-attention, FBDM and ASM read the cross-attention. Wan's latents are ``(B, C, F, H, W)`` and its
-scheduler is flow matching, so the reference is encoded by :mod:`attnkit_lmp.wan_latents` and re-noised
-with ``sigma_t eps + (1 - sigma_t) z'_0``; ``use_dynamic_cfg`` (a CogVideoX option) is not passed to it.
+self-attention, FBDM and ASM read the cross-attention. Wan and HunyuanVideo latents are ``(B, C, F, H, W)``
+and their schedulers flow matching, so the reference is re-noised with ``sigma_t eps + (1 - sigma_t) z'_0``.
+The reference row carries its own per-row inputs: HunyuanVideo's pooled CLIP embedding and text mask, and
+in image-to-video its own first frame (Wan 2.1 also its CLIP image tokens). What differs between families
+lives in :mod:`attnkit_lmp.pipelines`.
 
 Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 import attnkit
-from attnkit.tokens import word_token_indices
 
 from .asm import ASM
 from .config import LMPConfig
 from .fbdm import FBDM, FBDMRecord
-from .reference import ReferenceBranch, encode_first_frame, encode_video, latent_shape, padded_num_frames
+from .pipelines import FAMILIES, HUNYUAN_ONLY_FIELDS, NOT_DRIVEN, SUPPORTED_PIPELINES, pipeline_entry
+from .reference import ReferenceBranch
 from .rmtm import RMTM
 from .video_io import read_video
-from .wan_latents import decode_wan_latents, encode_wan_video, wan_latent_shape
-
-SUPPORTED_PIPELINES = {
-    "CogVideoXPipeline": "t2v",
-    "CogVideoXImageToVideoPipeline": "i2v",
-    "WanPipeline": "t2v",
-}
-# Pipelines whose latents are (B, C, F, H, W) and whose geometry defaults are their __call__'s defaults.
-WAN_PIPELINES = ("WanPipeline",)
 
 
 class MotionTransferError(ValueError):
@@ -80,7 +74,7 @@ class TransferPlan:
     reference_subject_tokens: list[int]
     target_subject_tokens: list[int]
     use_asm: bool
-    family: str = "cogvideox"  # or "wan"
+    family: str = "cogvideox"  # a key of attnkit_lmp.pipelines.FAMILIES
 
 
 def motion_transfer(
@@ -123,10 +117,7 @@ def motion_transfer(
         return frames
     reference_frames = plan.reference_frames
     if reference_frames is None:
-        if plan.family == "wan":
-            reference_frames = decode_wan_latents(pipe, reference_branch.final_latents())
-        else:
-            reference_frames = decode_latents(pipe, reference_branch.final_latents(), config.num_frames)
+        reference_frames = FAMILIES[plan.family].decode_latents(pipe, reference_branch.final_latents(), config)
     return MotionTransferResult(
         frames=frames,
         reference_frames=reference_frames,
@@ -150,16 +141,9 @@ def motion_transfer(
 def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image, noise, generator):
     """The reference rows: the encoded video re-noised with the target's noise, or a generated reference."""
     config = plan.config
+    family = FAMILIES[plan.family]
     device, dtype = noise.device, noise.dtype
-    reference_embeds, reference_negative_embeds = pipe.encode_prompt(
-        prompt=reference_prompt,
-        negative_prompt=config.negative_prompt,
-        do_classifier_free_guidance=True,
-        num_videos_per_prompt=1,
-        max_sequence_length=config.max_sequence_length,
-        device=device,
-        dtype=dtype,
-    )
+    encoded = family.encode_reference_prompt(pipe, reference_prompt, config, device, dtype)
     if plan.reference_frames is None:
         from diffusers.utils.torch_utils import randn_tensor
 
@@ -168,25 +152,28 @@ def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image
         clean_latents, mode = None, "generate"
     else:
         reference_noise = noise
-        encode = encode_wan_video if plan.family == "wan" else encode_video
-        clean_latents = encode(pipe, plan.reference_frames).to(device=device, dtype=dtype)
+        clean_latents = family.encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
         mode = config.reference_noising
-    image_latents = None
+    image_latents, image_row_inputs = None, {}
     if plan.variant == "i2v":
         # The reference is conditioned on its own first frame; a generated one on the target's image.
         first_frame = plan.reference_frames[0] if plan.reference_frames is not None else image
-        image_latents = encode_first_frame(
-            pipe, first_frame, config.num_frames, config.height, config.width, noise, generator
-        )
+        condition = family.reference_condition(pipe, first_frame, config, noise, generator)
+        image_latents, image_row_inputs = condition.image_latents, condition.row_inputs
     return ReferenceBranch(
         noise=reference_noise,
-        prompt_embeds=reference_embeds,
-        negative_prompt_embeds=reference_negative_embeds if config.guidance_scale > 1 else None,
+        prompt_embeds=encoded.embeds,
+        negative_prompt_embeds=encoded.negative_embeds,
         clean_latents=clean_latents,
         image_latents=image_latents,
         mode=mode,
         noise_step=config.reference_noise_step,
         generator=generator,
+        # Both reference rows (cond, and uncond when denoised with CFG) share the image conditioning.
+        row_inputs={**encoded.row_inputs, **image_row_inputs},
+        negative_row_inputs={**encoded.negative_row_inputs, **image_row_inputs},
+        guidance_scale=family.reference_guidance_scale(config),
+        channel_dim=family.channel_dim,
     )
 
 
@@ -235,7 +222,7 @@ def prepare_transfer(
     if variant == "t2v" and image is not None:
         raise MotionTransferError(
             f"an image was given but {type(pipe).__name__} is text-to-video; drop the image, or load an "
-            "image-to-video checkpoint (CogVideoXImageToVideoPipeline, e.g. CogVideoX-5b-I2V)"
+            "image-to-video checkpoint (e.g. CogVideoX-5b-I2V or Wan2.1-I2V)"
         )
     if variant == "i2v" and image is None:
         raise MotionTransferError(
@@ -265,28 +252,37 @@ def prepare_transfer(
 
 
 def check_pipeline(pipe) -> str:
-    """``"t2v"`` or ``"i2v"`` for a supported pipeline; otherwise an error naming the supported classes."""
-    for cls in type(pipe).__mro__:
-        if cls.__name__ in SUPPORTED_PIPELINES:
-            return SUPPORTED_PIPELINES[cls.__name__]
-    raise UnsupportedPipelineError(
-        f"motion_transfer does not support {type(pipe).__name__}; it drives {sorted(SUPPORTED_PIPELINES)} "
-        "(load a CogVideoX text-to-video or image-to-video checkpoint, or a Wan text-to-video one)"
-    )
+    """``"t2v"`` or ``"i2v"`` for a driven pipeline; otherwise an error saying why, or naming those driven."""
+    entry = pipeline_entry(pipe)
+    if entry is None:
+        reason = next((NOT_DRIVEN[cls.__name__] for cls in type(pipe).__mro__ if cls.__name__ in NOT_DRIVEN), None)
+        prefix = f"{reason}. " if reason else f"motion_transfer does not support {type(pipe).__name__}; "
+        raise UnsupportedPipelineError(
+            f"{prefix}it drives {sorted(SUPPORTED_PIPELINES)} (load a CogVideoX, Wan or HunyuanVideo "
+            "checkpoint of one of these)"
+        )
+    variant, family = entry
+    reason = FAMILIES[family].unsupported_reason(pipe)
+    if reason is not None:
+        raise UnsupportedPipelineError(reason)
+    return variant
 
 
 def pipeline_family(pipe) -> str:
-    """``"wan"`` or ``"cogvideox"``: which latent layout and call arguments the pipeline takes."""
-    return "wan" if _is_wan(pipe) else "cogvideox"
+    """The family (``"cogvideox"``, ``"wan"``, ``"hunyuan_video"``) of a driven pipeline: its latent layout,
+    prompt encoding and call arguments (:mod:`attnkit_lmp.pipelines`)."""
+    entry = pipeline_entry(pipe)
+    if entry is None:
+        check_pipeline(pipe)  # raises, saying why
+    return entry[1]
 
 
 def initial_noise(pipe, config: LMPConfig, generator, family: str = "cogvideox") -> torch.Tensor:
     """The target's initial latent noise, the first draw from ``generator`` (``config`` resolved)."""
     from diffusers.utils.torch_utils import randn_tensor
 
-    shape_of = wan_latent_shape if family == "wan" else latent_shape
     return randn_tensor(
-        shape_of(pipe, config.num_frames, config.height, config.width),
+        FAMILIES[family].latent_shape(pipe, config),
         generator=generator,
         device=pipe._execution_device,
         dtype=pipe.transformer.dtype,
@@ -295,7 +291,7 @@ def initial_noise(pipe, config: LMPConfig, generator, family: str = "cogvideox")
 
 def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generator, family: str = "cogvideox") -> dict:
     """The pipeline call's arguments for ``prompt`` from ``config`` (resolved) and the initial ``noise``."""
-    kwargs = dict(
+    return dict(
         prompt=prompt,
         negative_prompt=config.negative_prompt,
         height=config.height,
@@ -307,10 +303,8 @@ def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generat
         latents=noise,
         max_sequence_length=config.max_sequence_length,
         output_type="pt",
+        **FAMILIES[family].call_kwargs(config),
     )
-    if family != "wan":  # a CogVideoX option
-        kwargs["use_dynamic_cfg"] = config.use_dynamic_cfg
-    return kwargs
 
 
 def baseline_generation(pipe, prompt: str, config: LMPConfig, generator, **call_kwargs) -> torch.Tensor:
@@ -321,18 +315,13 @@ def baseline_generation(pipe, prompt: str, config: LMPConfig, generator, **call_
     return pipe(**sampling_kwargs(config, prompt, noise, generator, family), **call_kwargs).frames[0]
 
 
-def _is_wan(pipe) -> bool:
-    return any(cls.__name__ in WAN_PIPELINES for cls in type(pipe).__mro__)
-
-
 def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argument: str) -> list[int]:
     """Positions of the subject word(s) in ``prompt``'s text tokens; the error names word and tokens."""
+    family = FAMILIES[pipeline_family(pipe)]
     positions: set[int] = set()
     for word in _subject_words(subject):
         try:
-            positions.update(
-                word_token_indices(pipe.tokenizer, prompt, word, max_length=config.max_sequence_length)
-            )
+            positions.update(family.subject_token_positions(pipe, prompt, word, config))
         except ValueError as error:
             raise MotionTransferError(f"{argument}: {error}") from None
     return sorted(positions)
@@ -342,21 +331,20 @@ def _resolved_config(pipe, config: LMPConfig, family: str = "cogvideox") -> LMPC
     """A validated copy of ``config`` with the model's geometry filled in where it is ``None``."""
     if not isinstance(config, LMPConfig):
         raise MotionTransferError(f"config must be an LMPConfig, got {type(config).__name__}")
-    spatial = pipe.vae_scale_factor_spatial
+    if family != "hunyuan_video":
+        changed = [name for name, default in HUNYUAN_ONLY_FIELDS.items() if getattr(config, name) != default]
+        if changed:
+            raise MotionTransferError(
+                f"LMPConfig {', '.join(changed)} only apply to HunyuanVideo, but {type(pipe).__name__} is "
+                f"{family}; leave them at their defaults ({HUNYUAN_ONLY_FIELDS})"
+            )
     values = config.to_dict()
-    if family == "wan":
-        # Wan's transformer config has no sample size: the pipeline's defaults (480 x 832, 81 frames, 512).
-        defaults = inspect.signature(pipe.__call__).parameters
-        for name in ("height", "width", "num_frames", "max_sequence_length"):
-            values[name] = getattr(config, name) or defaults[name].default
-    else:
-        transformer = pipe.transformer.config
-        values["height"] = config.height or transformer.sample_height * spatial
-        values["width"] = config.width or transformer.sample_width * spatial
-        values["num_frames"] = config.num_frames or transformer.sample_frames
-        values["max_sequence_length"] = config.max_sequence_length or transformer.max_text_seq_length
+    # Geometry left None: the model's own (CogVideoX: its transformer's sample size; Wan and HunyuanVideo:
+    # the pipeline call's defaults).
+    for name, default in FAMILIES[family].geometry_defaults(pipe).items():
+        values[name] = getattr(config, name) or default
     resolved = LMPConfig.from_dict(values).validate()
-    temporal = pipe.vae_scale_factor_temporal
+    temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
     if (resolved.num_frames - 1) % temporal:
         raise MotionTransferError(
             f"num_frames={resolved.num_frames} does not fit the VAE: it must be {temporal}k + 1 (e.g. "
@@ -380,14 +368,6 @@ def _subject_words(subject) -> list[str]:
 
 def _normalised(subject) -> tuple[str, ...]:
     return tuple(sorted(word.lower() for word in _subject_words(subject)))
-
-
-@torch.no_grad()
-def decode_latents(pipe, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Frames ``(F, 3, H, W)`` in [0, 1] of pipeline-layout latents (CogVideoX 1.5 padding dropped)."""
-    padding = (padded_num_frames(pipe, num_frames) - num_frames) // pipe.vae_scale_factor_temporal
-    video = pipe.decode_latents(latents[:, padding:].to(pipe.vae.dtype))
-    return pipe.video_processor.postprocess_video(video=video, output_type="pt")[0]
 
 
 class StepProgress:

@@ -4,12 +4,14 @@
         --reference-prompt "a dog runs on the grass" --reference-subject dog \\
         --prompt "a cat runs on the grass" --subject cat --seed 0 --out runs/cat
 
-``--model tiny:t2v`` / ``tiny:i2v`` build the tiny random test pipelines (no download), for trying the
-command. The output folder receives ``video.mp4`` and ``video.gif`` (the result), ``side_by_side.mp4``
-and ``side_by_side.gif`` (reference | result), ``config.json`` (the resolved config plus the run's
-inputs, enough to repeat it) and ``masks.html`` (FBDM's foreground maps and masks per step). Every file
-is written to a temporary name and renamed. All inputs are checked before the model is loaded or any
-denoising starts; a problem exits with status 2 and one line saying what to fix.
+``--model`` is a local diffusers folder of a pipeline ``motion_transfer`` drives (CogVideoX T2V / I2V, Wan
+2.1 / 2.2 T2V / I2V, HunyuanVideo T2V); ``tiny:t2v`` / ``tiny:i2v`` build the tiny random CogVideoX test
+pipelines (no download), for trying the command. The output folder receives ``video.mp4`` and
+``video.gif`` (the result), ``side_by_side.mp4`` and ``side_by_side.gif`` (reference | result),
+``config.json`` (the resolved config plus the run's inputs, enough to repeat it) and ``masks.html``
+(FBDM's foreground maps and masks per step). Every file is written to a temporary name and renamed. All
+inputs are checked before the model is loaded or any denoising starts; a problem exits with status 2 and
+one line saying what to fix.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class InputError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, help="local diffusers CogVideoX folder (T2V or I2V), or tiny:t2v / tiny:i2v"
+        "--model",
+        required=True,
+        help="local diffusers folder (CogVideoX, Wan or HunyuanVideo; T2V or I2V), or tiny:t2v / tiny:i2v",
     )
     parser.add_argument(
         "--reference",
@@ -64,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         default="float32",
         choices=sorted(DTYPES),
-        help="weights dtype (bf16 for CogVideoX-5B on GPU)",
+        help="weights dtype (bf16 for CogVideoX-5B, Wan or HunyuanVideo on GPU)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     parser.add_argument(
@@ -113,7 +117,8 @@ def check_inputs(args: argparse.Namespace):
         raise InputError(
             f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); "
             "pass the local "
-            "folder of a CogVideoX checkpoint (e.g. CogVideoX-5b or CogVideoX-5b-I2V), or tiny:t2v / tiny:i2v"
+            "folder of a CogVideoX, Wan or HunyuanVideo checkpoint (e.g. CogVideoX-5b, Wan2.1-I2V-14B-480P-Diffusers, "
+            "HunyuanVideo), or tiny:t2v / tiny:i2v"
         )
     return config
 

@@ -1,4 +1,4 @@
-"""Wan text-to-video latents for motion transfer: their shape, and encoding / decoding a reference video.
+"""Wan latents for motion transfer: their shape, and encoding / decoding a reference video.
 
 Wan's latents are ``(B, channels, latent frames, h, w)`` (CogVideoX's are ``(B, frames, channels, h, w)``)
 and normalised per channel with the VAE's ``latents_mean`` / ``latents_std``, exactly as ``WanPipeline``
@@ -11,10 +11,13 @@ import torch
 
 
 def wan_latent_shape(pipe, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-    """Shape ``(1, channels, latent frames, h, w)`` of ``WanPipeline``'s initial latent (``latents=``)."""
+    """Shape ``(1, channels, latent frames, h, w)`` of a Wan pipeline's initial latent (``latents=``).
+
+    The VAE's latent channels: image-to-video transformers take more (the first frame's condition).
+    """
     frames = (num_frames - 1) // pipe.vae_scale_factor_temporal + 1
     spatial = pipe.vae_scale_factor_spatial
-    return (1, pipe.transformer.config.in_channels, frames, height // spatial, width // spatial)
+    return (1, pipe.vae.config.z_dim, frames, height // spatial, width // spatial)
 
 
 def _normalisation(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -77,6 +77,44 @@ class Recorder:
         self.calls[call.layer]["output"] = output.detach().clone()
 
 
+class TransferProbe:
+    """Test plugin for ``motion_transfer`` runs: each forward's inputs and branches, each call's branches.
+
+    Read-only. ``forwards`` holds ``(step, branches, inputs, transformer)`` after every other plugin added
+    its rows; ``calls`` holds ``(step, layer, role, branches)`` of every hooked attention call.
+    """
+
+    name = "test.transfer-probe"
+
+    def __init__(self):
+        self.forwards: list[tuple[int, dict, dict, object]] = []
+        self.calls: list[tuple[int, int, str, dict]] = []
+
+    @attnkit.hookimpl(trylast=True)
+    def attnkit_model_inputs(self, session, inputs):
+        copied = {
+            key: value.clone() if isinstance(value, torch.Tensor) else value for key, value in inputs.inputs.items()
+        }
+        self.forwards.append((session.step, dict(session.branches), copied, session.adapter.model))
+
+    @attnkit.hookimpl
+    def attnkit_qkv(self, call):
+        self.calls.append((call.step, call.layer, call.layout.role, dict(call.branches)))
+
+
+def probe_transfer(monkeypatch, probe) -> None:
+    """Make ``motion_transfer`` attach ``probe`` beside its own plugins."""
+    from attnkit_lmp import transfer as transfer_module
+
+    original = transfer_module.make_plugins
+
+    def with_probe(*args, **kwargs):
+        plugins, fbdm, asm = original(*args, **kwargs)
+        return [*plugins, probe], fbdm, asm
+
+    monkeypatch.setattr(transfer_module, "make_plugins", with_probe)
+
+
 def run_forward(pipe, plugins, inputs=None, branches=BRANCHES):
     inputs = forward_inputs(pipe) if inputs is None else inputs
     with torch.no_grad(), attnkit.attach(pipe.transformer, plugins=plugins, branches=branches):

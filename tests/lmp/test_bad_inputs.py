@@ -26,7 +26,7 @@ def no_long_work(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("long work started before the bad input was reported")
 
-    monkeypatch.setattr(transfer_module, "latent_shape", started)
+    monkeypatch.setattr(transfer_module, "initial_noise", started)
 
 
 def call(pipe, reference=None, **overrides):

@@ -1,4 +1,5 @@
-"""The ``attnkit-lmp transfer`` command: outputs written, a saved checkpoint loaded by path, bad input."""
+"""The ``attnkit-lmp transfer`` command: outputs written, saved checkpoints (CogVideoX, HunyuanVideo, Wan
+image-to-video) loaded by path, bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import imageio.v3 as iio
 import pytest
 import torch
 
-from attnkit.testing import tiny_cogvideox_pipeline, tiny_image
+from attnkit.testing import (
+    tiny_cogvideox_pipeline,
+    tiny_hunyuan_pipeline,
+    tiny_image,
+    tiny_wan_image,
+    tiny_wan_pipeline,
+)
 from attnkit_lmp import LMPConfig
 from attnkit_lmp import transfer_command
 from attnkit_lmp.cli import main, registered_commands
@@ -76,6 +83,37 @@ def test_a_saved_i2v_checkpoint_loads_by_path(tmp_path, reference_gif):
     out = tmp_path / "run"
     assert main(arguments(out, reference_gif, str(model), "--image", str(image))) == 0
     assert load_frames(out / "video.gif").shape[0] == 9
+
+
+def test_a_saved_hunyuan_video_checkpoint_loads_by_path(tmp_path, reference_gif):
+    model = tmp_path / "tiny-hunyuan"
+    tiny_hunyuan_pipeline().save_pretrained(model)
+    config = tmp_path / "hunyuan.yaml"
+    # The tiny word tokenizer has no Llama chat template: the prompt is used as it is.
+    LMPConfig(
+        height=64, width=64, num_frames=9, max_sequence_length=16, true_cfg_scale=2.0,
+        prompt_template={"template": "{}", "crop_start": 0},
+    ).save(config)
+    out = tmp_path / "run"
+    assert main(arguments(out, reference_gif, str(model), "--config", str(config))) == 0
+    assert load_frames(out / "video.gif").shape[0] == 9
+    run = json.loads((out / "config.json").read_text())
+    assert run["config"]["prompt_template"] == {"template": "{}", "crop_start": 0}
+    assert run["config"]["true_cfg_scale"] == 2.0 and run["config"]["num_inference_steps"] == 2
+    assert "dog: foreground mask" in (out / "masks.html").read_text()
+
+
+def test_a_saved_wan_image_to_video_checkpoint_loads_by_path(tmp_path, reference_gif):
+    model = tmp_path / "tiny-wan-i2v"
+    tiny_wan_pipeline("i2v").save_pretrained(model)
+    config = tmp_path / "wan.yaml"
+    LMPConfig(height=64, width=64, num_frames=9, guidance_scale=5.0).save(config)  # text: the pipeline's 512
+    image = tmp_path / "first.png"
+    tiny_wan_image().save(image)
+    out = tmp_path / "run"
+    assert main(arguments(out, reference_gif, str(model), "--config", str(config), "--image", str(image))) == 0
+    assert load_frames(out / "video.gif").shape[0] == 9
+    assert json.loads((out / "config.json").read_text())["config"]["max_sequence_length"] == 512
 
 
 def bad_run(capsys, argv):
