@@ -83,8 +83,10 @@ class TrainConfig:
     RESUME_FIELDS = ("batch_size", "prompt_dropout", "white_background_probability")
 
 
-def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig, region: int = 8) -> torch.Tensor:
     """MSE of the predicted clean clip, plus MSEs of its region means, frame means and frame-to-frame changes.
+
+    ``region`` is the side in pixels of the pooled regions: the model's patch, i.e. one video token.
 
     All three terms are minimised by the same prediction (the conditional mean of the clip), so the
     pooled terms add no bias; they add signal. Per pixel, the object's colour is ~10 % of the frame
@@ -99,7 +101,7 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig) -
     loss = ((predicted - clean) ** 2).mean()
     if config.region_loss_weight:
         loss = (
-            loss + config.region_loss_weight * ((_region_means(predicted) - _region_means(clean)) ** 2).mean()
+            loss + config.region_loss_weight * ((_region_means(predicted, region) - _region_means(clean, region)) ** 2).mean()
         )
     if config.frame_mean_loss_weight:
         frame_error = predicted.mean(dim=(-2, -1)) - clean.mean(dim=(-2, -1))
@@ -270,7 +272,7 @@ def train(
                 image_rotary_emb=rotary,
                 return_dict=False,
             )[0]
-            loss = x0_loss(predicted, clean, train_config)
+            loss = x0_loss(predicted, clean, train_config, region=model_config.patch_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)

@@ -26,6 +26,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "white": (255, 255, 255)}
 DEFAULT_BACKGROUND = "black"
+# Trajectory speeds are defined for frames of this side and scale with the frame (see trajectory_path).
+REFERENCE_FRAME_SIDE = 32
 
 TRAIN_TRAJECTORIES: tuple[str, ...] = ("straight", "bouncing", "curved", "stop_and_go")
 HELDOUT_TRAJECTORIES: tuple[str, ...] = ("wave", "accelerating")
@@ -282,40 +284,44 @@ def trajectory_path(kind: str, rng: np.random.Generator, config: WorldConfig = D
     ``bouncing`` (constant speed, reflected at the walls, at least one bounce), ``curved`` (circular
     arc), ``stop_and_go`` (straight with a two-frame pause), and the held-out ``wave`` (a line with a
     sinusoidal sideways swing) and ``accelerating`` (straight, speed growing linearly).
+
+    Speeds and radii are given for a 32 px frame and scale with the smaller side of the frame, so a
+    smaller world has the same motion relative to its size.
     """
     _check_choice("trajectory", kind, TRAJECTORIES)
     config.validate()
     low = np.array([config.margin, config.margin])
     high = np.array([config.width - config.margin, config.height - config.margin])
     steps = np.arange(config.num_frames, dtype=np.float64)
+    scale = min(config.height, config.width) / REFERENCE_FRAME_SIDE
     for _ in range(1000):
         start = rng.uniform(low, high)
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
         if kind == "straight":
-            path = start + np.outer(steps * rng.uniform(1.5, 2.5), direction)
+            path = start + np.outer(steps * scale * rng.uniform(1.5, 2.5), direction)
         elif kind == "stop_and_go":
-            speeds = np.full(config.num_frames - 1, rng.uniform(2.0, 3.0))
+            speeds = np.full(config.num_frames - 1, scale * rng.uniform(2.0, 3.0))
             pause_start = rng.integers(1, max(2, config.num_frames - 3))
             speeds[pause_start : pause_start + 2] = 0.0
             distance = np.concatenate([[0.0], np.cumsum(speeds)])
             path = start + np.outer(distance, direction)
         elif kind == "accelerating":
-            speeds = np.linspace(0.4, 3.4, config.num_frames - 1)
+            speeds = scale * np.linspace(0.4, 3.4, config.num_frames - 1)
             path = start + np.outer(np.concatenate([[0.0], np.cumsum(speeds)]), direction)
         elif kind == "curved":
-            radius = rng.uniform(6.0, 12.0)
-            angular_step = rng.uniform(1.5, 2.5) / radius * rng.choice([-1.0, 1.0])
+            radius = scale * rng.uniform(6.0, 12.0)
+            angular_step = scale * rng.uniform(1.5, 2.5) / radius * rng.choice([-1.0, 1.0])
             angles = angle + steps * angular_step
             centre = start - radius * np.array([np.cos(angle), np.sin(angle)])
             path = centre + radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
         elif kind == "wave":
-            along = steps * rng.uniform(1.5, 2.2)
-            sideways = rng.uniform(2.5, 4.0) * np.sin(2 * np.pi * steps / (config.num_frames - 1))
+            along = steps * scale * rng.uniform(1.5, 2.2)
+            sideways = scale * rng.uniform(2.5, 4.0) * np.sin(2 * np.pi * steps / (config.num_frames - 1))
             normal = np.array([-direction[1], direction[0]])
             path = start + np.outer(along, direction) + np.outer(sideways, normal)
         else:  # bouncing
-            unfolded = start + np.outer(steps * rng.uniform(2.5, 3.5), direction)
+            unfolded = start + np.outer(steps * scale * rng.uniform(2.5, 3.5), direction)
             if np.all((unfolded >= low) & (unfolded <= high)):
                 continue  # no wall was hit: not a bounce
             path = _fold_into_box(unfolded, low, high)

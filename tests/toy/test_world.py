@@ -112,3 +112,16 @@ def test_substitute_subject_changes_colour_and_shape_and_is_seeded():
         assert colour != spec.colour and shape != spec.shape
         assert substitute_subject(spec) == (colour, shape)
         assert substitute_background(spec) != spec.background
+
+
+@pytest.mark.parametrize("trajectory", TRAJECTORIES)
+def test_motion_scales_with_the_frame(trajectory):
+    small = WorldConfig(height=16, width=16, object_size=6)
+    full_speeds = np.linalg.norm(np.diff(render_clip(ClipSpec("red", "square", trajectory, seed=5)).path, axis=0), axis=1)
+    small_path = render_clip(ClipSpec("red", "square", trajectory, seed=5), small).path
+    small_speeds = np.linalg.norm(np.diff(small_path, axis=0), axis=1)
+    # Same random draws, half the frame: half the distance per frame (bouncing folds at other walls).
+    if trajectory != "bouncing":
+        np.testing.assert_allclose(small_speeds, full_speeds / 2, atol=1e-9)
+    assert 0 < np.median(small_speeds) <= 3.5 / 2
+    assert np.all((small_path >= small.margin - 1e-9) & (small_path <= 16 - small.margin + 1e-9))
