@@ -19,7 +19,15 @@ import numpy as np
 
 TOY_METRIC_NAMES: tuple[str, ...] = ("path_error", "appearance_kept", "object_present", "centroid_mf")
 CENTROID_MIN_DISPLACEMENT = 0.25
-"""Pixels per frame of a 32-px toy frame: the slowest held-out step is 0.4 px (the accelerating path's first)."""
+"""Pixels per frame of a 32-px toy frame: the slowest held-out step is 0.4 px (the accelerating path's first).
+Scaled with the frame side, as the world's motion is (:func:`centroid_min_displacement`)."""
+
+
+def centroid_min_displacement(frame_side: int) -> float:
+    """Centroid steps shorter than this (px) have no direction in MF, for frames of ``frame_side`` px."""
+    from attnkit_lmp.toy.world import REFERENCE_FRAME_SIDE
+
+    return CENTROID_MIN_DISPLACEMENT * frame_side / REFERENCE_FRAME_SIDE
 
 
 def subject_appearance(subject: str) -> tuple[str | None, str | None]:
@@ -53,11 +61,15 @@ def toy_world_metrics(
         "path_error": float(distances.mean()) if both.any() else float("nan"),
         "appearance_kept": float(reading.colour == colour and reading.shape == shape),
         "object_present": float(present.mean()),
-        "centroid_mf": _centroid_motion_fidelity(generated_centroids, present, reference_centroids),
+        "centroid_mf": _centroid_motion_fidelity(
+            generated_centroids, present, reference_centroids, min(generated_frames.shape[1:3])
+        ),
     }
 
 
-def _centroid_motion_fidelity(generated: np.ndarray, present: np.ndarray, reference: np.ndarray) -> float:
+def _centroid_motion_fidelity(
+    generated: np.ndarray, present: np.ndarray, reference: np.ndarray, frame_side: int
+) -> float:
     from .motion_fidelity import motion_fidelity
 
     if not np.isfinite(reference).all():
@@ -68,7 +80,7 @@ def _centroid_motion_fidelity(generated: np.ndarray, present: np.ndarray, refere
         filled[None],
         reference[None],
         generated_visible=present[None],
-        min_displacement=CENTROID_MIN_DISPLACEMENT,
+        min_displacement=centroid_min_displacement(frame_side),
     ).score
 
 

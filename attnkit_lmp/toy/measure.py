@@ -80,12 +80,10 @@ GOALS = {
     "lmp_appearance_kept_min": 0.90,
 }
 
-# Grid tracking: frames are upscaled by this factor, a GRID_SIZE x GRID_SIZE grid is tracked.
+# Grid tracking: frames are upscaled by this factor, a GRID_SIZE x GRID_SIZE grid is tracked. (A larger
+# factor for 16-px frames was worse: LK lost most points of 8x-upscaled frames.)
 GRID_UPSCALE = 4
 GRID_SIZE = 16
-# Steps shorter than this (pixels of the 32-px frame) have no direction in MF. The library default
-# (0.5 px) is made for DAVIS; here the slowest held-out step is 0.4 px (the accelerating path's first).
-MIN_DISPLACEMENT_PX = 0.25
 # A pixel is "of colour c" when c is its nearest colour among palette and background and it is this close.
 COLOUR_MATCH_DISTANCE = 90.0
 
@@ -283,9 +281,14 @@ def frames_to_uint8(frames) -> np.ndarray:
     return array
 
 
-def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray) -> float:
-    """MF of one centroid tracklet (T, 2) against another; a frame without object drops the tracklet (MF 0)."""
+def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, frame_side: int = 32) -> float:
+    """MF of one centroid tracklet (T, 2) against another; a frame without object drops the tracklet (MF 0).
+
+    Steps shorter than :func:`~attnkit_lmp.eval.toy_metrics.centroid_min_displacement` have no direction
+    (the library's 0.5 px default is made for DAVIS; the slowest held-out step is 0.4 px of a 32-px frame).
+    """
     from attnkit_lmp.eval.motion_fidelity import motion_fidelity
+    from attnkit_lmp.eval.toy_metrics import centroid_min_displacement
 
     visible = np.isfinite(generated).all(axis=1)
     filled = np.where(visible[:, None], generated, np.nanmean(generated, axis=0) if visible.any() else 0.0)
@@ -293,13 +296,14 @@ def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray) -> fl
         filled[None],
         reference[None],
         generated_visible=visible[None],
-        min_displacement=MIN_DISPLACEMENT_PX,
+        min_displacement=centroid_min_displacement(frame_side),
     ).score
 
 
 def grid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, tracker=None) -> float:
     """MF of Lucas-Kanade grid tracks of two ``(T, H, W, 3)`` uint8 videos, both upscaled ``GRID_UPSCALE`` x."""
     from attnkit_lmp.eval.motion_fidelity import motion_fidelity
+    from attnkit_lmp.eval.toy_metrics import centroid_min_displacement
     from attnkit_lmp.eval.trackers import build_tracker
 
     tracker = tracker or build_tracker("lucas-kanade")
@@ -314,7 +318,7 @@ def grid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, tracker=N
         reference_points.tracks,
         generated_visible=generated_points.visible,
         reference_visible=reference_points.visible,
-        min_displacement=MIN_DISPLACEMENT_PX * GRID_UPSCALE,
+        min_displacement=centroid_min_displacement(min(reference.shape[1:3])) * GRID_UPSCALE,
     ).score
 
 
@@ -405,7 +409,9 @@ def score_transfer(frames, clip: Clip, case: TransferCase, fbdm_records=None, tr
     video = frames_to_uint8(frames)
     reading = read_frames(video)
     scores = {
-        "motion_fidelity_centroid": centroid_motion_fidelity(reading.centroids, clip.centroids),
+        "motion_fidelity_centroid": centroid_motion_fidelity(
+            reading.centroids, clip.centroids, min(clip.frames.shape[1:3])
+        ),
         "motion_fidelity_grid": grid_motion_fidelity(video, clip.frames, tracker),
         **path_errors(reading.centroids, clip.centroids),
         **appearance_scores(video, case, reading),

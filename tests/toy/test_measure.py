@@ -19,7 +19,7 @@ from attnkit_lmp.toy.measure import (
     score_transfer,
     toy_lmp_config,
 )
-from attnkit_lmp.toy.world import HELDOUT_TRAJECTORIES, render_clip, render_path
+from attnkit_lmp.toy.world import HELDOUT_TRAJECTORIES, WorldConfig, render_clip, render_path
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,16 @@ def test_a_perfect_transfer_scores_full_motion_fidelity_zero_path_error_and_kept
     assert scores["path_error"] < 1.0
     assert scores["path_error_reversed"] > scores["path_error"] + 2
     assert scores["appearance_kept"] and scores["reference_colour_share"] == 0.0
+
+
+def test_a_perfect_transfer_in_a_16_px_world_scores_like_one_in_the_32_px_world(case):
+    small = WorldConfig(height=16, width=16, object_size=6)
+    clip = render_clip(case.reference, small)
+    frames, _ = render_path(case.target_colour, case.target_shape, clip.path, case.reference.background, small)
+    scores = score_transfer(frames, clip, case)
+    assert scores["motion_fidelity_centroid"] > 0.95
+    assert scores["motion_fidelity_grid"] > 0.8
+    assert scores["path_error"] < 0.5
 
 
 def test_the_reversed_path_scores_negative_motion_fidelity(case, clip):
