@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from attnkit_lmp.toy.world import COLOURS, SHAPES, weighted_centroids
+from attnkit_lmp.toy.world import COLOURS, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
 
 # Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest
 # object/background colour distance of the palette, i.e. the 50% coverage of the ground-truth masks.
 FOREGROUND_DISTANCE = 100.0
+# Fewest pixels an object of a 32-px frame has (scaled with the frame area); smaller regions are noise.
+MIN_OBJECT_AREA = 20.0
 # Shape prototypes: (fill ratio of the bounding box, mean width of the top quarter / bottom quarter),
 # the medians measured on rendered clips (square ~1.0/1.0, circle ~0.79/1.0, triangle ~0.58/0.18).
 SHAPE_PROTOTYPES: dict[str, tuple[float, float]] = {
@@ -95,9 +97,15 @@ def estimate_background(frames: np.ndarray) -> np.ndarray:
     return np.median(border, axis=0)
 
 
-def read_frames(frames, min_area: float = 20.0) -> FrameReading:
-    """Segment, locate and classify the object in ``frames`` (T,H,W,3 uint8 or float in [0,1])."""
+def read_frames(frames, min_area: float | None = None) -> FrameReading:
+    """Segment, locate and classify the object in ``frames`` (T,H,W,3 uint8 or float in [0,1]).
+
+    A frame whose largest region is smaller than ``min_area`` pixels has no object; by default 20 px of a
+    32-px frame, scaled with the frame's area (a 6 px triangle of a 16-px world covers ~18 px).
+    """
     frames = to_uint8_frames(frames)
+    if min_area is None:
+        min_area = MIN_OBJECT_AREA * frames.shape[1] * frames.shape[2] / REFERENCE_FRAME_SIDE**2
     background = estimate_background(frames)
     distance = np.linalg.norm(frames.astype(np.float64) - background, axis=-1)
     masks = np.zeros(distance.shape, dtype=bool)

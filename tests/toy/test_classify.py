@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attnkit_lmp.toy.classify import COHERENCE_MAX_RATIO, colour_fractions, path_report, read_frames
-from attnkit_lmp.toy.world import COLOURS, SHAPES, ClipSpec, random_clip_spec, render_clip
+from attnkit_lmp.toy.world import COLOURS, SHAPES, ClipSpec, WorldConfig, random_clip_spec, render_clip
 
 
 @pytest.mark.parametrize("background", ["black", "white"])
@@ -71,3 +71,12 @@ def test_colour_fractions_split_two_objects_by_their_areas():
     blue_area = (blue.masks[:, :, 16:]).sum()
     assert fractions["red"] == pytest.approx(red_area / (red_area + blue_area), abs=0.1)
     assert fractions["green"] == 0 and fractions["yellow"] == 0
+
+
+def test_small_world_objects_are_found_in_every_frame():
+    small = WorldConfig(height=16, width=16, object_size=6)
+    for seed in range(40):
+        clip = render_clip(random_clip_spec(seed, "train"), small)
+        reading = read_frames(clip.frames)
+        assert np.isfinite(reading.centroids).all(), clip.spec
+        assert reading.colour == clip.spec.colour
