@@ -1,4 +1,4 @@
-"""Argument parsing for the toy world's commands (``train``, ``quality``, ``measure``), reusable by ``attnkit-lmp toy``."""
+"""Argument parsing for the toy world's commands (``train``, ``quality``, ``measure``, ``diagnose``), reusable by ``attnkit-lmp toy``."""
 
 from __future__ import annotations
 
@@ -45,9 +45,11 @@ def add_toy_commands(subparsers) -> None:
     quality.add_argument("--json", default=None, help="write the report here (default: MODEL/quality.json)")
     quality.set_defaults(handler=_run_quality)
 
+    from attnkit_lmp.toy.diagnose import add_diagnose_parser
     from attnkit_lmp.toy.measure import add_measure_parser
 
     add_measure_parser(subparsers)
+    add_diagnose_parser(subparsers)
 
 
 def _run_train(args) -> int:
