@@ -122,7 +122,7 @@ def generate_and_score(
     timings = timings if timings is not None else {}
     case = dataclasses.replace(demo_case(), noise_seed=seed)
     clip = render_clip(case.reference, world_of(pipe))
-    config = toy_lmp_config(steps)
+    config = toy_lmp_config(steps, pipe.transformer.config.num_layers)
 
     baseline = run_baseline(pipe, case.prompt, config, case.noise_seed, progress=progress)
     timings["baseline"] = baseline.seconds

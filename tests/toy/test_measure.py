@@ -127,6 +127,13 @@ def test_toy_config_scales_threshold_fractions_and_takes_overrides():
     assert toy_lmp_config(50).rmtm_steps > toy_lmp_config(10).rmtm_steps
 
 
+def test_toy_config_names_layer_sets_relative_to_the_models_depth():
+    assert toy_lmp_config(10).fbdm_layers == [0, 1, 2]  # first half of the 6-layer toy architecture
+    assert toy_lmp_config(10, num_layers=4).fbdm_layers == [0, 1]
+    assert toy_lmp_config(10, num_layers=4, fbdm_layers="last").fbdm_layers == [3]
+    assert toy_lmp_config(10, fbdm_layers=None).fbdm_layers is None
+
+
 def test_overrides_parse_as_json_and_bad_ones_name_the_form():
     assert parse_overrides(["rmtm_layers=[1, 2]", "asm_eta=50", "rmtm_cfg_rows=cond"]) == {
         "rmtm_layers": [1, 2],
