@@ -88,10 +88,10 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig, r
 
     ``region`` is the side in pixels of the pooled regions: the model's patch, i.e. one video token.
 
-    All three terms are minimised by the same prediction (the conditional mean of the clip), so the
-    pooled terms add no bias; they add signal. Per pixel, the object's colour is ~10 % of the frame
-    and, at high noise, smeared over every place the object could be, so the per-pixel loss barely
-    rewards using the prompt's colour words (a model trained on it alone ignored them for 2,000
+    The MSE and the pooled terms are minimised by the same prediction (the conditional mean of the
+    clip), so the pooled terms add no bias; they add signal. Per pixel, the object's colour is ~10 % of
+    the frame and, at high noise, smeared over every place the object could be, so the per-pixel loss
+    barely rewards using the prompt's colour words (a model trained on it alone ignored them for 2,000
     steps). The frame mean depends on that colour directly. (Weighting object pixels more instead
     biases the prediction towards "object everywhere": samples filled the frame with the colour.)
     The temporal term (differences of consecutive frames) is linear in the clip too, so it has the
@@ -100,9 +100,8 @@ def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig, r
     """
     loss = ((predicted - clean) ** 2).mean()
     if config.region_loss_weight:
-        loss = (
-            loss + config.region_loss_weight * ((_region_means(predicted, region) - _region_means(clean, region)) ** 2).mean()
-        )
+        region_error = _region_means(predicted, region) - _region_means(clean, region)
+        loss = loss + config.region_loss_weight * (region_error**2).mean()
     if config.frame_mean_loss_weight:
         frame_error = predicted.mean(dim=(-2, -1)) - clean.mean(dim=(-2, -1))
         loss = loss + config.frame_mean_loss_weight * (frame_error**2).mean()
