@@ -61,19 +61,23 @@ def toy_world_metrics(
         "path_error": float(distances.mean()) if both.any() else float("nan"),
         "appearance_kept": float(reading.colour == colour and reading.shape == shape),
         "object_present": float(present.mean()),
-        "centroid_mf": _centroid_motion_fidelity(
-            generated_centroids, present, reference_centroids, min(generated_frames.shape[1:3])
+        "centroid_mf": centroid_motion_fidelity(
+            generated_centroids, reference_centroids, min(generated_frames.shape[1:3])
         ),
     }
 
 
-def _centroid_motion_fidelity(
-    generated: np.ndarray, present: np.ndarray, reference: np.ndarray, frame_side: int
-) -> float:
+def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, frame_side: int = 32) -> float:
+    """MF of one centroid tracklet (T, 2) against another; a frame without object drops the tracklet (MF 0).
+
+    Steps shorter than :func:`centroid_min_displacement` have no direction (the library's 0.5 px default
+    is made for DAVIS). NaN when the reference itself shows no object somewhere: nothing to compare with.
+    """
     from .motion_fidelity import motion_fidelity
 
     if not np.isfinite(reference).all():
-        return float("nan")  # the reference itself shows no object somewhere: nothing to compare with
+        return float("nan")
+    present = np.isfinite(generated).all(axis=1)
     # Positions of frames without object are placeholders; visibility drops the tracklet (MF 0).
     filled = np.where(present[:, None], generated, 0.0)
     return motion_fidelity(

@@ -290,25 +290,6 @@ def frames_to_uint8(frames) -> np.ndarray:
     return array
 
 
-def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, frame_side: int = 32) -> float:
-    """MF of one centroid tracklet (T, 2) against another; a frame without object drops the tracklet (MF 0).
-
-    Steps shorter than :func:`~attnkit_lmp.eval.toy_metrics.centroid_min_displacement` have no direction
-    (the library's 0.5 px default is made for DAVIS; the slowest held-out step is 0.4 px of a 32-px frame).
-    """
-    from attnkit_lmp.eval.motion_fidelity import motion_fidelity
-    from attnkit_lmp.eval.toy_metrics import centroid_min_displacement
-
-    visible = np.isfinite(generated).all(axis=1)
-    filled = np.where(visible[:, None], generated, np.nanmean(generated, axis=0) if visible.any() else 0.0)
-    return motion_fidelity(
-        filled[None],
-        reference[None],
-        generated_visible=visible[None],
-        min_displacement=centroid_min_displacement(frame_side),
-    ).score
-
-
 def grid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, tracker=None) -> float:
     """MF of Lucas-Kanade grid tracks of two ``(T, H, W, 3)`` uint8 videos, both upscaled ``GRID_UPSCALE`` x."""
     from attnkit_lmp.eval.motion_fidelity import motion_fidelity
@@ -413,6 +394,7 @@ def fbdm_scores(records: list, clip: Clip) -> dict[str, float]:
 
 def score_transfer(frames, clip: Clip, case: TransferCase, fbdm_records=None, tracker=None) -> dict:
     """Every metric of one generated clip against its reference (see the module docstring)."""
+    from attnkit_lmp.eval.toy_metrics import centroid_motion_fidelity
     from attnkit_lmp.toy.classify import read_frames
 
     video = frames_to_uint8(frames)
