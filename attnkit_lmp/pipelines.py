@@ -24,9 +24,6 @@ from .config import LMPConfig
 from .reference import encode_first_frame, encode_video, latent_shape, padded_num_frames
 from .wan_latents import decode_wan_latents, encode_wan_video, wan_latent_shape
 
-# HunyuanVideo-only fields of LMPConfig and their defaults (an error elsewhere rather than ignored).
-HUNYUAN_ONLY_FIELDS = {"true_cfg_scale": 1.0, "prompt_template": None}
-
 
 @dataclass
 class ReferencePrompt:
@@ -56,7 +53,11 @@ class PipelineFamily:
     """How ``motion_transfer`` drives the stock pipelines of one model family; subclasses fill it in."""
 
     name: str
+    title: str  # the family's name in messages
     channel_dim: int  # the channel axis of the pipeline's latents
+    # LMPConfig fields only this family uses, with their defaults: set on another family's pipeline they are
+    # an error (see foreign_config_fields) rather than silently ignored.
+    config_fields: dict = {}
 
     def unsupported_reason(self, pipe) -> str | None:
         """Why ``pipe``, of this family, is not driven (a message naming the variant), or None."""
@@ -111,6 +112,7 @@ class PipelineFamily:
 
 class CogVideoXFamily(PipelineFamily):
     name = "cogvideox"
+    title = "CogVideoX"
     channel_dim = 2  # (B, frames, channels, h, w)
 
     def geometry_defaults(self, pipe) -> dict[str, int]:
@@ -148,6 +150,7 @@ class WanFamily(PipelineFamily):
     """Wan 2.1 / 2.2: one transformer, or two experts (``transformer_2`` below ``boundary_ratio``)."""
 
     name = "wan"
+    title = "Wan"
     channel_dim = 1  # (B, channels, frames, h, w)
 
     def unsupported_reason(self, pipe):
@@ -202,6 +205,8 @@ class HunyuanVideoFamily(PipelineFamily):
     row, embedded guidance (``guidance_scale``) and optional true CFG (``true_cfg_scale``)."""
 
     name = "hunyuan_video"
+    title = "HunyuanVideo"
+    config_fields = {"true_cfg_scale": 1.0, "prompt_template": None}
     channel_dim = 1  # (B, channels, frames, h, w)
 
     def latent_shape(self, pipe, config):
@@ -298,6 +303,17 @@ NOT_DRIVEN = {
         "the attnkit adapter itself handles the I2V transformer)"
     ),
 }
+
+
+def foreign_config_fields(family: str, config: LMPConfig) -> dict[str, dict]:
+    """Fields of ``config`` set away from their defaults that only *other* families use:
+    ``{family title: {field: default}}``."""
+    foreign = {}
+    for other in FAMILIES.values():
+        changed = {name: default for name, default in other.config_fields.items() if getattr(config, name) != default}
+        if other.name != family and changed:
+            foreign[other.title] = changed
+    return foreign
 
 
 def pipeline_entry(pipe) -> tuple[str, str] | None:

@@ -31,7 +31,7 @@ import attnkit
 from .asm import ASM
 from .config import LMPConfig
 from .fbdm import FBDM, FBDMRecord
-from .pipelines import FAMILIES, HUNYUAN_ONLY_FIELDS, NOT_DRIVEN, SUPPORTED_PIPELINES, pipeline_entry
+from .pipelines import FAMILIES, NOT_DRIVEN, SUPPORTED_PIPELINES, foreign_config_fields, pipeline_entry
 from .reference import ReferenceBranch
 from .rmtm import RMTM
 from .video_io import read_video
@@ -331,13 +331,11 @@ def _resolved_config(pipe, config: LMPConfig, family: str = "cogvideox") -> LMPC
     """A validated copy of ``config`` with the model's geometry filled in where it is ``None``."""
     if not isinstance(config, LMPConfig):
         raise MotionTransferError(f"config must be an LMPConfig, got {type(config).__name__}")
-    if family != "hunyuan_video":
-        changed = [name for name, default in HUNYUAN_ONLY_FIELDS.items() if getattr(config, name) != default]
-        if changed:
-            raise MotionTransferError(
-                f"LMPConfig {', '.join(changed)} only apply to HunyuanVideo, but {type(pipe).__name__} is "
-                f"{family}; leave them at their defaults ({HUNYUAN_ONLY_FIELDS})"
-            )
+    for owner, defaults in foreign_config_fields(family, config).items():
+        raise MotionTransferError(
+            f"LMPConfig {', '.join(defaults)} only apply to {owner}, but {type(pipe).__name__} is "
+            f"{family}; leave them at their defaults ({defaults})"
+        )
     values = config.to_dict()
     # Geometry left None: the model's own (CogVideoX: its transformer's sample size; Wan and HunyuanVideo:
     # the pipeline call's defaults).
