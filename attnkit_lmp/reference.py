@@ -139,8 +139,10 @@ class ReferenceBranch:
 
     def _noised(self, scheduler, session) -> torch.Tensor:
         """``z'_t`` from ``z'_0``: eq. 10 with a DDPM-style scheduler (CogVideoX), or its flow-matching form
-        ``z'_t = sigma_t eps + (1 - sigma_t) z'_0`` (schedulers with ``sigmas`` and no ``add_noise``: Wan)."""
-        if hasattr(scheduler, "add_noise"):
+        ``z'_t = sigma_t eps + (1 - sigma_t) z'_0`` (schedulers with ``sigmas`` and no ``add_noise``, Wan's
+        and HunyuanVideo's, or with flow sigmas: ``UniPCMultistepScheduler(use_flow_sigmas=True)``)."""
+        flow_sigmas = getattr(getattr(scheduler, "config", None), "use_flow_sigmas", False)
+        if hasattr(scheduler, "add_noise") and not flow_sigmas:
             return scheduler.add_noise(self.clean_latents, self.noise, self._timestep_tensor(session))
         if not hasattr(scheduler, "sigmas"):
             raise TypeError(
@@ -148,7 +150,8 @@ class ReferenceBranch:
                 "noised to the current step; use a DDPM-style or flow-matching scheduler"
             )
         # The formula of FlowMatchEulerDiscreteScheduler.scale_noise, with sigma looked up by the step's own
-        # timestep: scale_noise itself uses begin_index when the pipeline set one, i.e. sigma_0 every step.
+        # timestep: scale_noise (and UniPC's add_noise) use begin_index when the pipeline set one, i.e.
+        # sigma_0 every step.
         index = int(torch.argmin((scheduler.timesteps.float().cpu() - session.timestep).abs()))
         sigma = scheduler.sigmas[index].to(device=self.noise.device, dtype=self.noise.dtype)
         return sigma * self.noise + (1.0 - sigma) * self.clean_latents
