@@ -116,13 +116,15 @@ def generate_and_score(
 
     import torch
 
-    from attnkit_lmp.toy.measure import run_baseline, run_lmp, score_transfer, toy_lmp_config, world_of
+    from attnkit_lmp.toy.measure import run_baseline, run_lmp, score_transfer, toy_lmp_config
+    from attnkit_lmp.toy.model import toy_config_of
     from attnkit_lmp.toy.world import render_clip
 
     timings = timings if timings is not None else {}
     case = dataclasses.replace(demo_case(), noise_seed=seed)
-    clip = render_clip(case.reference, world_of(pipe))
-    config = toy_lmp_config(steps, pipe.transformer.config.num_layers)
+    model = toy_config_of(pipe)
+    clip = render_clip(case.reference, model.world)
+    config = toy_lmp_config(steps, model=model)
 
     baseline = run_baseline(pipe, case.prompt, config, case.noise_seed, progress=progress)
     timings["baseline"] = baseline.seconds

@@ -6,13 +6,13 @@ import argparse
 import sys
 from dataclasses import fields
 
-from attnkit_lmp.toy.model import ToyModelConfig
+from attnkit_lmp.toy.model import ARCHITECTURES, ToyModelConfig
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig
 
 
 def add_toy_commands(subparsers) -> None:
     """Add ``train`` and ``quality`` sub-commands to an ``argparse`` sub-parser collection."""
-    train = subparsers.add_parser("train", help="train the toy CogVideoX pipeline on rendered clips")
+    train = subparsers.add_parser("train", help="train a toy pipeline (CogVideoX or Wan) on rendered clips")
     train.add_argument("--out", required=True, help="output folder (checkpoint.pt, pipeline/, train.log)")
     train.add_argument("--steps", type=int, required=True, help="total number of training steps")
     train.add_argument("--seed", type=int, default=0)
@@ -24,10 +24,18 @@ def add_toy_commands(subparsers) -> None:
     train.add_argument("--checkpoint-every", type=int, default=250)
     train.add_argument("--log-every", type=int, default=25)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "--architecture",
+        choices=ARCHITECTURES,
+        default=ToyModelConfig.architecture,
+        help="the pipeline to train: CogVideoX (joint attention) or Wan 2.1 (self + cross attention; needs"
+        " 4k + 1 frames, e.g. --num-frames 9)",
+    )
     for item in fields(ToyModelConfig):
-        train.add_argument(
-            f"--{item.name.replace('_', '-')}", type=int, default=item.default, help="model size"
-        )
+        if item.name != "architecture":
+            train.add_argument(
+                f"--{item.name.replace('_', '-')}", type=int, default=item.default, help="model size"
+            )
     for item in fields(TrainConfig):
         train.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default)
     train.set_defaults(handler=_run_train)
@@ -56,6 +64,11 @@ def _run_train(args) -> int:
     from attnkit_lmp.toy.train import train
 
     model_config = ToyModelConfig(**{item.name: getattr(args, item.name) for item in fields(ToyModelConfig)})
+    try:
+        model_config.validate()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     train_config = TrainConfig(**{item.name: getattr(args, item.name) for item in fields(TrainConfig)})
     try:
         folder = train(

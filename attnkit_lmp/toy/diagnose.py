@@ -2,7 +2,7 @@
 
 The quality bar (:mod:`attnkit_lmp.toy.quality`) says *whether* generated paths are coherent; this says
 *where* in the denoising coherence is lost. Rendered training-split clips are noised to the scheduler's
-timestep nearest below ``level`` (eq. 10's ``add_noise``, as for a real reference) and denoised from
+timestep nearest below ``level`` (the model's own noise path, as for a real reference) and denoised from
 there with the model and the prompt (classifier-free guidance as in generation). A model that has learnt
 motion returns the clip's own path from low and middle levels and invents coherent paths from the top;
 a model that denoises each frame on its own keeps the path only from low levels, and its objects jump
@@ -37,6 +37,11 @@ def denoise_from(
 
     ``level`` >= the largest scheduled timestep starts from pure noise, i.e. plain generation.
     """
+    from attnkit_lmp.toy.denoiser import toy_denoiser
+    from attnkit_lmp.toy.model import toy_config_of
+
+    model_config = toy_config_of(pipeline)
+    denoiser = toy_denoiser(pipeline, model_config)
     scheduler = copy.deepcopy(pipeline.scheduler)  # the pipeline's own scheduler keeps its state
     scheduler.set_timesteps(num_inference_steps)
     timesteps = [timestep for timestep in scheduler.timesteps if timestep <= level]
@@ -45,28 +50,21 @@ def denoise_from(
             f"level={level} is below every scheduled timestep {scheduler.timesteps.tolist()}; pick a higher level."
         )
     noise = torch.randn(clean.shape, generator=generator)
-    latents = scheduler.add_noise(clean, noise, timesteps[0].reshape(1))
-    batch, frames, _, height, width = clean.shape
-    spatial = pipeline.vae_scale_factor_spatial
-    rotary = pipeline._prepare_rotary_positional_embeddings(height * spatial, width * spatial, frames, clean.device)
+    batch = clean.shape[0]
+    latents = denoiser.noised(clean, noise, timesteps[0].long().expand(batch))
     text, negative = pipeline.encode_prompt(
         prompt=prompts,
         negative_prompt=[""] * batch,
         do_classifier_free_guidance=True,
-        max_sequence_length=pipeline.transformer.config.max_text_seq_length,
+        max_sequence_length=model_config.text_length,
     )
     text = torch.cat([negative, text])
     for timestep in timesteps:
         with torch.no_grad():
-            prediction = pipeline.transformer(
-                hidden_states=torch.cat([latents, latents]),
-                encoder_hidden_states=text,
-                timestep=timestep.expand(2 * batch),
-                image_rotary_emb=rotary,
-                return_dict=False,
-            )[0]
+            prediction = denoiser.predict_clean(torch.cat([latents, latents]), text, timestep.expand(2 * batch))
         unconditional, conditional = prediction.chunk(2)
         guided = unconditional + guidance_scale * (conditional - unconditional)
+        # Scheduler steps are element-wise, so the world's (B, F, C, H, W) layout serves either architecture.
         latents = scheduler.step(guided, timestep, latents, return_dict=False)[0]
     return ((latents.clamp(-1, 1) + 1) / 2).permute(0, 1, 3, 4, 2).numpy()
 

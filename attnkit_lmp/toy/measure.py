@@ -161,11 +161,15 @@ def measurement_cases(num_clips: int, split: str = "test", first_seed: int = 0) 
 # --- configuration ---------------------------------------------------------------------------------
 
 
-def toy_lmp_config(num_inference_steps: int = DEFAULT_STEPS, num_layers: int | None = None, **overrides):
+def toy_lmp_config(
+    num_inference_steps: int = DEFAULT_STEPS, num_layers: int | None = None, model=None, **overrides
+):
     """The LMPConfig used on the toy model: tuned settings, thresholds scaled from fractions, overrides last.
 
     Overrides may name any LMPConfig field, or ``<threshold>_fraction`` (e.g. ``asm_steps_fraction=0.5``).
     Named layer sets are resolved for a ``num_layers``-deep model (default: the toy architecture's depth).
+    ``model`` (a :class:`~attnkit_lmp.toy.model.ToyModelConfig`, e.g. ``toy_config_of(pipe)``) sets the
+    depth and the geometry (frames, size, text length): a Wan pipeline's own defaults are a real model's.
     """
     from attnkit_lmp.config import LMPConfig
     from attnkit_lmp.toy.model import ToyModelConfig
@@ -178,9 +182,19 @@ def toy_lmp_config(num_inference_steps: int = DEFAULT_STEPS, num_layers: int | N
         name: max(0, min(num_inference_steps, round(fraction * num_inference_steps)))
         for name, fraction in fractions.items()
     }
+    geometry = {}
+    if model is not None:
+        num_layers = num_layers or model.num_layers
+        geometry = {
+            "height": model.height,
+            "width": model.width,
+            "num_frames": model.num_frames,
+            "max_sequence_length": model.text_length,
+        }
     values = {
         "num_inference_steps": num_inference_steps,
         "guidance_scale": TOY_GUIDANCE_SCALE,
+        **geometry,
         **thresholds,
         **TOY_LMP_SETTINGS,
         **overrides,
@@ -546,22 +560,10 @@ def measure(
 
 
 def world_of(pipe) -> WorldConfig:
-    """The world geometry a toy pipeline was trained on (read from its transformer config)."""
-    from attnkit_lmp.toy.model import ToyModelConfig
+    """The world geometry a toy pipeline was trained on (its ``toy_config.json``, else its transformer config)."""
+    from attnkit_lmp.toy.model import toy_config_of
 
-    transformer = pipe.transformer.config
-    spatial = pipe.vae_scale_factor_spatial
-    object_size = ToyModelConfig().object_size
-    # Training writes its model config beside the weights; object size is not in the diffusers configs.
-    toy_config = Path(str(getattr(pipe, "name_or_path", "") or "")) / "toy_config.json"
-    if toy_config.is_file():
-        object_size = json.loads(toy_config.read_text()).get("model", {}).get("object_size", object_size)
-    return WorldConfig(
-        height=transformer.sample_height * spatial,
-        width=transformer.sample_width * spatial,
-        num_frames=transformer.sample_frames,
-        object_size=object_size,
-    )
+    return toy_config_of(pipe).world
 
 
 # --- the hyper-parameter search (validation split only) -------------------------------------------
@@ -615,7 +617,10 @@ def search(
     pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None
 ):
     """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
-    num_layers = pipe.transformer.config.num_layers
+    from attnkit_lmp.toy.model import toy_config_of
+
+    model = toy_config_of(pipe)
+    num_layers = model.num_layers
     best: dict = {}
     best_value = None
     trials = []
@@ -623,7 +628,7 @@ def search(
     for name, options in space:
         for option in options:
             overrides = {**best, name: option}
-            config = toy_lmp_config(steps, num_layers, **overrides)
+            config = toy_lmp_config(steps, model=model, **overrides)
             key = config.to_json()  # equal settings spelt differently run once
             if key not in tried:
                 summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]
@@ -697,6 +702,7 @@ def run_measure_cli(args: argparse.Namespace) -> int:
 
     from attnkit.record.atomic import atomic_write_bytes
     from attnkit_lmp.config import LMPConfigError
+    from attnkit_lmp.toy.model import toy_config_of
     from attnkit_lmp.toy.pretrained import ToyModelMissingError, load_toy_pipeline
 
     torch.set_num_threads(args.threads)
@@ -704,9 +710,8 @@ def run_measure_cli(args: argparse.Namespace) -> int:
         overrides = parse_overrides(args.set)
         cases = measurement_cases(args.clips, args.split, args.first_seed)
         pipe = load_toy_pipeline(args.model)
-        num_layers = pipe.transformer.config.num_layers
-        config = toy_lmp_config(args.steps, num_layers, **overrides)
-    except (MeasureError, LMPConfigError, ToyModelMissingError, TypeError) as error:
+        config = toy_lmp_config(args.steps, model=toy_config_of(pipe), **overrides)
+    except (MeasureError, LMPConfigError, ToyModelMissingError, TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     pipe.set_progress_bar_config(disable=True)

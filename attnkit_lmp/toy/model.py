@@ -1,4 +1,4 @@
-"""Builds the toy world's tiny CogVideoX-architecture pipeline from a config (random weights).
+"""Builds the toy world's tiny pipeline from a config (random weights): CogVideoX, or Wan 2.1 (:mod:`.wan_model`).
 
 Components, all stock diffusers/transformers classes so that an unmodified
 ``CogVideoXPipeline.from_pretrained(path)`` loads the saved result:
@@ -21,7 +21,9 @@ Components, all stock diffusers/transformers classes so that an unmodified
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from diffusers import (
@@ -35,16 +37,23 @@ from transformers import T5Config, T5EncoderModel
 from attnkit.testing.tokenizer import build_word_tokenizer
 from attnkit_lmp.toy.world import PROMPT_WORDS, WorldConfig
 
+# Written beside a saved toy pipeline's weights: the ToyModelConfig it was built with, and training facts.
+TOY_CONFIG_FILE = "toy_config.json"
 # Large constant used by the identity VAE to pin the encoder's GroupNorm statistics (see below).
 _PIN_VALUE = 1000.0
 # Shift that moves activations into the range where SiLU(x) == x to float32 precision.
 _SILU_SHIFT = 20.0
 
 
+# Pipeline architectures the toy world trains: a joint-attention MM-DiT and a self/cross-attention DiT.
+ARCHITECTURES: tuple[str, ...] = ("cogvideox", "wan")
+
+
 @dataclass(frozen=True)
 class ToyModelConfig:
     """Sizes of the toy pipeline; saved with every checkpoint to refuse resuming a different model."""
 
+    architecture: str = "cogvideox"
     height: int = 32
     width: int = 32
     num_frames: int = 8
@@ -60,7 +69,13 @@ class ToyModelConfig:
     text_heads: int = 2
 
     def validate(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"ToyModelConfig.architecture={self.architecture!r}: expected one of {list(ARCHITECTURES)}."
+            )
         for item in fields(self):
+            if item.name == "architecture":
+                continue
             value = getattr(self, item.name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ToyModelConfig.{item.name}={value!r}: expected a positive integer.")
@@ -75,6 +90,12 @@ class ToyModelConfig:
             raise ValueError(
                 f"attention_head_dim={self.attention_head_dim} must be a multiple of 16 so 3D RoPE can split it"
                 " into even time (1/4), height (3/8) and width (3/8) parts."
+            )
+        if self.architecture == "wan" and (self.num_frames - 1) % 4:
+            fitting = ((self.num_frames - 1) // 4 + 1) * 4 + 1
+            raise ValueError(
+                f"ToyModelConfig.num_frames={self.num_frames} with architecture='wan': AutoencoderKLWan encodes"
+                f" a first frame and then chunks of 4, so use 4k + 1 frames (e.g. {fitting})."
             )
         if self.text_dim % self.text_heads:
             raise ValueError(f"text_dim={self.text_dim} must be divisible by text_heads={self.text_heads}.")
@@ -91,6 +112,7 @@ class ToyModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ToyModelConfig:
+        """The config of a saved record; records written before ``architecture`` existed are CogVideoX."""
         known = {item.name for item in fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -103,31 +125,54 @@ class ToyModelConfig:
 def generation_kwargs(config_or_pipeline=None) -> dict:
     """Keyword arguments for ``pipeline(prompt, **generation_kwargs(pipeline))`` that match training.
 
-    Accepts a :class:`ToyModelConfig`, a toy ``CogVideoXPipeline`` (sizes read from its transformer
-    config) or None (the default config). ``max_sequence_length`` matters: the pipeline pads prompts
-    to it without an attention mask, so another length shows the model pad tokens it never saw.
+    Accepts a :class:`ToyModelConfig`, a toy pipeline (see :func:`toy_config_of`) or None (the default
+    config). ``max_sequence_length`` matters: the CogVideoX pipeline pads prompts to it without an
+    attention mask, so another length shows the model pad tokens it never saw.
     """
     if config_or_pipeline is None:
         config = ToyModelConfig()
     elif isinstance(config_or_pipeline, ToyModelConfig):
         config = config_or_pipeline
     else:
-        transformer_config = config_or_pipeline.transformer.config
-        config = ToyModelConfig(
-            height=transformer_config.sample_height,
-            width=transformer_config.sample_width,
-            num_frames=transformer_config.sample_frames,
-            text_length=transformer_config.max_text_seq_length,
-        )
-    return {
+        config = toy_config_of(config_or_pipeline)
+    settings = {
         "height": config.height,
         "width": config.width,
         "num_frames": config.num_frames,
         "max_sequence_length": config.text_length,
         "num_inference_steps": 50,
         "guidance_scale": 4.0,
-        "use_dynamic_cfg": False,
     }
+    if config.architecture == "wan":
+        # WanPipeline rounds num_frames to 4k + 1 of its 4x temporal VAE; with the toy's factor 1 that
+        # always adds one frame, so one fewer is asked for (see attnkit_lmp.toy.wan_model).
+        return settings | {"num_frames": config.num_frames - 1}
+    return settings | {"use_dynamic_cfg": False}
+
+
+def toy_config_of(pipeline) -> ToyModelConfig:
+    """The :class:`ToyModelConfig` a toy pipeline was built with.
+
+    Read from the ``toy_config.json`` training writes beside the weights; a CogVideoX pipeline without one
+    (built in memory) has its sizes read from the transformer config (object size: the default).
+    """
+    folder = Path(str(getattr(pipeline, "name_or_path", "") or ""))
+    record = folder / TOY_CONFIG_FILE
+    if str(folder) not in ("", ".") and record.is_file():
+        return ToyModelConfig.from_dict(json.loads(record.read_text())["model"])
+    transformer = pipeline.transformer.config
+    if hasattr(transformer, "sample_height"):
+        spatial = pipeline.vae_scale_factor_spatial
+        return ToyModelConfig(
+            height=transformer.sample_height * spatial,
+            width=transformer.sample_width * spatial,
+            num_frames=transformer.sample_frames,
+            text_length=transformer.max_text_seq_length,
+        )
+    raise ValueError(
+        f"cannot tell the toy sizes of this {type(pipeline).__name__}: it has no {TOY_CONFIG_FILE} beside its"
+        f" weights (name_or_path={folder!s}); load it from its saved folder or pass its ToyModelConfig."
+    )
 
 
 def build_tokenizer(config: ToyModelConfig):
@@ -254,12 +299,19 @@ def build_identity_vae(config: ToyModelConfig) -> AutoencoderKLCogVideoX:
     return vae
 
 
-def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0) -> CogVideoXPipeline:
-    """A fresh (untrained) toy pipeline; the same ``config`` and ``seed`` give the same weights."""
+def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0):
+    """A fresh (untrained) toy pipeline; the same ``config`` and ``seed`` give the same weights.
+
+    A ``CogVideoXPipeline``, or a ``WanPipeline`` for ``architecture="wan"``.
+    """
     config = config or ToyModelConfig()
     config.validate()
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(config)
+    if config.architecture == "wan":
+        from attnkit_lmp.toy.wan_model import build_wan_toy_pipeline
+
+        return build_wan_toy_pipeline(config, tokenizer)
     return CogVideoXPipeline(
         tokenizer=tokenizer,
         text_encoder=build_text_encoder(config, vocab_size=len(tokenizer)),

@@ -27,11 +27,13 @@ class ToyModelMissingError(FileNotFoundError):
 
 
 def load_toy_pipeline(path: str | Path | None = None, dtype=None):
-    """Load a toy ``CogVideoXPipeline`` from ``path`` (default: the bundled trained one).
+    """Load a toy pipeline from ``path`` (default: the bundled trained one, a ``CogVideoXPipeline``).
 
+    The stock class the folder's ``model_index.json`` names is loaded: ``CogVideoXPipeline``, or
+    ``WanPipeline`` for a toy trained with ``--architecture wan``.
     Raises ``ToyModelMissingError`` naming the missing or unreadable part and how to retrain.
     """
-    from diffusers import CogVideoXPipeline
+    from diffusers import DiffusionPipeline
 
     folder = Path(path) if path is not None else BUNDLED_PIPELINE
     hint = RETRAIN_HINT.format(bundled=BUNDLED_PIPELINE)
@@ -39,7 +41,7 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     if missing:
         raise ToyModelMissingError(f"toy pipeline at {folder} is missing {', '.join(missing)}. {hint}")
     try:
-        pipeline = CogVideoXPipeline.from_pretrained(folder, **({"torch_dtype": dtype} if dtype else {}))
+        pipeline = DiffusionPipeline.from_pretrained(folder, **({"torch_dtype": dtype} if dtype else {}))
     except Exception as error:  # safetensors/json/config errors all mean the same thing here
         raise ToyModelMissingError(
             f"toy pipeline at {folder} cannot be loaded ({type(error).__name__}: {error}). {hint}"

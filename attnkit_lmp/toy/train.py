@@ -1,9 +1,11 @@
 """Trains the toy pipeline on clips rendered on the fly by the toy world, with resumable checkpoints.
 
 What is learnt: the transformer and the tiny T5 text encoder, jointly, to predict the clean clip
-(x0-prediction) from a noised one and its prompt. The VAE is the fixed identity of
-:func:`attnkit_lmp.toy.model.build_identity_vae`, so latents are pixels in [-1, 1] and the training
-loop skips it (it would return its input to ~1e-6).
+(x0-prediction) from a noised one and its prompt. The VAE is a fixed identity
+(:func:`attnkit_lmp.toy.model.build_identity_vae`, :func:`attnkit_lmp.toy.wan_model.build_identity_wan_vae`),
+so latents are pixels in [-1, 1] and the training loop skips it (it would return its input to ~1e-5).
+The same loop trains either architecture (``ToyModelConfig.architecture``); what differs, the noise path,
+the prompt encoding and the transformer's call, is in :mod:`attnkit_lmp.toy.denoiser`.
 
 Reproducibility: the model weights, the clips of every step (world seeds derived from the run seed
 and the step) and the noise are seeded; a resumed run continues the same data stream. Threads
@@ -12,7 +14,7 @@ default to 1 because the machine is shared; pass ``threads`` to use more.
 Output folder layout::
 
     OUT/checkpoint.pt      training state (weights, EMA, optimiser, step, configs) for --resume
-    OUT/pipeline/          the EMA weights as a CogVideoXPipeline (save_pretrained, safetensors)
+    OUT/pipeline/          the EMA weights as a CogVideoXPipeline or WanPipeline (save_pretrained, safetensors)
     OUT/train.log          one line per logged step: step, loss, learning rate, seconds per step
 """
 
@@ -29,11 +31,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline
+from attnkit_lmp.toy.denoiser import toy_denoiser
+from attnkit_lmp.toy.model import TOY_CONFIG_FILE, ToyModelConfig, build_toy_pipeline
 from attnkit_lmp.toy.world import random_clip_spec, render_clip
 
 CHECKPOINT_FORMAT = "attnkit-toy-checkpoint-v1"
-TOY_CONFIG_FILE = "toy_config.json"
 # Clip seeds of a run: run_seed * _SEEDS_PER_RUN + step * batch_size + index; runs never share clips.
 _SEEDS_PER_RUN = 10**9
 
@@ -194,8 +196,7 @@ def train(
 
     torch.manual_seed(seed)
     pipeline = build_toy_pipeline(model_config, seed=seed)
-    transformer, text_encoder, tokenizer = pipeline.transformer, pipeline.text_encoder, pipeline.tokenizer
-    trainable = torch.nn.ModuleDict({"transformer": transformer, "text_encoder": text_encoder})
+    trainable = torch.nn.ModuleDict({"transformer": pipeline.transformer, "text_encoder": pipeline.text_encoder})
     ema = copy.deepcopy(trainable).requires_grad_(False)
     optimizer = torch.optim.AdamW(
         trainable.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
@@ -218,11 +219,8 @@ def train(
         trainable.load_state_dict(initial)
         ema.load_state_dict(initial)
 
-    rotary = pipeline._prepare_rotary_positional_embeddings(
-        model_config.height, model_config.width, model_config.num_frames, torch.device("cpu")
-    )
-    alphas_cumprod = pipeline.scheduler.alphas_cumprod.float()
-    num_timesteps = len(alphas_cumprod)
+    denoiser = toy_denoiser(pipeline, model_config)
+    num_timesteps = pipeline.scheduler.config.num_train_timesteps
     trainable.train()
     log_file = (out_dir / "train.log").open("a")
     log_file.write(
@@ -251,26 +249,10 @@ def train(
             batch = clean.shape[0]
             drop = torch.rand(batch, generator=generator) < train_config.prompt_dropout
             prompts = ["" if dropped else prompt for prompt, dropped in zip(prompts, drop.tolist())]
-            token_ids = tokenizer(
-                prompts,
-                padding="max_length",
-                max_length=model_config.text_length,
-                truncation=True,
-                add_special_tokens=True,
-                return_tensors="pt",
-            ).input_ids
             timesteps = sample_timesteps(batch, num_timesteps, train_config, generator)
             noise = torch.randn(clean.shape, generator=generator)
-            alpha_bar = alphas_cumprod[timesteps].view(batch, 1, 1, 1, 1)
-            noisy = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
-            text_states = text_encoder(token_ids)[0]
-            predicted = transformer(
-                hidden_states=noisy,
-                encoder_hidden_states=text_states,
-                timestep=timesteps,
-                image_rotary_emb=rotary,
-                return_dict=False,
-            )[0]
+            noisy = denoiser.noised(clean, noise, timesteps)
+            predicted = denoiser.predict_clean(noisy, denoiser.encode(prompts), timesteps)
             loss = x0_loss(predicted, clean, train_config, region=model_config.patch_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -342,8 +324,9 @@ def load_checkpoint(path: Path, model_config: ToyModelConfig, train_config: Trai
             " --out to train from scratch."
         )
     problems = []
-    if state["model_config"] != model_config.to_dict():
-        problems.append(f"model settings {state['model_config']} != requested {model_config.to_dict()}")
+    saved_model = ToyModelConfig.from_dict(state["model_config"]).to_dict()
+    if saved_model != model_config.to_dict():
+        problems.append(f"model settings {saved_model} != requested {model_config.to_dict()}")
     for name in TrainConfig.RESUME_FIELDS:
         if state["train_config"].get(name) != getattr(train_config, name):
             problems.append(
@@ -367,8 +350,8 @@ def load_initial_weights(folder: str | Path, model_config: ToyModelConfig) -> di
     folder = Path(folder)
     record_path = folder / TOY_CONFIG_FILE
     try:
-        saved = json.loads(record_path.read_text())["model"]
-    except (OSError, ValueError, KeyError) as error:
+        saved = ToyModelConfig.from_dict(json.loads(record_path.read_text())["model"]).to_dict()
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"cannot start from {folder}: {record_path} is missing or unreadable ({error}); expected a folder"
             " written by `python -m attnkit_lmp.toy train` (OUT/pipeline) or the bundled model."

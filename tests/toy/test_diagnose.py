@@ -15,11 +15,17 @@ TINY_MODEL = ToyModelConfig(
 )  # fmt: skip
 
 
-class CleanClipOracle:
-    """Stands in for the transformer's forward: predicts the true clean clip (x0) for every row."""
+TINY_WAN = ToyModelConfig(**(TINY_MODEL.to_dict() | {"architecture": "wan", "num_frames": 5}))
 
-    def __init__(self, clean):
-        self.clean = clean
+
+class CleanClipOracle:
+    """Stands in for the transformer's forward: predicts the true clean clip (x0) for every row.
+
+    ``clean`` is in the world's (B, F, C, H, W) layout; ``channels_first`` answers in Wan's (B, C, F, H, W).
+    """
+
+    def __init__(self, clean, channels_first=False):
+        self.clean = clean.transpose(1, 2) if channels_first else clean
         self.calls = 0
 
     def __call__(self, hidden_states, **_):
@@ -34,8 +40,23 @@ def pipeline():
     return pipe
 
 
-def _clean_clips(count):
-    world = WorldConfig(height=16, width=16, num_frames=4, object_size=6)
+@pytest.fixture(scope="module")
+def wan_pipeline(tmp_path_factory):
+    # Saved and loaded as training does, so the toy sizes are read from its toy_config.json.
+    from attnkit_lmp.toy.pretrained import load_toy_pipeline
+    from attnkit_lmp.toy.train import export_pipeline
+
+    folder = tmp_path_factory.mktemp("wan_toy")
+    pipe = build_toy_pipeline(TINY_WAN, seed=0)
+    trainable = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
+    export_pipeline(pipe, trainable, folder, TINY_WAN)
+    pipe = load_toy_pipeline(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _clean_clips(count, num_frames=4):
+    world = WorldConfig(height=16, width=16, num_frames=num_frames, object_size=6)
     clips = [render_clip(random_clip_spec(seed, "train"), world) for seed in range(count)]
     frames = torch.from_numpy(np.stack([clip.frames for clip in clips])).float().div(127.5).sub(1.0)
     return clips, frames.permute(0, 1, 4, 2, 3).contiguous()
@@ -48,6 +69,18 @@ def test_with_a_perfect_x0_model_every_level_returns_the_clean_clip(pipeline, le
     monkeypatch.setattr(pipeline.transformer, "forward", oracle)
     frames = denoise_from(
         pipeline, clean, [clip.prompt for clip in clips], level, 10, 4.0, torch.Generator().manual_seed(0)
+    )
+    np.testing.assert_allclose(frames, (clean.permute(0, 1, 3, 4, 2).numpy() + 1) / 2, atol=1e-4)
+    assert 0 < oracle.calls <= 10
+
+
+@pytest.mark.parametrize("level", [300, 600, 999])  # the Wan toy's shifted schedule starts at 251 for 10 steps
+def test_wan_toy_with_a_perfect_x0_model_every_level_returns_the_clean_clip(wan_pipeline, level, monkeypatch):
+    clips, clean = _clean_clips(2, num_frames=5)
+    oracle = CleanClipOracle(clean, channels_first=True)
+    monkeypatch.setattr(wan_pipeline.transformer, "forward", oracle)
+    frames = denoise_from(
+        wan_pipeline, clean, [clip.prompt for clip in clips], level, 10, 4.0, torch.Generator().manual_seed(0)
     )
     np.testing.assert_allclose(frames, (clean.permute(0, 1, 3, 4, 2).numpy() + 1) / 2, atol=1e-4)
     assert 0 < oracle.calls <= 10

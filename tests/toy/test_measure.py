@@ -134,6 +134,17 @@ def test_toy_config_names_layer_sets_relative_to_the_models_depth():
     assert toy_lmp_config(10, fbdm_layers=None).fbdm_layers is None
 
 
+def test_toy_config_takes_geometry_and_depth_from_the_toy_model():
+    # A Wan pipeline's own call defaults are a real checkpoint's (81 frames, 480 x 832, 512 tokens).
+    from attnkit_lmp.toy.model import ToyModelConfig
+
+    model = ToyModelConfig(architecture="wan", num_frames=9, num_layers=4, text_length=8)
+    config = toy_lmp_config(10, model=model)
+    assert (config.num_frames, config.height, config.width, config.max_sequence_length) == (9, 32, 32, 8)
+    assert config.fbdm_layers == [0, 1]
+    assert toy_lmp_config(10).num_frames is None  # without a model: the pipeline's own defaults
+
+
 def test_overrides_parse_as_json_and_bad_ones_name_the_form():
     assert parse_overrides(["rmtm_layers=[1, 2]", "asm_eta=50", "rmtm_cfg_rows=cond"]) == {
         "rmtm_layers": [1, 2],
