@@ -28,15 +28,7 @@ class CogVideoXDenoiser:
         return alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        token_ids = self.pipeline.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.text_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.pipeline.text_encoder(token_ids)[0]
+        return self.pipeline.text_encoder(_tokens(self.pipeline, prompts, self.text_length).input_ids)[0]
 
     def predict_clean(self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         return self.pipeline.transformer(
@@ -63,15 +55,7 @@ class WanDenoiser:
         return (1 - sigma) * clean + sigma * noise
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self.pipeline.tokenizer(
-            prompts,
-            padding="max_length",
-            max_length=self.text_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        tokens = _tokens(self.pipeline, prompts, self.text_length)
         states = self.pipeline.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
         return states * tokens.attention_mask.unsqueeze(-1).to(states.dtype)
 
@@ -83,6 +67,19 @@ class WanDenoiser:
             return_dict=False,
         )[0]
         return prediction.transpose(1, 2)
+
+
+def _tokens(pipeline, prompts: list[str], length: int):
+    """Token ids and mask of ``prompts`` padded to ``length``, as both pipelines tokenise them."""
+    return pipeline.tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=length,
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
 
 
 def toy_denoiser(pipeline, model_config):

@@ -179,8 +179,9 @@ def build_tokenizer(config: ToyModelConfig):
     return build_word_tokenizer(PROMPT_WORDS, model_max_length=config.text_length)
 
 
-def build_text_encoder(config: ToyModelConfig, vocab_size: int) -> T5EncoderModel:
-    t5_config = T5Config(
+def text_encoder_settings(config: ToyModelConfig, vocab_size: int) -> dict:
+    """The tiny text encoder's configuration (T5 for CogVideoX, UMT5 for Wan: the same fields)."""
+    return dict(
         vocab_size=vocab_size,
         d_model=config.text_dim,
         d_kv=config.text_dim // config.text_heads,
@@ -197,7 +198,10 @@ def build_text_encoder(config: ToyModelConfig, vocab_size: int) -> T5EncoderMode
         eos_token_id=1,
         decoder_start_token_id=0,
     )
-    return T5EncoderModel(t5_config)
+
+
+def build_text_encoder(config: ToyModelConfig, vocab_size: int) -> T5EncoderModel:
+    return T5EncoderModel(T5Config(**text_encoder_settings(config, vocab_size)))
 
 
 def build_transformer(config: ToyModelConfig) -> CogVideoXTransformer3DModel:

@@ -27,6 +27,8 @@ import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
+from attnkit_lmp.toy.model import text_encoder_settings
+
 # Large constant channel that pins the VAE's RMS norms to a known scale (see ``build_identity_wan_vae``).
 _PIN_VALUE = 1e5
 # Shift that moves activations into the range where SiLU(x) == x to float32 precision.
@@ -38,24 +40,7 @@ FLOW_SHIFT = 3.0
 
 
 def build_wan_text_encoder(config, vocab_size: int) -> UMT5EncoderModel:
-    umt5_config = UMT5Config(
-        vocab_size=vocab_size,
-        d_model=config.text_dim,
-        d_kv=config.text_dim // config.text_heads,
-        d_ff=2 * config.text_dim,
-        num_layers=config.text_layers,
-        num_heads=config.text_heads,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=16,
-        dropout_rate=0.0,
-        feed_forward_proj="relu",
-        is_encoder_decoder=False,
-        use_cache=False,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    return UMT5EncoderModel(umt5_config)
+    return UMT5EncoderModel(UMT5Config(**text_encoder_settings(config, vocab_size)))
 
 
 def build_wan_transformer(config) -> WanTransformer3DModel:

@@ -4,29 +4,41 @@ import shutil
 
 import pytest
 import torch
-from diffusers import CogVideoXPipeline
+from diffusers import CogVideoXPipeline, WanPipeline
 
-from attnkit_lmp.toy.model import generation_kwargs
-from attnkit_lmp.toy.pretrained import BUNDLED_PIPELINE, ToyModelMissingError, load_toy_pipeline
+from attnkit_lmp.toy.model import generation_kwargs, toy_config_of
+from attnkit_lmp.toy.pretrained import (
+    BUNDLED_PIPELINE,
+    BUNDLED_WAN_PIPELINE,
+    ToyModelMissingError,
+    load_toy_pipeline,
+)
 
 MAX_BUNDLE_BYTES = 20 * 1024 * 1024
+BUNDLES = {"cogvideox": (BUNDLED_PIPELINE, CogVideoXPipeline), "wan": (BUNDLED_WAN_PIPELINE, WanPipeline)}
 
 
-def test_bundled_pipeline_is_small_and_safetensors_only():
-    files = [path for path in BUNDLED_PIPELINE.rglob("*") if path.is_file()]
+@pytest.mark.parametrize("architecture", BUNDLES)
+def test_bundled_pipeline_is_small_and_safetensors_only(architecture):
+    folder, _ = BUNDLES[architecture]
+    files = [path for path in folder.rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) <= MAX_BUNDLE_BYTES
     weights = [path for path in files if path.suffix in {".safetensors", ".bin", ".pt", ".ckpt"}]
     assert weights and all(path.suffix == ".safetensors" for path in weights)
 
 
-def test_bundled_pipeline_loads_with_stock_cogvideox_pipeline_and_generates():
-    pipeline = CogVideoXPipeline.from_pretrained(BUNDLED_PIPELINE)
+@pytest.mark.parametrize("architecture", BUNDLES)
+def test_bundled_pipeline_loads_with_its_stock_diffusers_class_and_generates(architecture):
+    folder, pipeline_class = BUNDLES[architecture]
+    pipeline = pipeline_class.from_pretrained(folder)
     pipeline.set_progress_bar_config(disable=True)
+    world = toy_config_of(pipeline).world
+    assert toy_config_of(pipeline).architecture == architecture
     settings = generation_kwargs(pipeline) | {"num_inference_steps": 2}
     output = pipeline(
         "a red square", generator=torch.Generator().manual_seed(0), output_type="np", **settings
     )
-    assert output.frames.shape == (1, settings["num_frames"], settings["height"], settings["width"], 3)
+    assert output.frames.shape == (1, world.num_frames, world.height, world.width, 3)
 
 
 def test_missing_model_files_raise_an_error_that_says_how_to_retrain(tmp_path):
