@@ -12,7 +12,7 @@ from attnkit_lmp.toy.train import CheckpointError, TrainConfig
 
 def add_toy_commands(subparsers) -> None:
     """Add ``train`` and ``quality`` sub-commands to an ``argparse`` sub-parser collection."""
-    train = subparsers.add_parser("train", help="train a toy pipeline (CogVideoX or Wan) on rendered clips")
+    train = subparsers.add_parser("train", help="train a toy pipeline (CogVideoX T2V or I2V, or Wan) on rendered clips")
     train.add_argument("--out", required=True, help="output folder (checkpoint.pt, pipeline/, train.log)")
     train.add_argument("--steps", type=int, required=True, help="total number of training steps")
     train.add_argument("--seed", type=int, default=0)
@@ -28,8 +28,9 @@ def add_toy_commands(subparsers) -> None:
         "--architecture",
         choices=ARCHITECTURES,
         default=ToyModelConfig.architecture,
-        help="the pipeline to train: CogVideoX (joint attention) or Wan 2.1 (self + cross attention; needs"
-        " 4k + 1 frames, e.g. --num-frames 9)",
+        help="the pipeline to train: CogVideoX (joint attention), its image-to-video form (first frame as"
+        " condition; start it from a text-to-video toy with --init-from) or Wan 2.1 (self + cross attention;"
+        " needs 4k + 1 frames, e.g. --num-frames 9)",
     )
     for item in fields(ToyModelConfig):
         if item.name != "architecture":

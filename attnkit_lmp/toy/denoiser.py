@@ -13,11 +13,15 @@ import torch
 
 class CogVideoXDenoiser:
     """CogVideoX: latents ``(B, F, C, H, W)``, DDPM noising (eq. 10), 3D RoPE passed to the forward,
-    prompts padded to ``max_sequence_length`` and encoded without a mask (as ``CogVideoXPipeline`` does)."""
+    prompts padded to ``max_sequence_length`` and encoded without a mask (as ``CogVideoXPipeline`` does).
+
+    Image-to-video: the clip's first frame (its latent), followed by zero frames, is concatenated to the
+    noisy latent on the channels, as ``CogVideoXImageToVideoPipeline`` conditions on the user's image."""
 
     def __init__(self, pipeline, model_config):
         self.pipeline = pipeline
         self.text_length = model_config.text_length
+        self.image_to_video = model_config.image_to_video
         self.rotary = pipeline._prepare_rotary_positional_embeddings(
             model_config.height, model_config.width, model_config.num_frames, torch.device("cpu")
         )
@@ -30,7 +34,15 @@ class CogVideoXDenoiser:
     def encode(self, prompts: list[str]) -> torch.Tensor:
         return self.pipeline.text_encoder(_tokens(self.pipeline, prompts, self.text_length).input_ids)[0]
 
-    def predict_clean(self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def predict_clean(
+        self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor, clip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x0 of ``noisy``; ``clip`` is the clean clip whose first frame conditions an image-to-video model."""
+        if self.image_to_video:
+            if clip is None:
+                raise ValueError("an image-to-video toy model needs the clip whose first frame conditions it")
+            first_frame = torch.cat([clip[:, :1], torch.zeros_like(clip[:, 1:])], dim=1)
+            noisy = torch.cat([noisy, first_frame.repeat(noisy.shape[0] // clip.shape[0], 1, 1, 1, 1)], dim=2)
         return self.pipeline.transformer(
             hidden_states=noisy,
             encoder_hidden_states=text,
@@ -59,7 +71,10 @@ class WanDenoiser:
         states = self.pipeline.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
         return states * tokens.attention_mask.unsqueeze(-1).to(states.dtype)
 
-    def predict_clean(self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def predict_clean(
+        self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor, clip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x0 of ``noisy`` (``clip`` is not used: the Wan toy is text-to-video only)."""
         prediction = self.pipeline.transformer(
             hidden_states=noisy.transpose(1, 2),
             encoder_hidden_states=text,

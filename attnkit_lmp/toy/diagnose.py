@@ -61,7 +61,9 @@ def denoise_from(
     text = torch.cat([negative, text])
     for timestep in timesteps:
         with torch.no_grad():
-            prediction = denoiser.predict_clean(torch.cat([latents, latents]), text, timestep.expand(2 * batch))
+            prediction = denoiser.predict_clean(
+                torch.cat([latents, latents]), text, timestep.expand(2 * batch), clip=clean
+            )
         unconditional, conditional = prediction.chunk(2)
         guided = unconditional + guidance_scale * (conditional - unconditional)
         # Scheduler steps are element-wise, so the world's (B, F, C, H, W) layout serves either architecture.

@@ -36,7 +36,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +125,15 @@ class TransferCase:
     @property
     def name(self) -> str:
         return f"{self.reference.name}-to-{self.target_colour}-{self.target_shape}"
+
+    def target_image(self, world: WorldConfig):
+        """The conditioning image of an image-to-video target: the reference's first frame redrawn in the
+        target's colour and shape (same place and size; the world's paths do not depend on the look), so
+        only the motion can come from the reference."""
+        from PIL import Image
+
+        look = replace(self.reference, colour=self.target_colour, shape=self.target_shape)
+        return Image.fromarray(render_clip(look, world).frames[0])
 
     def to_dict(self) -> dict:
         return {
@@ -231,8 +240,9 @@ class VariantRun:
     config: object = None  # the LMPConfig with the model's geometry filled in (LMP variants)
 
 
-def run_baseline(pipe, prompt: str, config, seed: int, progress: bool = False) -> VariantRun:
-    """The stock pipeline on ``prompt`` from the same initial noise LMP starts from (no plugins)."""
+def run_baseline(pipe, prompt: str, config, seed: int, progress: bool = False, image=None) -> VariantRun:
+    """The stock pipeline on ``prompt`` (and ``image``, image-to-video) from the same initial noise LMP
+    starts from (no plugins)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -246,13 +256,15 @@ def run_baseline(pipe, prompt: str, config, seed: int, progress: bool = False) -
         return callback_kwargs
 
     generator = torch.Generator().manual_seed(seed)
-    frames = baseline_generation(pipe, prompt, config, generator, callback_on_step_end=advance)
+    conditioning = {} if image is None else {"image": image}
+    frames = baseline_generation(pipe, prompt, config, generator, callback_on_step_end=advance, **conditioning)
     bar.close()
     return VariantRun(frames=frames, seconds=time.perf_counter() - started)
 
 
-def run_lmp(pipe, clip: Clip, case: TransferCase, config, progress: bool = False) -> VariantRun:
-    """LMP motion transfer of ``clip``'s motion to the case's target prompt, with ``config``'s modules."""
+def run_lmp(pipe, clip: Clip, case: TransferCase, config, progress: bool = False, image=None) -> VariantRun:
+    """LMP motion transfer of ``clip``'s motion to the case's target prompt (and ``image``,
+    image-to-video), with ``config``'s modules."""
     import torch
 
     from attnkit_lmp.transfer import motion_transfer
@@ -265,6 +277,7 @@ def run_lmp(pipe, clip: Clip, case: TransferCase, config, progress: bool = False
         reference_subject=case.reference_subject,
         prompt=case.prompt,
         subject=case.subject,
+        image=image,
         config=config,
         generator=torch.Generator().manual_seed(case.noise_seed),
         return_details=True,
@@ -279,16 +292,17 @@ def run_lmp(pipe, clip: Clip, case: TransferCase, config, progress: bool = False
     )
 
 
-def run_variant(pipe, clip: Clip, case: TransferCase, variant: str, config) -> VariantRun:
-    """Generate ``case`` with ``variant`` (one of ``VARIANTS``); ``config`` is the full LMP config."""
+def run_variant(pipe, clip: Clip, case: TransferCase, variant: str, config, image=None) -> VariantRun:
+    """Generate ``case`` with ``variant`` (one of ``VARIANTS``); ``config`` is the full LMP config;
+    ``image`` conditions an image-to-video target."""
     if variant == "baseline":
-        return run_baseline(pipe, case.prompt, config, case.noise_seed)
+        return run_baseline(pipe, case.prompt, config, case.noise_seed, image=image)
     if variant not in VARIANT_SWITCHES:
         raise MeasureError(f"variant {variant!r} is unknown: expected one of {list(VARIANTS)}.")
     from attnkit_lmp.config import LMPConfig
 
     switched = LMPConfig.from_dict({**config.to_dict(), **VARIANT_SWITCHES[variant]})
-    return run_lmp(pipe, clip, case, switched)
+    return run_lmp(pipe, clip, case, switched, image=image)
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -535,14 +549,18 @@ def measure(
     unknown = [variant for variant in variants if variant not in VARIANTS]
     if unknown:
         raise MeasureError(f"unknown variants {unknown}: expected some of {list(VARIANTS)}.")
+    from attnkit_lmp.pipelines import pipeline_entry
+
     world = world or world_of(pipe)
+    image_to_video = (pipeline_entry(pipe) or ("t2v",))[0] == "i2v"
     tracker = build_tracker("lucas-kanade")
     records = []
     bar = tqdm(total=len(cases) * len(variants), desc="toy measurement", unit="run", disable=not progress)
     for case in cases:
         clip = render_clip(case.reference, world)
+        image = case.target_image(world) if image_to_video else None
         for variant in variants:
-            run = run_variant(pipe, clip, case, variant, config)
+            run = run_variant(pipe, clip, case, variant, config, image=image)
             record = {
                 "case": case.name,
                 "variant": variant,

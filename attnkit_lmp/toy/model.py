@@ -29,6 +29,7 @@ import torch
 from diffusers import (
     AutoencoderKLCogVideoX,
     CogVideoXDDIMScheduler,
+    CogVideoXImageToVideoPipeline,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
 )
@@ -45,8 +46,9 @@ _PIN_VALUE = 1000.0
 _SILU_SHIFT = 20.0
 
 
-# Pipeline architectures the toy world trains: a joint-attention MM-DiT and a self/cross-attention DiT.
-ARCHITECTURES: tuple[str, ...] = ("cogvideox", "wan")
+# Pipeline architectures the toy world trains: a joint-attention MM-DiT (text-to-video, and image-to-video
+# conditioned on the first frame as CogVideoXImageToVideoPipeline does) and a self/cross-attention DiT.
+ARCHITECTURES: tuple[str, ...] = ("cogvideox", "cogvideox-i2v", "wan")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class ToyModelConfig:
         self.world.validate()
 
     @property
+    def image_to_video(self) -> bool:
+        return self.architecture == "cogvideox-i2v"
+
+    @property
     def world(self) -> WorldConfig:
         return WorldConfig(
             height=self.height, width=self.width, num_frames=self.num_frames, object_size=self.object_size
@@ -127,7 +133,8 @@ def generation_kwargs(config_or_pipeline=None) -> dict:
 
     Accepts a :class:`ToyModelConfig`, a toy pipeline (see :func:`toy_config_of`) or None (the default
     config). ``max_sequence_length`` matters: the CogVideoX pipeline pads prompts to it without an
-    attention mask, so another length shows the model pad tokens it never saw.
+    attention mask, so another length shows the model pad tokens it never saw. An image-to-video toy also
+    needs ``image=`` (the first frame).
     """
     if config_or_pipeline is None:
         config = ToyModelConfig()
@@ -163,7 +170,9 @@ def toy_config_of(pipeline) -> ToyModelConfig:
     transformer = pipeline.transformer.config
     if hasattr(transformer, "sample_height"):
         spatial = pipeline.vae_scale_factor_spatial
+        image_input = transformer.in_channels == 2 * transformer.out_channels
         return ToyModelConfig(
+            architecture="cogvideox-i2v" if image_input else "cogvideox",
             height=transformer.sample_height * spatial,
             width=transformer.sample_width * spatial,
             num_frames=transformer.sample_frames,
@@ -208,7 +217,8 @@ def build_transformer(config: ToyModelConfig) -> CogVideoXTransformer3DModel:
     return CogVideoXTransformer3DModel(
         num_attention_heads=config.num_attention_heads,
         attention_head_dim=config.attention_head_dim,
-        in_channels=3,
+        # Image-to-video: the first frame's latent (zeros after it) is concatenated on the channels.
+        in_channels=6 if config.image_to_video else 3,
         out_channels=3,
         time_embed_dim=config.time_embed_dim,
         text_embed_dim=config.text_dim,
@@ -306,7 +316,8 @@ def build_identity_vae(config: ToyModelConfig) -> AutoencoderKLCogVideoX:
 def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0):
     """A fresh (untrained) toy pipeline; the same ``config`` and ``seed`` give the same weights.
 
-    A ``CogVideoXPipeline``, or a ``WanPipeline`` for ``architecture="wan"``.
+    A ``CogVideoXPipeline``, a ``CogVideoXImageToVideoPipeline`` for ``architecture="cogvideox-i2v"``, or
+    a ``WanPipeline`` for ``architecture="wan"``.
     """
     config = config or ToyModelConfig()
     config.validate()
@@ -316,7 +327,8 @@ def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0):
         from attnkit_lmp.toy.wan_model import build_wan_toy_pipeline
 
         return build_wan_toy_pipeline(config, tokenizer)
-    return CogVideoXPipeline(
+    pipeline_class = CogVideoXImageToVideoPipeline if config.image_to_video else CogVideoXPipeline
+    return pipeline_class(
         tokenizer=tokenizer,
         text_encoder=build_text_encoder(config, vocab_size=len(tokenizer)),
         vae=build_identity_vae(config),

@@ -24,7 +24,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -252,7 +252,7 @@ def train(
             timesteps = sample_timesteps(batch, num_timesteps, train_config, generator)
             noise = torch.randn(clean.shape, generator=generator)
             noisy = denoiser.noised(clean, noise, timesteps)
-            predicted = denoiser.predict_clean(noisy, denoiser.encode(prompts), timesteps)
+            predicted = denoiser.predict_clean(noisy, denoiser.encode(prompts), timesteps, clip=clean)
             loss = x0_loss(predicted, clean, train_config, region=model_config.patch_size)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -344,28 +344,38 @@ def load_checkpoint(path: Path, model_config: ToyModelConfig, train_config: Trai
 
 
 def load_initial_weights(folder: str | Path, model_config: ToyModelConfig) -> dict:
-    """Transformer and text-encoder weights of a saved toy pipeline, checked to fit ``model_config``."""
+    """Transformer and text-encoder weights of a saved toy pipeline, checked to fit ``model_config``.
+
+    A text-to-video CogVideoX toy may start an image-to-video one of the same sizes: the input projection
+    gains the image channels with zero weights, so the fine-tune starts as the text-to-video model.
+    """
     from attnkit_lmp.toy.pretrained import load_toy_pipeline
 
     folder = Path(folder)
     record_path = folder / TOY_CONFIG_FILE
     try:
-        saved = ToyModelConfig.from_dict(json.loads(record_path.read_text())["model"]).to_dict()
+        saved = ToyModelConfig.from_dict(json.loads(record_path.read_text())["model"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"cannot start from {folder}: {record_path} is missing or unreadable ({error}); expected a folder"
             " written by `python -m attnkit_lmp.toy train` (OUT/pipeline) or the bundled model."
         ) from error
-    if saved != model_config.to_dict():
+    widen = saved.architecture == "cogvideox" and model_config.architecture == "cogvideox-i2v"
+    comparable = replace(saved, architecture=model_config.architecture) if widen else saved
+    if comparable != model_config:
         raise CheckpointError(
-            f"cannot start from {folder}: its model settings {saved} != requested {model_config.to_dict()}."
-            " Pass the same model sizes, or train from scratch without --init-from."
+            f"cannot start from {folder}: its model settings {saved.to_dict()} != requested"
+            f" {model_config.to_dict()}. Pass the same model sizes, or train from scratch without --init-from."
         )
     pipeline = load_toy_pipeline(folder)
-    return {
+    weights = {
         **{f"transformer.{key}": value for key, value in pipeline.transformer.state_dict().items()},
         **{f"text_encoder.{key}": value for key, value in pipeline.text_encoder.state_dict().items()},
     }
+    if widen:
+        name = "transformer.patch_embed.proj.weight"
+        weights[name] = torch.cat([weights[name], torch.zeros_like(weights[name])], dim=1)
+    return weights
 
 
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> None:

@@ -53,7 +53,7 @@ def test_identity_vae_returns_the_clip_through_encode_and_decode():
 def test_wan_frame_count_must_fit_the_wan_vae():
     with pytest.raises(ValueError, match=r"num_frames=8 with architecture='wan'.*4k \+ 1 frames \(e.g. 9\)"):
         ToyModelConfig(architecture="wan", num_frames=8).validate()
-    with pytest.raises(ValueError, match=r"architecture='hunyuan': expected one of \['cogvideox', 'wan'\]"):
+    with pytest.raises(ValueError, match=r"architecture='hunyuan': expected one of \['cogvideox', 'cogvideox-i2v', 'wan'\]"):
         ToyModelConfig(architecture="hunyuan").validate()
 
 
