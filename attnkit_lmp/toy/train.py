@@ -14,7 +14,7 @@ default to 1 because the machine is shared; pass ``threads`` to use more.
 Output folder layout::
 
     OUT/checkpoint.pt      training state (weights, EMA, optimiser, step, configs) for --resume
-    OUT/pipeline/          the EMA weights as a CogVideoXPipeline or WanPipeline (save_pretrained, safetensors)
+    OUT/pipeline/          the EMA weights as the stock pipeline class (save_pretrained, safetensors)
     OUT/train.log          one line per logged step: step, loss, learning rate, seconds per step
 """
 
