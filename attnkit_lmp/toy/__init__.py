@@ -1,6 +1,9 @@
-"""The toy world: synthetic moving-shape clips and a tiny CogVideoX pipeline trained on them.
+"""The toy world: synthetic moving-shape clips and tiny video pipelines trained on them.
 
 Modules: ``world`` (renderer), ``classify`` (analytic colour/shape/centroid reader), ``export``
-(mp4 and DAVIS-layout writers), ``model`` (pipeline builder), ``train`` (training loop),
-``quality`` (the model's quality bar), ``pretrained`` (the bundled trained pipeline).
+(mp4 and DAVIS-layout writers), ``model`` (CogVideoX pipeline builders, text-to-video and
+image-to-video), ``wan_model`` (the Wan 2.1 pipeline builder), ``denoiser`` (what training does per
+architecture), ``train`` (training loop), ``quality`` (the model's quality bar), ``diagnose`` (where a
+model loses motion), ``measure`` (LMP against baseline and ablations), ``pretrained`` (the bundled
+trained pipelines).
 """
