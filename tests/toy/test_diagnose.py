@@ -6,16 +6,9 @@ import torch
 
 from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.diagnose import denoise_from, motion_kept_by_level
-from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline
+from attnkit_lmp.toy.model import build_toy_pipeline
 from attnkit_lmp.toy.world import WorldConfig, random_clip_spec, render_clip
-
-TINY_MODEL = ToyModelConfig(
-    height=16, width=16, num_frames=4, object_size=6, patch_size=4, num_layers=1, num_attention_heads=1,
-    attention_head_dim=16, time_embed_dim=16, text_length=8, text_dim=8, text_layers=1, text_heads=2,
-)  # fmt: skip
-
-
-TINY_WAN = ToyModelConfig(**(TINY_MODEL.to_dict() | {"architecture": "wan", "num_frames": 5}))
+from tiny_toys import TINY_MODEL, TINY_WAN
 
 
 class CleanClipOracle:

@@ -10,12 +10,8 @@ from attnkit_lmp.toy.denoiser import toy_denoiser
 from attnkit_lmp.toy.model import ToyModelConfig, generation_kwargs, toy_config_of
 from attnkit_lmp.toy.pretrained import load_toy_pipeline
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train
-
-TINY_T2V = ToyModelConfig(
-    height=16, width=16, num_frames=4, object_size=6, patch_size=4, num_layers=1, num_attention_heads=1,
-    attention_head_dim=16, time_embed_dim=16, text_length=8, text_dim=8, text_layers=1, text_heads=2,
-)  # fmt: skip
-TINY_I2V = ToyModelConfig(**(TINY_T2V.to_dict() | {"architecture": "cogvideox-i2v"}))
+from tiny_toys import TINY_I2V
+from tiny_toys import TINY_MODEL as TINY_T2V
 
 
 def _train(out, steps, model_config=TINY_I2V, **overrides):

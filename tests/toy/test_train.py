@@ -7,22 +7,8 @@ from diffusers import CogVideoXPipeline
 from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.model import ToyModelConfig, generation_kwargs
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train, x0_loss
+from tiny_toys import TINY_MODEL
 
-TINY_MODEL = ToyModelConfig(
-    height=16,
-    width=16,
-    num_frames=4,
-    object_size=6,
-    patch_size=4,
-    num_layers=1,
-    num_attention_heads=1,
-    attention_head_dim=16,
-    time_embed_dim=16,
-    text_length=8,
-    text_dim=8,
-    text_layers=1,
-    text_heads=2,
-)
 TINY_TRAINING = TrainConfig(batch_size=2)
 
 

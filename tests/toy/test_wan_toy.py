@@ -12,24 +12,8 @@ from attnkit_lmp.toy.denoiser import WanDenoiser
 from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline, generation_kwargs, toy_config_of
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train
 from attnkit_lmp.toy.wan_model import build_identity_wan_vae
-
-TINY_WAN = ToyModelConfig(
-    architecture="wan",
-    height=16,
-    width=16,
-    num_frames=5,
-    object_size=6,
-    patch_size=4,
-    num_layers=1,
-    num_attention_heads=1,
-    attention_head_dim=16,
-    time_embed_dim=16,
-    text_length=8,
-    text_dim=8,
-    text_layers=1,
-    text_heads=2,
-)
-TINY_COGVIDEOX = ToyModelConfig(**(TINY_WAN.to_dict() | {"architecture": "cogvideox", "num_frames": 4}))
+from tiny_toys import TINY_MODEL as TINY_COGVIDEOX
+from tiny_toys import TINY_WAN
 
 
 def _train(out, steps, **overrides):
