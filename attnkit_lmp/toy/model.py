@@ -32,6 +32,7 @@ from diffusers import (
     CogVideoXImageToVideoPipeline,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
+    WanPipeline,
 )
 from transformers import T5Config, T5EncoderModel
 
@@ -324,16 +325,22 @@ def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0):
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(config)
     if config.architecture == "wan":
-        from attnkit_lmp.toy.wan_model import build_wan_toy_pipeline
+        from attnkit_lmp.toy import wan_model
 
-        return build_wan_toy_pipeline(config, tokenizer)
-    pipeline_class = CogVideoXImageToVideoPipeline if config.image_to_video else CogVideoXPipeline
+        pipeline_class = WanPipeline
+        builders = (wan_model.build_wan_text_encoder, wan_model.build_identity_wan_vae)
+        builders += (wan_model.build_wan_transformer, wan_model.build_wan_scheduler)
+    else:
+        pipeline_class = CogVideoXImageToVideoPipeline if config.image_to_video else CogVideoXPipeline
+        builders = (build_text_encoder, build_identity_vae, build_transformer, build_scheduler)
+    text_encoder, vae, transformer, scheduler = builders
+    # Built in this order from the seed, so a config and seed always give the same weights.
     return pipeline_class(
         tokenizer=tokenizer,
-        text_encoder=build_text_encoder(config, vocab_size=len(tokenizer)),
-        vae=build_identity_vae(config),
-        transformer=build_transformer(config),
-        scheduler=build_scheduler(),
+        text_encoder=text_encoder(config, vocab_size=len(tokenizer)),
+        vae=vae(config),
+        transformer=transformer(config),
+        scheduler=scheduler(),
     )
 
 

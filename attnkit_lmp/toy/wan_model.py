@@ -24,7 +24,7 @@ latents, whose frame count wins).
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
 from transformers import UMT5Config, UMT5EncoderModel
 
 from attnkit_lmp.toy.model import text_encoder_settings
@@ -131,12 +131,3 @@ def build_identity_wan_vae(config) -> AutoencoderKLWan:
             conv.weight[:, :, 0, 0, 0] = torch.eye(conv.weight.shape[0])
     return vae
 
-
-def build_wan_toy_pipeline(config, tokenizer) -> WanPipeline:
-    return WanPipeline(
-        tokenizer=tokenizer,
-        text_encoder=build_wan_text_encoder(config, vocab_size=len(tokenizer)),
-        vae=build_identity_wan_vae(config),
-        transformer=build_wan_transformer(config),
-        scheduler=build_wan_scheduler(),
-    )
