@@ -66,3 +66,14 @@ def test_bundled_model_draws_the_prompted_colour_and_moves_the_object():
     assert summary["colour_accuracy"] >= 0.8
     assert summary["present_rate"] >= 0.7
     assert summary["moving_rate"] >= 0.5
+
+
+def test_a_missing_wan_bundle_is_told_the_wan_training_command(tmp_path, monkeypatch):
+    from attnkit_lmp.toy import pretrained
+
+    monkeypatch.setattr(pretrained, "BUNDLED_WAN_PIPELINE", tmp_path / "pretrained_wan")
+    with pytest.raises(ToyModelMissingError, match="toy train .*--architecture wan --num-frames 9"):
+        load_toy_pipeline(tmp_path / "pretrained_wan")
+    with pytest.raises(ToyModelMissingError) as error:
+        load_toy_pipeline(tmp_path / "elsewhere")
+    assert "--architecture" not in str(error.value)
