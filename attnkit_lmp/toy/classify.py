@@ -1,7 +1,9 @@
 """Analytic reading of toy-world frames: where the object is, its colour, its shape, its path.
 
-Works on any frames (rendered or generated): the background colour is estimated from the frame
-border, the object is the largest connected region that differs from it, its colour is the nearest
+Works on any frames (rendered or generated): the background is the world's named background that best
+matches the clip's per-pixel median over time (or, when none matches better, a plain colour estimated
+from the frame border), the object is the largest connected region that differs from it, a distractor
+the second largest, its colour is the nearest
 palette colour of its most saturated pixels, its shape the nearest prototype in (fill ratio of the
 bounding box, top/bottom width ratio) space. No learned component, so it can judge a model.
 """
@@ -12,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from attnkit_lmp.toy.world import COLOURS, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
+from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
 
 # Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest
 # object/background colour distance of the palette, i.e. the 50% coverage of the ground-truth masks.
@@ -43,15 +45,19 @@ class FrameReading:
     masks: np.ndarray  # (T, H, W) bool, largest foreground component per frame
     centroids: np.ndarray  # (T, 2) x, y, NaN where no object
     areas: np.ndarray  # (T,) pixels of the object per frame
-    background_rgb: np.ndarray  # (3,) estimated background colour
+    background: np.ndarray  # (H, W, 3) estimated background image
+    background_name: str | None  # the world's background nearest to it
     colour: str | None
     shape: str | None
     shape_features: tuple[float, float]
+    # Frames (T,) whose second-largest region is large enough to be a distractor.
+    second_object: np.ndarray | None = None
 
     def summary(self) -> dict:
         return {
             "colour": self.colour,
             "shape": self.shape,
+            "background": self.background_name,
             "fill_ratio": round(float(self.shape_features[0]), 4),
             "taper": round(float(self.shape_features[1]), 4),
             "areas": [int(area) for area in self.areas],
@@ -87,14 +93,31 @@ def to_uint8_frames(frames) -> np.ndarray:
     return np.clip(np.rint(frames.astype(np.float64) * 255), 0, 255).astype(np.uint8)
 
 
-def estimate_background(frames: np.ndarray) -> np.ndarray:
-    """Median colour of the one-pixel border of all frames (the world keeps objects off the border)."""
+def estimate_background(frames: np.ndarray) -> tuple[str | None, np.ndarray]:
+    """The clip's background: (nearest named background, (H, W, 3) image to segment against).
+
+    The per-pixel median over time shows the static background wherever the objects move on. Each
+    named background is scored by the median distance of that image to it; the plain colour of the
+    frame border (the world keeps objects off it) is one more candidate, so a generated clip whose
+    plain background is slightly off is segmented against its own colour, as it always was.
+    """
     frames = to_uint8_frames(frames).astype(np.float64)
+    _, height, width, _ = frames.shape
+    still = np.median(frames, axis=0)
     border = np.concatenate(
         [frames[:, 0].reshape(-1, 3), frames[:, -1].reshape(-1, 3), frames[:, :, 0].reshape(-1, 3)]
         + [frames[:, :, -1].reshape(-1, 3)]
     )
-    return np.median(border, axis=0)
+    plain = np.broadcast_to(np.median(border, axis=0), still.shape)
+    scores = {
+        name: float(np.median(np.linalg.norm(still - style.image(height, width), axis=-1)))
+        for name, style in BACKGROUNDS.items()
+    }
+    nearest = min(scores, key=scores.get)
+    plain_score = float(np.median(np.linalg.norm(still - plain, axis=-1)))
+    if BACKGROUNDS[nearest].kind != "plain" and scores[nearest] < plain_score:
+        return nearest, BACKGROUNDS[nearest].image(height, width)
+    return nearest, np.array(plain)
 
 
 def read_frames(frames, min_area: float | None = None) -> FrameReading:
@@ -106,11 +129,15 @@ def read_frames(frames, min_area: float | None = None) -> FrameReading:
     frames = to_uint8_frames(frames)
     if min_area is None:
         min_area = MIN_OBJECT_AREA * frames.shape[1] * frames.shape[2] / REFERENCE_FRAME_SIDE**2
-    background = estimate_background(frames)
+    background_name, background = estimate_background(frames)
     distance = np.linalg.norm(frames.astype(np.float64) - background, axis=-1)
     masks = np.zeros(distance.shape, dtype=bool)
+    second_object = np.zeros(len(frames), dtype=bool)
     for index, frame_distance in enumerate(distance):
-        masks[index] = largest_component(frame_distance > FOREGROUND_DISTANCE)
+        components = connected_components(frame_distance > FOREGROUND_DISTANCE)
+        if components:
+            masks[index] = components[0]
+        second_object[index] = len(components) > 1 and components[1].sum() >= min_area / 4
     areas = masks.sum(axis=(1, 2))
     # Sub-pixel centroids: weight the pixels of (and around) the object by how far they are from the
     # background, relative to the object's own contrast, which approximates fractional coverage.
@@ -127,10 +154,12 @@ def read_frames(frames, min_area: float | None = None) -> FrameReading:
         masks=masks,
         centroids=centroids,
         areas=areas,
-        background_rgb=background,
+        background=background,
+        background_name=background_name,
         colour=colour,
         shape=classify_shape_features(features),
         shape_features=features,
+        second_object=second_object,
     )
 
 
@@ -140,8 +169,8 @@ def classify_colour(frames: np.ndarray, masks: np.ndarray) -> str | None:
     pixels = frames[masks]
     if len(pixels) == 0:
         return None
-    background = estimate_background(frames)
-    distance = np.linalg.norm(pixels - background, axis=-1)
+    _, background = estimate_background(frames)
+    distance = np.linalg.norm(pixels - np.broadcast_to(background, frames.shape)[masks], axis=-1)
     # Edge pixels are blended with the background; the core ones carry the object's colour.
     core = pixels[distance >= np.median(distance)]
     mean = core.mean(axis=0)
@@ -154,7 +183,7 @@ def colour_fractions(frames) -> dict[str, float]:
     """Share of all foreground pixels (any region) nearest to each palette colour, e.g. to measure how
     much of a reference's colour leaked into a motion-transfer target. Empty frames give all zeros."""
     frames = to_uint8_frames(frames).astype(np.float64)
-    background = estimate_background(frames)
+    _, background = estimate_background(frames)
     pixels = frames[np.linalg.norm(frames - background, axis=-1) > FOREGROUND_DISTANCE]
     names = list(COLOURS)
     if len(pixels) == 0:
@@ -198,9 +227,16 @@ def classify_shape_features(features: tuple[float, float]) -> str | None:
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected region of a 2D boolean mask (an empty mask stays empty)."""
+    components = connected_components(mask)
+    return components[0] if components else np.zeros_like(np.asarray(mask, dtype=bool))
+
+
+def connected_components(mask: np.ndarray) -> list[np.ndarray]:
+    """The 4-connected regions of a 2D boolean mask as boolean masks, largest first."""
     mask = np.asarray(mask, dtype=bool)
     labels = np.zeros(mask.shape, dtype=np.int32)
-    best_label, best_size, next_label = 0, 0, 1
+    sizes: dict[int, int] = {}
+    next_label = 1
     height, width = mask.shape
     for start_row, start_col in zip(*np.nonzero(mask)):
         if labels[start_row, start_col]:
@@ -214,10 +250,10 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
                 if 0 <= nrow < height and 0 <= ncol < width and mask[nrow, ncol] and not labels[nrow, ncol]:
                     labels[nrow, ncol] = next_label
                     stack.append((nrow, ncol))
-        if size > best_size:
-            best_label, best_size = next_label, size
+        sizes[next_label] = size
         next_label += 1
-    return labels == best_label if best_size else np.zeros_like(mask)
+    order = sorted(sizes, key=lambda label: -sizes[label])
+    return [labels == label for label in order]
 
 
 def path_report(centroids: np.ndarray) -> PathReport:

@@ -33,9 +33,16 @@ def add_toy_commands(subparsers) -> None:
         " needs 4k + 1 frames, e.g. --num-frames 9)",
     )
     for item in fields(ToyModelConfig):
-        if item.name != "architecture":
+        if item.name == "backgrounds":
             train.add_argument(
-                f"--{item.name.replace('_', '-')}", type=int, default=item.default, help="model size"
+                "--backgrounds",
+                type=lambda text: tuple(text.split(",")),
+                default=item.default,
+                help=f"comma-separated backgrounds of the world, the default first (default: {','.join(item.default)})",
+            )
+        elif item.name != "architecture":
+            train.add_argument(
+                f"--{item.name.replace('_', '-')}", type=int, default=item.default, help="model/world size"
             )
     for item in fields(TrainConfig):
         train.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default)

@@ -37,7 +37,7 @@ from diffusers import (
 from transformers import T5Config, T5EncoderModel
 
 from attnkit.testing.tokenizer import build_word_tokenizer
-from attnkit_lmp.toy.world import PROMPT_WORDS, WorldConfig
+from attnkit_lmp.toy.world import BACKGROUNDS, PROMPT_WORDS, V1_BACKGROUNDS, WorldConfig
 
 # Written beside a saved toy pipeline's weights: the ToyModelConfig it was built with, and training facts.
 TOY_CONFIG_FILE = "toy_config.json"
@@ -61,15 +61,21 @@ class ToyModelConfig:
     width: int = 32
     num_frames: int = 8
     object_size: int = 12
-    patch_size: int = 8
+    # Patch 4 makes an 8 x 8 grid of tokens per 32-px frame: a 12-px object covers about 9 tokens, so an
+    # attention mask on the token grid can outline it.
+    patch_size: int = 4
     num_layers: int = 6
     num_attention_heads: int = 4
     attention_head_dim: int = 32
     time_embed_dim: int = 128
-    text_length: int = 8
+    # The longest prompt ("a blue triangle and a small yellow circle on a checkered background") is 12
+    # words plus the end-of-sequence token.
+    text_length: int = 14
     text_dim: int = 32
     text_layers: int = 1
     text_heads: int = 2
+    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
+    distractor_size: int = 6
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -77,7 +83,7 @@ class ToyModelConfig:
                 f"ToyModelConfig.architecture={self.architecture!r}: expected one of {list(ARCHITECTURES)}."
             )
         for item in fields(self):
-            if item.name == "architecture":
+            if item.name in ("architecture", "backgrounds", "distractor_size"):
                 continue
             value = getattr(self, item.name)
             if not isinstance(value, int) or value < 1:
@@ -111,21 +117,34 @@ class ToyModelConfig:
     @property
     def world(self) -> WorldConfig:
         return WorldConfig(
-            height=self.height, width=self.width, num_frames=self.num_frames, object_size=self.object_size
+            height=self.height,
+            width=self.width,
+            num_frames=self.num_frames,
+            object_size=self.object_size,
+            backgrounds=tuple(self.backgrounds),
+            distractor_size=self.distractor_size,
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        values["backgrounds"] = list(self.backgrounds)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> ToyModelConfig:
-        """The config of a saved record; records written before ``architecture`` existed are CogVideoX."""
+        """The config of a saved record. Records written before ``architecture`` existed are CogVideoX;
+        records without ``backgrounds`` describe the first world (black and white, no distractors)."""
         known = {item.name for item in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(
                 f"unknown ToyModelConfig fields {sorted(unknown)}; expected some of {sorted(known)}."
             )
+        values = dict(values)
+        if "backgrounds" not in values:
+            values.setdefault("backgrounds", V1_BACKGROUNDS)
+            values.setdefault("distractor_size", 0)
+        values["backgrounds"] = tuple(values["backgrounds"])
         return cls(**values)
 
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from attnkit_lmp.toy.denoiser import toy_denoiser
 from attnkit_lmp.toy.model import TOY_CONFIG_FILE, ToyModelConfig, build_toy_pipeline
-from attnkit_lmp.toy.world import random_clip_spec, render_clip
+from attnkit_lmp.toy.world import background_mix, random_clip_spec, render_clip, world_description
 
 CHECKPOINT_FORMAT = "attnkit-toy-checkpoint-v1"
 # Clip seeds of a run: run_seed * _SEEDS_PER_RUN + step * batch_size + index; runs never share clips.
@@ -55,7 +55,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     prompt_dropout: float = 0.1
     ema_decay: float = 0.999
-    white_background_probability: float = 0.2
+    # Share of clips on the default (black) background; the world's other backgrounds share the rest.
+    default_background_probability: float = 0.2
+    # Share of clips with a distractor (in a world that has them).
+    distractor_probability: float = 0.3
     high_noise_fraction: float = 0.5
     high_noise_start: int = 800
     region_loss_weight: float = 4.0
@@ -76,13 +79,12 @@ class TrainConfig:
         for name in ("region_loss_weight", "frame_mean_loss_weight", "temporal_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a non-negative loss weight.")
-        if not 0 <= self.white_background_probability <= 1:
-            raise ValueError(
-                f"white_background_probability={self.white_background_probability}: expected [0, 1]."
-            )
+        for name in ("default_background_probability", "distractor_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a probability in [0, 1].")
 
     # Fields that decide the data stream or the model: a resumed run must use the same values.
-    RESUME_FIELDS = ("batch_size", "prompt_dropout", "white_background_probability")
+    RESUME_FIELDS = ("batch_size", "prompt_dropout", "default_background_probability", "distractor_probability")
 
 
 def x0_loss(predicted: torch.Tensor, clean: torch.Tensor, config: TrainConfig, region: int = 8) -> torch.Tensor:
@@ -147,14 +149,15 @@ def sample_timesteps(
 def training_batch(run_seed: int, step: int, config: TrainConfig, model_config: ToyModelConfig):
     """The clips of ``step``: (pixels (B,F,3,H,W) in [-1,1], prompts)."""
     world = model_config.world
-    backgrounds = {
-        "black": 1 - config.white_background_probability,
-        "white": config.white_background_probability,
-    }
+    backgrounds = background_mix(world, config.default_background_probability)
+    distractors = config.distractor_probability if world.distractor_size else 0.0
     pixels, prompts = [], []
     for index in range(config.batch_size):
         clip_seed = run_seed * _SEEDS_PER_RUN + step * config.batch_size + index
-        clip = render_clip(random_clip_spec(clip_seed, "train", background_probabilities=backgrounds), world)
+        spec = random_clip_spec(
+            clip_seed, "train", background_probabilities=backgrounds, distractor_probability=distractors, world=world
+        )
+        clip = render_clip(spec, world)
         pixels.append(clip.frames)
         prompts.append(clip.prompt)
     pixels = torch.from_numpy(np.stack(pixels)).float().div(127.5).sub(1.0).permute(0, 1, 4, 2, 3)
@@ -422,5 +425,5 @@ def export_pipeline(
         scheduler=pipeline.scheduler,
     )
     exported.save_pretrained(folder, safe_serialization=True)
-    record = {"model": model_config.to_dict(), **(extra or {})}
+    record = {"model": model_config.to_dict(), "world": world_description(model_config.world), **(extra or {})}
     (Path(folder) / TOY_CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,9 +1,14 @@
-"""Seeded renderer of the toy world: one coloured shape moving on a plain background.
+"""Seeded renderer of the toy world: a coloured shape moving on a named background, maybe beside a distractor.
 
 A clip is fully determined by a :class:`ClipSpec` (colour, shape, background, trajectory family, seed,
-split) and a :class:`WorldConfig` (frame size, frame count, object size). Rendering returns frames,
-per-frame ground-truth masks, centroids and the prompt ("a red square"), so that both training and the
-motion-transfer measurements use the same, exactly reproducible data.
+split, and an optional distractor: a second, smaller shape of another colour that moves on its own
+path) and a :class:`WorldConfig` (frame size, frame count, object and distractor size). Rendering
+returns frames, per-frame ground-truth masks, centroids and the prompt ("a red square and a small blue
+circle on a striped background"), so that both training and the motion-transfer measurements use the
+same, exactly reproducible data.
+
+Backgrounds are plain colours or static textures (:data:`BACKGROUNDS`); each is a pure function of the
+frame size, so a third party can redraw them from :func:`world_description`.
 
 Splits: training draws clips from the ``"train"`` split (trajectory families in
 ``TRAIN_TRAJECTORIES``); held-out reference clips come from the ``"heldout"`` split, whose random
@@ -13,7 +18,7 @@ trajectory families (``HELDOUT_TRAJECTORIES``) are never rendered during trainin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -24,8 +29,49 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (240, 220, 40),
 }
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
-BACKGROUNDS: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "white": (255, 255, 255)}
+
+
+@dataclass(frozen=True)
+class BackgroundStyle:
+    """How a named background is drawn: ``plain`` (one colour), or a static two-colour texture.
+
+    ``stripes``: horizontal bands of ``period / 2`` px, first colour on top. ``checker``: squares of
+    ``period / 2`` px, first colour at the top-left. Texture colours stay far (> 120 RGB units) from every
+    object colour, so objects are still segmented from the background by colour distance alone.
+    """
+
+    kind: str
+    colours: tuple[tuple[int, int, int], ...]
+    period: int = 0
+
+    def image(self, height: int, width: int) -> np.ndarray:
+        """The background as a (height, width, 3) float array of RGB values in 0..255."""
+        first, second = (np.array(colour, dtype=np.float64) for colour in (self.colours * 2)[:2])
+        rows = np.arange(height)[:, None]
+        cols = np.arange(width)[None, :]
+        half = max(1, self.period // 2)
+        if self.kind == "plain":
+            use_second = np.zeros((height, width), dtype=bool)
+        elif self.kind == "stripes":
+            use_second = np.broadcast_to((rows // half) % 2 == 1, (height, width))
+        else:  # checker
+            use_second = ((rows // half) + (cols // half)) % 2 == 1
+        return np.where(use_second[..., None], second, first)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "colours": [list(colour) for colour in self.colours], "period": self.period}
+
+
+BACKGROUNDS: dict[str, BackgroundStyle] = {
+    "black": BackgroundStyle("plain", ((0, 0, 0),)),
+    "white": BackgroundStyle("plain", ((255, 255, 255),)),
+    "gray": BackgroundStyle("plain", ((128, 128, 128),)),
+    "striped": BackgroundStyle("stripes", ((25, 25, 25), (85, 85, 85)), period=8),
+    "checkered": BackgroundStyle("checker", ((45, 45, 45), (100, 100, 100)), period=8),
+}
 DEFAULT_BACKGROUND = "black"
+# The backgrounds of the first toy world (plain black and white); a WorldConfig chooses its own.
+V1_BACKGROUNDS: tuple[str, ...] = ("black", "white")
 # Trajectory speeds are defined for frames of this side and scale with the frame (see trajectory_path).
 REFERENCE_FRAME_SIDE = 32
 
@@ -42,7 +88,12 @@ SPLIT_TRAJECTORIES: dict[str, tuple[str, ...]] = {
 }
 
 # Prompt vocabulary: every word any prompt of the world can contain.
-PROMPT_WORDS: tuple[str, ...] = ("a", *COLOURS, *SHAPES, "on", *BACKGROUNDS, "background")
+# Prompt vocabulary: every word any prompt of the world can contain. New words go at the end, so the
+# token ids of a saved model's words never move.
+PROMPT_WORDS: tuple[str, ...] = (
+    "a", *COLOURS, *SHAPES, "on", *V1_BACKGROUNDS, "background",
+    *(name for name in BACKGROUNDS if name not in V1_BACKGROUNDS), "and", "small",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,12 +105,28 @@ class WorldConfig:
     num_frames: int = 8
     object_size: int = 12
     supersample: int = 4
+    # The named backgrounds this world draws, the default (unnamed in prompts) first.
+    backgrounds: tuple[str, ...] = V1_BACKGROUNDS
+    # Side of a distractor's bounding box; 0 for a world without distractors.
+    distractor_size: int = 0
 
     def validate(self) -> None:
         for name in ("height", "width", "num_frames", "object_size", "supersample"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"WorldConfig.{name}={value!r} cannot render: expected a positive integer.")
+        if not self.backgrounds or self.backgrounds[0] != DEFAULT_BACKGROUND:
+            raise ValueError(
+                f"WorldConfig.backgrounds={list(self.backgrounds)!r}: expected a list of background names"
+                f" starting with the default {DEFAULT_BACKGROUND!r}."
+            )
+        for name in self.backgrounds:
+            _check_choice("background", name, BACKGROUNDS)
+        if not isinstance(self.distractor_size, (int, np.integer)) or not 0 <= self.distractor_size < self.object_size:
+            raise ValueError(
+                f"WorldConfig.distractor_size={self.distractor_size!r}: expected 0 (no distractors) or a size"
+                f" below object_size={self.object_size}, so the subject stays the larger shape."
+            )
         if self.num_frames < 2:
             raise ValueError(
                 f"WorldConfig.num_frames={self.num_frames} cannot show motion: expected at least 2 frames."
@@ -77,6 +144,11 @@ class WorldConfig:
         """Smallest distance of the object's centre from the frame border that keeps it fully inside."""
         return self.object_size / 2 + 1
 
+    @property
+    def distractor_world(self) -> WorldConfig:
+        """The same world for a distractor: its paths keep the smaller shape inside the frame."""
+        return replace(self, object_size=self.distractor_size, distractor_size=0)
+
 
 DEFAULT_WORLD = WorldConfig()
 
@@ -91,6 +163,8 @@ class ClipSpec:
     seed: int = 0
     background: str = DEFAULT_BACKGROUND
     split: str = "train"
+    # A second, smaller shape that moves on its own path: (colour, shape, trajectory family), or None.
+    distractor: tuple[str, str, str] | None = None
 
     def validate(self) -> None:
         _check_choice("colour", self.colour, COLOURS)
@@ -100,6 +174,20 @@ class ClipSpec:
         _check_choice("split", self.split, SPLIT_NAMESPACES)
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"ClipSpec.seed={self.seed!r} is invalid: expected a non-negative integer.")
+        if self.distractor is not None:
+            if len(self.distractor) != 3:
+                raise ValueError(
+                    f"ClipSpec.distractor={self.distractor!r}: expected (colour, shape, trajectory) or None."
+                )
+            colour, shape, trajectory = self.distractor
+            _check_choice("distractor colour", colour, COLOURS)
+            _check_choice("distractor shape", shape, SHAPES)
+            _check_choice("distractor trajectory", trajectory, TRAJECTORIES)
+            if colour == self.colour:
+                raise ValueError(
+                    f"ClipSpec.distractor colour {colour!r} equals the subject's: a distractor must differ in"
+                    " colour so that the subject's words name the subject alone."
+                )
 
     @property
     def subject(self) -> str:
@@ -107,15 +195,27 @@ class ClipSpec:
 
     @property
     def prompt(self) -> str:
-        return prompt_for(self.colour, self.shape, self.background)
+        return prompt_for(self.colour, self.shape, self.background, self.distractor)
 
     @property
     def name(self) -> str:
         """A folder-safe unique name, e.g. ``heldout-wave-red-square-black-00003``."""
-        return f"{self.split}-{self.trajectory}-{self.colour}-{self.shape}-{self.background}-{self.seed:05d}"
+        name = f"{self.split}-{self.trajectory}-{self.colour}-{self.shape}-{self.background}"
+        if self.distractor is not None:
+            name += "-with-" + "-".join(self.distractor)
+        return f"{name}-{self.seed:05d}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        values["distractor"] = None if self.distractor is None else list(self.distractor)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ClipSpec:
+        values = dict(values)
+        if values.get("distractor") is not None:
+            values["distractor"] = tuple(values["distractor"])
+        return cls(**values)
 
 
 @dataclass
@@ -131,6 +231,9 @@ class Clip:
     masks: np.ndarray
     centroids: np.ndarray
     path: np.ndarray = field(repr=False)
+    # The distractor's masks (T,H,W bool) and centroids (T,2); None when the clip has none.
+    distractor_masks: np.ndarray | None = field(default=None, repr=False)
+    distractor_centroids: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def prompt(self) -> str:
@@ -145,12 +248,17 @@ class Clip:
         return self.spec.name
 
 
-def prompt_for(colour: str, shape: str, background: str = DEFAULT_BACKGROUND) -> str:
-    """The world's prompt: ``"a red square"``; a non-default background adds ``"on a white background"``."""
+def prompt_for(
+    colour: str, shape: str, background: str = DEFAULT_BACKGROUND, distractor: tuple[str, ...] | None = None
+) -> str:
+    """The world's prompt: ``"a red square"``; a distractor adds ``"and a small blue circle"``, a
+    non-default background ``"on a striped background"``."""
     _check_choice("colour", colour, COLOURS)
     _check_choice("shape", shape, SHAPES)
     _check_choice("background", background, BACKGROUNDS)
     prompt = f"a {colour} {shape}"
+    if distractor is not None:
+        prompt += f" and a small {distractor[0]} {distractor[1]}"
     if background != DEFAULT_BACKGROUND:
         prompt += f" on a {background} background"
     return prompt
@@ -167,16 +275,27 @@ def random_clip_spec(
     split: str = "train",
     background_probabilities: dict[str, float] | None = None,
     trajectories: tuple[str, ...] | None = None,
+    distractor_probability: float = 0.0,
+    world: WorldConfig | None = None,
 ) -> ClipSpec:
-    """Draw colour, shape, background and trajectory family of clip ``seed`` of ``split``.
+    """Draw colour, shape, background, trajectory family and distractor of clip ``seed`` of ``split``.
 
-    ``background_probabilities`` defaults to 80% the default background, 20% the others; trajectory
-    families default to the split's own (``SPLIT_TRAJECTORIES``).
+    ``background_probabilities`` defaults to 80% the default background, 20% the first world's white;
+    trajectory families default to the split's own (``SPLIT_TRAJECTORIES``). With probability
+    ``distractor_probability`` the clip has a distractor of another colour and shape, moving on a path
+    of the same split's families; a distractor that ``world`` (needed then) cannot keep clear of the
+    subject in every frame is left out. The distractor draws from its own stream, so clips without one
+    are the same whatever the probability.
     """
+    if distractor_probability and (world is None or not world.distractor_size):
+        raise ValueError(
+            f"distractor_probability={distractor_probability} needs the world (a WorldConfig with"
+            " distractor_size > 0) to place distractors in: pass world=..."
+        )
     rng = clip_rng(seed, split)
     families = trajectories or SPLIT_TRAJECTORIES[split]
     if background_probabilities is None:
-        others = [name for name in BACKGROUNDS if name != DEFAULT_BACKGROUND]
+        others = [name for name in V1_BACKGROUNDS if name != DEFAULT_BACKGROUND]
         background_probabilities = {DEFAULT_BACKGROUND: 0.8, **{name: 0.2 / len(others) for name in others}}
     names = list(background_probabilities)
     weights = np.array([background_probabilities[name] for name in names], dtype=float)
@@ -184,7 +303,28 @@ def random_clip_spec(
     shape = str(rng.choice(list(SHAPES)))
     trajectory = str(rng.choice(list(families)))
     background = str(rng.choice(names, p=weights / weights.sum()))
-    return ClipSpec(colour, shape, trajectory, seed=int(seed), background=background, split=split)
+    distractor = None
+    distractor_rng = np.random.default_rng([SPLIT_NAMESPACES[split], int(seed), 4])
+    if distractor_rng.random() < distractor_probability:
+        distractor = (
+            str(distractor_rng.choice([name for name in COLOURS if name != colour])),
+            str(distractor_rng.choice([name for name in SHAPES if name != shape])),
+            str(distractor_rng.choice(list(families))),
+        )
+    spec = ClipSpec(colour, shape, trajectory, seed=int(seed), background=background, split=split)
+    if distractor is not None:
+        with_distractor = replace(spec, distractor=distractor)
+        if _distractor_path(distractor[2], _subject_path(spec, world), with_distractor, world) is not None:
+            return with_distractor
+    return spec
+
+
+def background_mix(world: WorldConfig, default_probability: float) -> dict[str, float]:
+    """Background probabilities of ``world``: the default with ``default_probability``, the rest evenly."""
+    others = world.backgrounds[1:]
+    if not others:
+        return {DEFAULT_BACKGROUND: 1.0}
+    return {DEFAULT_BACKGROUND: default_probability, **{name: (1 - default_probability) / len(others) for name in others}}
 
 
 def substitute_subject(spec: ClipSpec) -> tuple[str, str]:
@@ -195,29 +335,74 @@ def substitute_subject(spec: ClipSpec) -> tuple[str, str]:
     return colour, shape
 
 
-def substitute_background(spec: ClipSpec) -> str:
-    """Another background than ``spec``'s (the world has two)."""
-    return next(name for name in BACKGROUNDS if name != spec.background)
+def substitute_background(spec: ClipSpec, world: WorldConfig | None = None) -> str:
+    """Another background of ``world`` than ``spec``'s, seeded by the spec (the first world's two by default)."""
+    names = [name for name in (world or DEFAULT_WORLD).backgrounds if name != spec.background]
+    if not names:
+        raise ValueError(f"the world has no background other than {spec.background!r} to substitute.")
+    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 5])
+    return str(rng.choice(names))
 
 
 def render_clip(spec: ClipSpec, config: WorldConfig = DEFAULT_WORLD) -> Clip:
     """Render the clip described by ``spec``; the same spec and config always give identical arrays."""
     spec.validate()
     config.validate()
-    # The path draws from its own child stream so that adding spec fields never shifts it.
-    path_rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 1])
-    path = trajectory_path(spec.trajectory, path_rng, config)
-    frames, masks, coverage = render_path(
-        spec.colour, spec.shape, path, spec.background, config, return_coverage=True
-    )
+    path = _subject_path(spec, config)
+    if spec.distractor is None:
+        frames, masks, coverage = render_path(
+            spec.colour, spec.shape, path, spec.background, config, return_coverage=True
+        )
+        return Clip(spec, config, frames, masks, weighted_centroids(coverage), path)
+    if not config.distractor_size:
+        raise ValueError(
+            f"clip {spec.name} has a distractor but the world's distractor_size is 0: use a WorldConfig with"
+            " distractor_size > 0, or a spec without a distractor."
+        )
+    colour, shape, trajectory = spec.distractor
+    distractor_path = _distractor_path(trajectory, path, spec, config)
+    if distractor_path is None:
+        raise ValueError(
+            f"could not place the {trajectory!r} distractor of clip {spec.name} clear of the subject: use a"
+            " larger frame, a smaller distractor, or draw specs with random_clip_spec(world=...), which"
+            " leaves such distractors out."
+        )
+    small = config.distractor_world
+    canvas = BACKGROUNDS[spec.background].image(config.height, config.width)
+    distractor_coverage = _coverage(shape, distractor_path, small)
+    canvas = _composite(canvas, COLOURS[colour], distractor_coverage)
+    # The subject is drawn last, over the distractor; paths keep them apart, so nothing is hidden.
+    subject_coverage = _coverage(spec.shape, path, config)
+    frames = _to_uint8(_composite(canvas, COLOURS[spec.colour], subject_coverage))
     return Clip(
-        spec=spec,
-        config=config,
-        frames=frames,
-        masks=masks,
-        centroids=weighted_centroids(coverage),
-        path=path,
+        spec,
+        config,
+        frames,
+        subject_coverage >= 0.5,
+        weighted_centroids(subject_coverage),
+        path,
+        distractor_masks=distractor_coverage >= 0.5,
+        distractor_centroids=weighted_centroids(distractor_coverage),
     )
+
+
+def _subject_path(spec: ClipSpec, config: WorldConfig) -> np.ndarray:
+    # The path draws from its own child stream so that adding spec fields never shifts it.
+    return trajectory_path(spec.trajectory, np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 1]), config)
+
+
+def _distractor_path(
+    trajectory: str, subject_path: np.ndarray, spec: ClipSpec, config: WorldConfig
+) -> np.ndarray | None:
+    """A path for the distractor that keeps its box clear of the subject's in every frame (None if none
+    is found)."""
+    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 3])
+    clearance = (config.object_size + config.distractor_size) / 2 + 1
+    for _ in range(2000):
+        path = trajectory_path(trajectory, rng, config.distractor_world)
+        if np.all(np.abs(path - subject_path).max(axis=1) >= clearance):
+            return path
+    return None
 
 
 def render_path(
@@ -241,23 +426,59 @@ def render_path(
     path = np.asarray(path, dtype=np.float64)
     if path.ndim != 2 or path.shape[1] != 2 or len(path) < 1:
         raise ValueError(f"path has shape {path.shape}: expected (num_frames, 2) positions (x, y).")
+    coverages = _coverage(shape, path, config)
+    canvas = BACKGROUNDS[background].image(config.height, config.width)
+    frames = _to_uint8(_composite(canvas, COLOURS[colour], coverages))
+    masks = coverages >= 0.5
+    return (frames, masks, coverages) if return_coverage else (frames, masks)
+
+
+def _coverage(shape: str, path: np.ndarray, config: WorldConfig) -> np.ndarray:
+    """Fraction (T,H,W) of each pixel that ``shape`` of ``config.object_size`` covers at ``path[t]``."""
     factor = config.supersample
     # Coordinates of sub-pixel centres, in pixel units.
     ys = (np.arange(config.height * factor) + 0.5) / factor
     xs = (np.arange(config.width * factor) + 0.5) / factor
     grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
-    object_rgb = np.array(COLOURS[colour], dtype=np.float64)
-    background_rgb = np.array(BACKGROUNDS[background], dtype=np.float64)
-    frames = np.empty((len(path), config.height, config.width, 3), dtype=np.uint8)
     coverages = np.empty((len(path), config.height, config.width), dtype=np.float64)
     for index, (centre_x, centre_y) in enumerate(path):
         inside = _shape_inside(shape, grid_x - centre_x, grid_y - centre_y, config.object_size)
-        coverage = inside.reshape(config.height, factor, config.width, factor).mean(axis=(1, 3))
-        pixels = background_rgb * (1 - coverage[..., None]) + object_rgb * coverage[..., None]
-        frames[index] = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-        coverages[index] = coverage
-    masks = coverages >= 0.5
-    return (frames, masks, coverages) if return_coverage else (frames, masks)
+        coverages[index] = inside.reshape(config.height, factor, config.width, factor).mean(axis=(1, 3))
+    return coverages
+
+
+def _composite(canvas: np.ndarray, rgb: tuple[int, int, int], coverage: np.ndarray) -> np.ndarray:
+    """Blend colour ``rgb`` over ``canvas`` ((H,W,3) or (T,H,W,3) floats) by per-pixel ``coverage`` (T,H,W)."""
+    alpha = coverage[..., None]
+    return canvas * (1 - alpha) + np.array(rgb, dtype=np.float64) * alpha
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def world_description(world: WorldConfig) -> dict:
+    """Everything a third party needs to render in-distribution clips of ``world`` by its own code:
+    geometry, palette, shapes, each background's drawing, the prompt grammar and the trajectory families."""
+    return {
+        "frame": {"height": world.height, "width": world.width, "num_frames": world.num_frames},
+        "object_size": world.object_size,
+        "distractor_size": world.distractor_size,
+        "supersample": world.supersample,
+        "palette": {name: list(rgb) for name, rgb in COLOURS.items()},
+        "shapes": {
+            "square": "axis-aligned square filling the object_size box",
+            "circle": "disc of diameter object_size",
+            "triangle": "apex at the top centre of the box, base along its bottom edge",
+        },
+        "backgrounds": {name: BACKGROUNDS[name].to_dict() for name in world.backgrounds},
+        "default_background": DEFAULT_BACKGROUND,
+        "prompt": "a {colour} {shape}[ and a small {colour} {shape}][ on a {background} background]"
+        " (the default background is not named)",
+        "anti_aliasing": "coverage by supersample x supersample sub-pixels; pixel = blend of background and"
+        " object colour by coverage; the distractor is drawn first, the subject over it",
+        "trajectories": {"train": list(TRAIN_TRAJECTORIES), "heldout": list(HELDOUT_TRAJECTORIES)},
+    }
 
 
 def weighted_centroids(weights: np.ndarray) -> np.ndarray:
