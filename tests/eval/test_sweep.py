@@ -203,7 +203,7 @@ def test_the_centroid_tracker_follows_the_reference_masks(toy_dataset, tmp_path)
     sweep(fast_settings(toy_dataset, out, methods=("baseline",), splits=("ori",), tracker="centroid"))
     for record in map(json.loads, result_lines(out)):
         assert record["motion_fidelity"]["num_reference"] == 1
-        assert record["motion_fidelity"]["num_reference_scored"] == 1  # the toy reference always moves
+        assert record["motion_fidelity"]["num_reference_moving"] == 1  # the toy reference always moves
 
 
 def test_the_reference_is_tracked_once_per_video(toy_dataset, tmp_path, monkeypatch):
