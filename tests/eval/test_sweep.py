@@ -114,6 +114,7 @@ def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset,
             "appearance_kept",
             "object_present",
             "centroid_mf",
+            "motion_extent",
         }
         assert 0 < record["seconds"]["generation"] < record["seconds"]["item"]
     sub = next(record for record in records if record["key"].endswith("/sub/lmp/seed0"))
