@@ -47,6 +47,10 @@ Above the sub-pixel jitter trackers report on static, flickering content; below 
 frame a moving subject covers at DAVIS resolution. Lower it for tiny videos whose subjects move slowly.
 """
 
+MOTION_FIDELITY_VERSION = 2
+"""The rules' version, recorded with every sweep: 2 scores every generated tracklet (1 dropped static and
+lost ones). Bump it with any change that moves scores, so that a sweep refuses to mix old and new numbers."""
+
 DEFAULT_CHUNK_SIZE = 1024
 """Generated tracklets scored per block: bounds memory at chunk x M floats (55 x 55 grids: ~25 MB)."""
 
