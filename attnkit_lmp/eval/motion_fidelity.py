@@ -1,10 +1,11 @@
 """Motion fidelity (MF): how well the motion of a generated video follows a reference, from point tracks.
 
-The score is the one of DMT (Yatim et al. 2024) as METHOD.md writes it and DMT's public code computes
-it. Both videos are tracked on a grid of points; a tracklet is one point's positions over time, shape
-(T, 2). For every tracklet take the per-step displacements and normalise each to unit length; S[n, m]
-is the mean over time of the cosine between generated tracklet n and reference tracklet m; MF is the
-mean over *every* generated tracklet n of the max over reference tracklets m of S[n, m].
+The score is DMT's (Yatim et al. 2024), as METHOD.md writes it and, in which tracklets count, as DMT's
+public code computes it. Both videos are tracked on a grid of points; a tracklet is one point's
+positions over time, shape (T, 2). For every tracklet take the per-step displacements and normalise
+each to unit length; S[n, m] is the mean over time of the cosine between generated tracklet n and
+reference tracklet m; MF is the mean over *every* generated tracklet n of the max over reference
+tracklets m of S[n, m].
 
 Two choices the formula leaves open, fixed here so that neither standing still nor being lost by the
 tracker can raise a score:
@@ -16,7 +17,7 @@ tracker can raise a score:
   over n and earns only what its tracked, moving steps earn. A generated video cannot raise its score
   by freezing, or by being lost, where the reference moves; one untracked frame costs the two steps
   that touch it, not the clip. A static background earns nothing, so a copy of a video whose
-  background stands still scores the fraction of its tracklets that move, not 1.
+  background stands still scores the share of its steps that move, not 1.
 * **A reference tracklet lost in some frame is no candidate** (with visibility given): it is not a
   whole reference motion, and matching against its tracked part alone would reward unrelated motion
   that happens to agree with it for a few frames. Static reference tracklets are candidates, as in

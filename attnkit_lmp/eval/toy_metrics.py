@@ -81,8 +81,9 @@ def centroid_motion_fidelity(generated: np.ndarray, reference: np.ndarray, frame
     """MF of one centroid tracklet (T, 2) against another; a frame without object (NaN) is a lost point.
 
     The two steps touching such a frame earn nothing and the others count, so one faint frame of an
-    8-frame copy scores 5/7, not 0; a video without any object scores 0. Steps shorter than :func:`centroid_min_displacement` have no direction (the library's 0.5 px default
-    is made for DAVIS). NaN when the reference itself shows no object somewhere: nothing to compare with.
+    8-frame copy scores 5/7, not 0; a video without any object scores 0. Steps shorter than
+    :func:`centroid_min_displacement` have no direction (the library's 0.5 px default is made for DAVIS).
+    NaN when the reference itself shows no object somewhere: nothing to compare with.
     """
     from .motion_fidelity import motion_fidelity
 
