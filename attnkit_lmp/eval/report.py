@@ -1,7 +1,8 @@
 """A sweep's aggregate as the paper's Table 1: methods as rows; Align, Cons., Pick., MF per split and mean.
 
-:func:`build_table` averages the finished items' metrics per (method, split) over videos and seeds; the
-"Mean" column is the mean of the split means, as the paper averages its splits. A metric whose model was
+:func:`build_table` averages the finished items' metrics per (method, split) over videos and seeds (a
+ratio such as motion extent shows the median instead); the "Mean" column is the mean of the split
+values, as the paper averages its splits. A metric whose model was
 not given (Align and Cons. need ``--clip``, Pick. needs ``--pickscore``) is absent, shown as "—" with a
 note, never as a number. :func:`write_report` writes, atomically, into the sweep's folder::
 
@@ -17,6 +18,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ class MetricColumn:
     decimals: int
     needs: str | None = None
     """The option whose model the metric needs; None when it needs no model."""
+    statistic: str = "mean"
+    """What a split's cell shows of its items: "mean", or "median" for a ratio that a few items may blow up."""
 
 
 TABLE1_METRICS: tuple[MetricColumn, ...] = (
@@ -47,6 +51,7 @@ TOY_METRICS: tuple[MetricColumn, ...] = (
     MetricColumn("path_error", "Path err. (px)", 2),
     MetricColumn("appearance_kept", "Appearance kept", 2),
     MetricColumn("object_present", "Object present", 2),
+    MetricColumn("motion_extent", "Motion extent", 2, statistic="median"),
 )
 
 
@@ -57,6 +62,11 @@ class Cell:
     mean: float | None
     std: float | None
     count: int
+    median: float | None = None
+
+    def value(self, statistic: str) -> float | None:
+        """The cell's mean or median, by the column's ``statistic``."""
+        return self.median if statistic == "median" else self.mean
 
 
 @dataclass
@@ -119,7 +129,7 @@ def build_table(
                 ]
                 cell = _cell(values)
                 cells[(method, split, column.key)] = cell
-                split_means.append(cell.mean)
+                split_means.append(cell.value(column.statistic))
             if split_means and all(mean is not None for mean in split_means):
                 cells[(method, "mean", column.key)] = _cell(split_means)
             else:
@@ -139,7 +149,13 @@ def _cell(values: Sequence[float]) -> Cell:
         return Cell(None, None, 0)
     mean = math.fsum(values) / len(values)
     variance = math.fsum((value - mean) ** 2 for value in values) / len(values)
-    return Cell(mean, math.sqrt(variance), len(values))
+    return Cell(mean, math.sqrt(variance), len(values), statistics.median(values))
+
+
+def shown_value(table: Table, method: str, split: str, column: MetricColumn) -> float | None:
+    """What the table shows: a split's mean or median (the column's statistic); for "mean", the split values' mean."""
+    cell = table.cell(method, split, column.key)
+    return cell.mean if split == "mean" else cell.value(column.statistic)
 
 
 def markdown_table(table: Table) -> str:
@@ -150,24 +166,24 @@ def markdown_table(table: Table) -> str:
     for method in table.methods:
         row = [method]
         for split, column in columns:
-            cell = table.cell(method, split, column.key)
-            row.append("—" if cell.mean is None else f"{cell.mean:.{column.decimals}f}")
+            value = shown_value(table, method, split, column)
+            row.append("—" if value is None else f"{value:.{column.decimals}f}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def csv_table(table: Table) -> str:
-    """The table's means at full precision: ``method`` then ``<split>_<metric>`` columns; absent is empty."""
+    """The table's values at full precision: ``method`` then ``<split>_<metric>`` columns; absent is empty."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = [(split, column.key) for split in [*table.splits, "mean"] for column in table.metrics]
-    writer.writerow(["method"] + [f"{split}_{key}" for split, key in columns])
+    columns = [(split, column) for split in [*table.splits, "mean"] for column in table.metrics]
+    writer.writerow(["method"] + [f"{split}_{column.key}" for split, column in columns])
     for method in table.methods:
         writer.writerow(
             [method]
             + [
-                "" if (cell := table.cell(method, split, key)).mean is None else repr(cell.mean)
-                for split, key in columns
+                "" if (value := shown_value(table, method, split, column)) is None else repr(value)
+                for split, column in columns
             ]
         )
     return buffer.getvalue()
@@ -199,12 +215,13 @@ def charts(table: Table, toy: Table | None, records: Sequence[Mapping[str, Any]]
         x = [SPLIT_TITLES.get(split, split) for split in [*part.splits, "mean"]]
         for index, column in enumerate(shown, start=1):
             for colour, method in enumerate(part.methods):
-                cells = [part.cell(method, split, column.key) for split in [*part.splits, "mean"]]
+                splits = [*part.splits, "mean"]
+                cells = [part.cell(method, split, column.key) for split in splits]
                 figure.add_trace(
                     go.Bar(
                         name=method,
                         x=x,
-                        y=[cell.mean for cell in cells],
+                        y=[shown_value(part, method, split, column) for split in splits],
                         error_y=dict(type="data", array=[cell.std or 0.0 for cell in cells]),
                         legendgroup=method,
                         showlegend=index == 1,
@@ -286,10 +303,13 @@ def write_report(
             "## Toy-world checks",
             "",
             markdown_table(toy),
-            "- Centroid MF: MF of the object's centroid path against the reference's (0 when the object is lost).",
+            "- Centroid MF: MF of the object's centroid path against the reference's; the two steps touching a "
+            "frame without object earn nothing, a video without object scores 0.",
             "- Path err.: mean distance (px) between the generated and the reference object's centroid.",
             "- Appearance kept: share of items whose object has the target prompt's colour and shape.",
             "- Object present: share of frames in which an object is found.",
+            "- Motion extent: median over items of the generated centroid path's length over the reference's "
+            "(1.00: as far as the reference; MF scores directions only); Mean: mean of the split medians.",
         ]
     paths = {
         "markdown": atomic_write_bytes(out / "table.md", ("\n".join(lines) + "\n").encode("utf-8")),

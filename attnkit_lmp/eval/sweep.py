@@ -36,7 +36,7 @@ import numpy as np
 
 from .datasets import SPLITS, DatasetError, DavisDataset, EvalItem, load_prompts
 from .methods import DEFAULT_METHODS, Method, resolve_methods
-from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT, motion_fidelity
+from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT, MOTION_FIDELITY_VERSION, motion_fidelity
 from .results import ResultsStore
 
 SETTINGS_FILE = "sweep.json"
@@ -120,6 +120,7 @@ class SweepSettings:
             "tracker": self.tracker,
             "grid_size": self.grid_size,
             "min_displacement": self.min_displacement,
+            "motion_fidelity_version": MOTION_FIDELITY_VERSION,
             "track_upscale": self.track_upscale,
             "cotracker_checkpoint": _text(self.cotracker_checkpoint),
             "clip": _text(self.clip),

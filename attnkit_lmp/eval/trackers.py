@@ -1,8 +1,11 @@
 """Point trackers that turn a video into the (N, T, 2) tracks motion fidelity compares.
 
-Every tracker has one method, ``track(frames, grid_size) -> TrackedPoints``: frames are uint8
-(T, H, W, 3) RGB; the result holds ``tracks`` (N, T, 2) float32 pixel positions (x, y), where pixel
-(row i, column j) has its centre at (j, i), and ``visible`` (N, T) bool. Built in:
+Every tracker has one method, ``track(frames, grid_size, mask=None) -> TrackedPoints``: frames are
+uint8 (T, H, W, 3) RGB; the result holds ``tracks`` (N, T, 2) float32 pixel positions (x, y), where
+pixel (row i, column j) has its centre at (j, i), and ``visible`` (N, T) bool. With ``mask`` (H, W),
+only the grid points inside it are tracked, as CoTracker's ``segm_mask`` does; DMT's ``use_mask``
+passes `box_mask` of the reference's first-frame mask for both videos, so MF scores the foreground
+only. Built in:
 
 * `LucasKanadeTracker` — a grid of ``grid_size`` x ``grid_size`` points followed frame to frame by
   OpenCV's pyramidal Lucas-Kanade, with a forward-backward check for visibility. Needs nothing
@@ -37,8 +40,8 @@ class TrackedPoints(NamedTuple):
 class PointTracker(Protocol):
     """What motion fidelity needs of a tracker."""
 
-    def track(self, frames: np.ndarray, grid_size: int) -> TrackedPoints:
-        """Track a grid_size x grid_size grid of points of the first frame (or the tracker's own points)."""
+    def track(self, frames: np.ndarray, grid_size: int, mask: np.ndarray | None = None) -> TrackedPoints:
+        """Track a grid_size x grid_size grid of points of the first frame (those inside ``mask`` if given)."""
         ...
 
 
@@ -54,6 +57,41 @@ def grid_points(height: int, width: int, grid_size: int) -> np.ndarray:
     ys = (np.arange(grid_size) + 0.5) * height / grid_size - 0.5
     grid_x, grid_y = np.meshgrid(xs, ys)
     return np.stack([grid_x.ravel(), grid_y.ravel()], axis=-1).astype(np.float32)
+
+
+def box_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the bounding box of a mask's foreground, as DMT's ``use_mask`` builds it.
+
+    Inclusive of the box's last row and column (DMT's slice stops one short of them).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        raise ValueError(
+            f"mask has shape {mask.shape} and {int(mask.sum())} foreground pixel(s); expected one (H, W) "
+            "mask of the first frame with some foreground"
+        )
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = np.zeros_like(mask)
+    box[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1] = True
+    return box
+
+
+def points_in_mask(points: np.ndarray, mask: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """The (x, y) points whose nearest pixel is inside ``mask`` (H, W); all of them when mask is None."""
+    if mask is None:
+        return points
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (height, width):
+        raise ValueError(f"mask has shape {mask.shape}, expected the frames' ({height}, {width})")
+    columns = np.clip(np.rint(points[:, 0]).astype(int), 0, width - 1)
+    rows = np.clip(np.rint(points[:, 1]).astype(int), 0, height - 1)
+    inside = points[mask[rows, columns]]
+    if len(inside) == 0:
+        raise ValueError(
+            f"no point of the grid falls inside the mask ({int(mask.sum())} pixel(s)); "
+            "raise grid_size or pass a larger mask (box_mask of the object)"
+        )
+    return inside
 
 
 def check_frames(frames: np.ndarray) -> np.ndarray:
@@ -94,11 +132,11 @@ class LucasKanadeTracker:
         self.max_forward_backward_error = max_forward_backward_error
         self.max_iterations = max_iterations
 
-    def track(self, frames: np.ndarray, grid_size: int) -> TrackedPoints:
+    def track(self, frames: np.ndarray, grid_size: int, mask: np.ndarray | None = None) -> TrackedPoints:
         cv2 = _import_cv2()
         frames = check_frames(frames)
         num_frames, height, width, _ = frames.shape
-        start = grid_points(height, width, grid_size)
+        start = points_in_mask(grid_points(height, width, grid_size), mask, height, width)
         tracks = np.empty((len(start), num_frames, 2), dtype=np.float32)
         visible = np.zeros((len(start), num_frames), dtype=bool)
         tracks[:, 0] = start
@@ -150,8 +188,9 @@ class CoTrackerTracker:
     """CoTracker behind the tracker interface: frames in, (N, T, 2) tracks and (N, T) visibility out.
 
     ``predictor`` is CoTracker's offline predictor, or anything called the same way:
-    ``predictor(video (1, T, 3, H, W) float in [0, 255], grid_size=g) -> (tracks (1, T, N, 2),
-    visibility (1, T, N) or (1, T, N, 1))``. Use `from_checkpoint` to load the real one.
+    ``predictor(video (1, T, 3, H, W) float in [0, 255], grid_size=g[, segm_mask=(1, 1, H, W)]) ->
+    (tracks (1, T, N, 2), visibility (1, T, N) or (1, T, N, 1))``. Use `from_checkpoint` to load the
+    real one.
     """
 
     def __init__(self, predictor: Callable[..., Any], device: str = "cpu") -> None:
@@ -205,14 +244,21 @@ class CoTrackerTracker:
             predictor = predictor.to(device)
         return cls(predictor, device=device)
 
-    def track(self, frames: np.ndarray, grid_size: int) -> TrackedPoints:
+    def track(self, frames: np.ndarray, grid_size: int, mask: np.ndarray | None = None) -> TrackedPoints:
         import torch
 
         frames = check_frames(frames)
-        num_frames = len(frames)
+        num_frames, height, width, _ = frames.shape
         video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().to(self.device)
+        options = {}
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (height, width):
+                raise ValueError(f"mask has shape {mask.shape}, expected the frames' ({height}, {width})")
+            # CoTracker keeps the grid points where the mask, resized to its own resolution, is non-zero.
+            options["segm_mask"] = torch.from_numpy(mask).float()[None, None].to(self.device)
         with torch.inference_mode():
-            tracks, visibility = self.predictor(video, grid_size=grid_size)
+            tracks, visibility = self.predictor(video, grid_size=grid_size, **options)
         tracks = tracks.detach().float().cpu()
         visibility = visibility.detach().cpu()
         if visibility.ndim == 4 and visibility.shape[-1] == 1:
@@ -277,7 +323,7 @@ def foreground_by_background_colour(frames: np.ndarray, threshold: float = 40.0)
 
 
 class CentroidTracker:
-    """Tracks the centroid of the one foreground object per frame; ``grid_size`` is ignored (N = 1).
+    """Tracks the centroid of the one foreground object per frame; ``grid_size`` and ``mask`` are ignored (N = 1).
 
     ``segmenter`` maps frames (T, H, W, 3) to masks (T, H, W); by default a plain-background colour
     segmentation. Pass ground-truth masks to `track_masks` when a video has them.
@@ -288,7 +334,7 @@ class CentroidTracker:
     ) -> None:
         self.segmenter = segmenter
 
-    def track(self, frames: np.ndarray, grid_size: int = 1) -> TrackedPoints:
+    def track(self, frames: np.ndarray, grid_size: int = 1, mask: np.ndarray | None = None) -> TrackedPoints:
         frames = check_frames(frames)
         masks = np.asarray(self.segmenter(frames))
         if masks.shape != frames.shape[:3]:

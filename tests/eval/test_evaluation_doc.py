@@ -24,7 +24,9 @@ def test_python_blocks_run_in_order():
         for number, block in enumerate(python_blocks, start=1):
             exec(compile(block, f"evaluation.md python block {number}", "exec"), namespace)
     printed = output.getvalue()
-    assert "MF copied 1.00" in printed
+    assert "MF copied 0.82 of 0.82 tracked, reversed -0.82" in printed
+    assert "256 points x 16 frames: MF 0.250, DMT's code 0.657" in printed
+    assert "1024 points x 49 frames: MF 0.250, DMT's code 0.523" in printed
     assert "red-square/sub 'a red circle on black background' MF 1.00" in printed
 
 

@@ -114,6 +114,7 @@ def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset,
             "appearance_kept",
             "object_present",
             "centroid_mf",
+            "motion_extent",
         }
         assert 0 < record["seconds"]["generation"] < record["seconds"]["item"]
     sub = next(record for record in records if record["key"].endswith("/sub/lmp/seed0"))
@@ -203,7 +204,7 @@ def test_the_centroid_tracker_follows_the_reference_masks(toy_dataset, tmp_path)
     sweep(fast_settings(toy_dataset, out, methods=("baseline",), splits=("ori",), tracker="centroid"))
     for record in map(json.loads, result_lines(out)):
         assert record["motion_fidelity"]["num_reference"] == 1
-        assert record["motion_fidelity"]["num_reference_scored"] == 1  # the toy reference always moves
+        assert record["motion_fidelity"]["num_reference_moving"] == 1  # the toy reference always moves
 
 
 def test_the_reference_is_tracked_once_per_video(toy_dataset, tmp_path, monkeypatch):

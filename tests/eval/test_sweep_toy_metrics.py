@@ -39,3 +39,18 @@ def test_an_empty_video_has_no_path_and_scores_zero_motion(clip):
     scores = toy_world_metrics(empty, reference_centroids(clip.frames), "red square")
     assert np.isnan(scores["path_error"]) and scores["object_present"] == 0.0
     assert scores["centroid_mf"] == 0.0 and scores["appearance_kept"] == 0.0
+
+
+def test_one_faint_frame_costs_the_steps_touching_it_not_the_clip(clip):
+    faint = clip.frames.copy()
+    faint[3] = 0  # the object vanished from one of the 8 frames
+    scores = toy_world_metrics(faint, reference_centroids(clip.frames), "red square")
+    assert scores["centroid_mf"] == pytest.approx(5 / 7)
+    assert scores["object_present"] == pytest.approx(7 / 8)
+
+
+def test_a_copy_covers_the_reference_path_and_a_still_object_none_of_it(clip):
+    reference = reference_centroids(clip.frames)
+    assert toy_world_metrics(clip.frames, reference, "red square")["motion_extent"] == pytest.approx(1.0)
+    still = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
+    assert toy_world_metrics(still, reference, "red square")["motion_extent"] == 0.0
