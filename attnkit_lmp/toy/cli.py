@@ -21,6 +21,16 @@ def add_toy_commands(subparsers) -> None:
         "--init-from", default=None, help="start a new run from this saved toy pipeline's weights (fine-tuning)"
     )
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: shared machine)")
+    train.add_argument("--device", default="cpu", help="where the model trains: cpu (default) or cuda")
+    train.add_argument(
+        "--data-workers", type=int, default=0, help="processes rendering clips ahead (default 0: in the loop)"
+    )
+    train.add_argument(
+        "--time-limit-minutes",
+        type=float,
+        default=None,
+        help="stop with a checkpoint after this much wall time; continue later with --resume",
+    )
     train.add_argument("--checkpoint-every", type=int, default=250)
     train.add_argument("--log-every", type=int, default=25)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -91,8 +101,11 @@ def _run_train(args) -> int:
             threads=args.threads,
             progress=not args.no_progress,
             init_from=args.init_from,
+            device=args.device,
+            data_workers=args.data_workers,
+            time_limit_minutes=args.time_limit_minutes,
         )
-    except CheckpointError as error:
+    except (CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"trained pipeline saved to {folder}")

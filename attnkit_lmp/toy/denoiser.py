@@ -22,17 +22,19 @@ class CogVideoXDenoiser:
         self.pipeline = pipeline
         self.text_length = model_config.text_length
         self.image_to_video = model_config.image_to_video
+        device = pipeline.transformer.device
         self.rotary = pipeline._prepare_rotary_positional_embeddings(
-            model_config.height, model_config.width, model_config.num_frames, torch.device("cpu")
+            model_config.height, model_config.width, model_config.num_frames, device
         )
-        self.alphas_cumprod = pipeline.scheduler.alphas_cumprod.float()
+        self.alphas_cumprod = pipeline.scheduler.alphas_cumprod.float().to(device)
 
     def noised(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         alpha_bar = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
         return alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        return self.pipeline.text_encoder(_tokens(self.pipeline, prompts, self.text_length).input_ids)[0]
+        ids = _tokens(self.pipeline, prompts, self.text_length).input_ids
+        return self.pipeline.text_encoder(ids.to(self.pipeline.text_encoder.device))[0]
 
     def predict_clean(
         self, noisy: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor, clip: torch.Tensor | None = None
@@ -67,7 +69,7 @@ class WanDenoiser:
         return (1 - sigma) * clean + sigma * noise
 
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        tokens = _tokens(self.pipeline, prompts, self.text_length)
+        tokens = _tokens(self.pipeline, prompts, self.text_length).to(self.pipeline.text_encoder.device)
         states = self.pipeline.text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state
         return states * tokens.attention_mask.unsqueeze(-1).to(states.dtype)
 

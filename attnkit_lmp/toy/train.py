@@ -176,6 +176,9 @@ def train(
     threads: int | None = 1,
     progress: bool = True,
     init_from: str | Path | None = None,
+    device: str = "cpu",
+    data_workers: int = 0,
+    time_limit_minutes: float | None = None,
 ) -> Path:
     """Train until ``steps`` total steps; returns the folder of the saved pipeline (EMA weights).
 
@@ -184,6 +187,12 @@ def train(
     Without ``resume``, an existing checkpoint in ``out_dir`` is an error rather than overwritten.
     ``init_from`` (a saved toy pipeline folder, e.g. the bundled one) starts a new run from its weights
     instead of random ones: fine-tuning, with a fresh optimiser and learning-rate schedule.
+
+    ``device`` runs the model there (e.g. ``"cuda"``); clips, noise and timesteps are still drawn on the
+    CPU from the same seeded streams, so the data of every step is the same on any device.
+    ``data_workers`` renders the clips of coming steps in that many worker processes (each step's clips
+    depend only on the step, so the stream is unchanged). ``time_limit_minutes`` stops after that much
+    wall time with a checkpoint, to be continued with ``resume``: a run that must end before a deadline.
     """
     model_config = model_config or ToyModelConfig()
     train_config = train_config or TrainConfig()
@@ -193,6 +202,7 @@ def train(
         raise ValueError(f"steps={steps}: expected a non-negative number of training steps.")
     if threads is not None:
         torch.set_num_threads(threads)
+    device = _checked_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -222,9 +232,14 @@ def train(
         trainable.load_state_dict(initial)
         ema.load_state_dict(initial)
 
+    trainable.to(device)
+    ema.to(device)
+    _move_optimizer_state(optimizer, device)
     denoiser = toy_denoiser(pipeline, model_config)
     num_timesteps = pipeline.scheduler.config.num_train_timesteps
     trainable.train()
+    started = time.perf_counter()
+    batches = _batch_stream(seed, start_step, steps, train_config, model_config, data_workers)
     log_file = (out_dir / "train.log").open("a")
     log_file.write(
         json.dumps(
@@ -234,6 +249,8 @@ def train(
                 "steps": steps,
                 "seed": seed,
                 "threads": torch.get_num_threads(),
+                "device": str(device),
+                "data_workers": data_workers,
                 "init_from": None if init_from is None or start_step else str(init_from),
             }
             | {"model": model_config.to_dict(), "train": asdict(train_config)}
@@ -248,12 +265,13 @@ def train(
             learning_rate = learning_rate_at(step, steps, train_config)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
-            clean, prompts = training_batch(seed, step, train_config, model_config)
+            clean, prompts = next(batches)
             batch = clean.shape[0]
             drop = torch.rand(batch, generator=generator) < train_config.prompt_dropout
             prompts = ["" if dropped else prompt for prompt, dropped in zip(prompts, drop.tolist())]
             timesteps = sample_timesteps(batch, num_timesteps, train_config, generator)
             noise = torch.randn(clean.shape, generator=generator)
+            clean, noise, timesteps = clean.to(device), noise.to(device), timesteps.to(device)
             noisy = denoiser.noised(clean, noise, timesteps)
             predicted = denoiser.predict_clean(noisy, denoiser.encode(prompts), timesteps, clip=clean)
             loss = x0_loss(predicted, clean, train_config, region=model_config.patch_size)
@@ -280,7 +298,8 @@ def train(
                 )
                 log_file.flush()
                 running_loss, window_start, window_steps = 0.0, time.perf_counter(), 0
-            if done % checkpoint_every == 0 or done == steps:
+            out_of_time = time_limit_minutes is not None and time.perf_counter() - started >= 60 * time_limit_minutes
+            if done % checkpoint_every == 0 or done == steps or out_of_time:
                 _save(
                     out_dir,
                     pipeline,
@@ -293,6 +312,9 @@ def train(
                     train_config,
                     seed,
                 )
+            if out_of_time:
+                log_file.write(json.dumps({"event": "time_limit", "step": done, "minutes": time_limit_minutes}) + "\n")
+                break
         if steps <= start_step:
             _save(
                 out_dir,
@@ -310,6 +332,50 @@ def train(
         bar.close()
         log_file.close()
     return out_dir / "pipeline"
+
+
+def _checked_device(device: str) -> torch.device:
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device {device!r} is not a torch device ({error}); use e.g. 'cpu' or 'cuda'.") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r}: this torch ({torch.__version__}) sees no CUDA GPU; train with --device cpu."
+        )
+    return resolved
+
+
+def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":
+                state[key] = value.to(device)
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """The clips of step ``first_step + index``: a pure function of the step, so workers may render ahead."""
+
+    def __init__(self, run_seed, first_step, last_step, train_config, model_config):
+        self.run_seed, self.first_step, self.last_step = run_seed, first_step, last_step
+        self.train_config, self.model_config = train_config, model_config
+
+    def __len__(self) -> int:
+        return max(0, self.last_step - self.first_step)
+
+    def __getitem__(self, index: int):
+        return training_batch(self.run_seed, self.first_step + index, self.train_config, self.model_config)
+
+
+def _batch_stream(run_seed, first_step, last_step, train_config, model_config, workers: int):
+    """An iterator over the clips of steps ``first_step..last_step-1``, rendered ahead by ``workers`` processes."""
+    dataset = _StepBatches(run_seed, first_step, last_step, train_config, model_config)
+    if workers <= 0:
+        return (dataset[index] for index in range(len(dataset)))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=4, persistent_workers=False
+    )
+    return iter(loader)
 
 
 def load_checkpoint(path: Path, model_config: ToyModelConfig, train_config: TrainConfig, seed: int) -> dict:
@@ -413,8 +479,8 @@ def export_pipeline(
     pipeline, ema: torch.nn.Module, folder: Path, model_config: ToyModelConfig, extra: dict | None = None
 ) -> None:
     """Save ``pipeline`` with the EMA weights (``save_pretrained``, safetensors) plus ``toy_config.json``."""
-    transformer = copy.deepcopy(pipeline.transformer)
-    text_encoder = copy.deepcopy(pipeline.text_encoder)
+    transformer = copy.deepcopy(pipeline.transformer).cpu()
+    text_encoder = copy.deepcopy(pipeline.text_encoder).cpu()
     transformer.load_state_dict(ema["transformer"].state_dict())
     text_encoder.load_state_dict(ema["text_encoder"].state_dict())
     exported = type(pipeline)(

@@ -119,3 +119,45 @@ def test_temporal_loss_weights_frame_to_frame_jumps_above_a_steady_error():
 def test_negative_loss_weight_is_a_clear_error():
     with pytest.raises(ValueError, match="temporal_loss_weight=-1"):
         TrainConfig(temporal_loss_weight=-1.0).validate()
+
+
+def test_rendering_ahead_in_worker_processes_trains_the_same_weights(tmp_path):
+    _train(tmp_path / "in_loop", 2)
+    _train(tmp_path / "workers", 2, data_workers=1)
+    in_loop, workers = _checkpoint_weights(tmp_path / "in_loop"), _checkpoint_weights(tmp_path / "workers")
+    for name, value in in_loop.items():
+        torch.testing.assert_close(workers[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_a_time_limit_stops_early_with_a_checkpoint_that_resumes(tmp_path):
+    _train(tmp_path, 50, time_limit_minutes=0.0)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1  # the limit is checked after every step
+    assert '"event": "time_limit"' in (tmp_path / "train.log").read_text()
+    _train(tmp_path, 2, resume=True)
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_an_unknown_or_missing_device_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="not a torch device"):
+        _train(tmp_path, 1, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            _train(tmp_path, 1, device="cuda")
+
+
+def test_train_toy_script_resumes_its_committed_run_with_the_v2_recipe(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "$@" > "$ARGS_FILE"\n')
+    fake.chmod(0o755)
+    environment = os.environ | {"PYTHON": str(fake), "ARGS_FILE": str(tmp_path / "args"), "DEVICE": "cuda"}
+    subprocess.run(["bash", str(root / "scripts/train-toy.sh")], check=True, env=environment, capture_output=True)
+    arguments = (tmp_path / "args").read_text().split()
+    assert arguments[:5] == ["-m", "attnkit_lmp.toy", "train", "--out", "training/cogvideox-v2"]
+    assert "--resume" in arguments and arguments[arguments.index("--device") + 1] == "cuda"
+    assert int(arguments[arguments.index("--data-workers") + 1]) >= 1

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Continue (or start) training a toy-world v2 model from its committed run folder, for a bounded time.
+#
+#   bash scripts/train-toy.sh                      # CogVideoX toy, CPU, 150 minutes, 1 thread
+#   ARCH=wan bash scripts/train-toy.sh             # the Wan 2.1-architecture toy
+#   DEVICE=cuda MINUTES=8 bash scripts/train-toy.sh   # on one NVIDIA GPU: the same run, much faster
+#
+# The run folder training/<arch>-v2/ holds checkpoint.pt, pipeline/ and train.log; committing it after a
+# session lets the next one (or a GPU machine) continue exactly where this one stopped. With ARCHIVE=PATH
+# the folder is also packed into one .tar.gz (e.g. to bring a GPU run back as a single file).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ARCH="${ARCH:-cogvideox}"
+DEVICE="${DEVICE:-cpu}"
+MINUTES="${MINUTES:-150}"
+THREADS="${THREADS:-1}"
+RUN="training/${ARCH}-v2"
+
+if [ -n "${PYTHON:-}" ]; then
+    # A machine with its own torch (e.g. a GPU box without the project's .venv): run from the checkout.
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+    bash scripts/setup.sh
+    PYTHON=.venv/bin/python
+fi
+
+# The recipe of the bundled v2 toys; changing a value other than --steps changes the run (the
+# checkpoint refuses a different model, data stream or seed).
+recipe=(--steps 12000 --seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
+case "$ARCH" in
+    cogvideox) ;;
+    wan) recipe+=(--architecture wan --num-frames 9 --high-noise-start 900) ;;
+    *) echo "train-toy.sh: ARCH=$ARCH is not a v2 toy; use cogvideox or wan" >&2; exit 2 ;;
+esac
+workers=0
+if [ "$DEVICE" != cpu ]; then
+    workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))  # the GPU waits on rendering otherwise
+fi
+
+echo "train-toy.sh: $ARCH on $DEVICE for at most $MINUTES min, $THREADS torch thread(s), $workers data worker(s), in $RUN" >&2
+"$PYTHON" -m attnkit_lmp.toy train --out "$RUN" --resume "${recipe[@]}" --device "$DEVICE" \
+    --threads "$THREADS" --data-workers "$workers" --time-limit-minutes "$MINUTES" --no-progress "$@"
+
+if [ -n "${ARCHIVE:-}" ]; then
+    tar -czf "$ARCHIVE" -C "$RUN" checkpoint.pt pipeline train.log
+    echo "train-toy.sh: packed $RUN into $ARCHIVE" >&2
+fi
