@@ -2,11 +2,13 @@
 
 With the trained toy model bundled in the package (``attnkit_lmp/toy/pretrained``), on a CPU, it:
 
-1. renders a reference clip the model never saw in training ("a red square" on a wave path);
-2. generates the target prompt ("a blue circle") twice from the same noise: with the stock pipeline
-   (baseline) and with LMP (FBDM + RMTM + ASM);
+1. renders a reference clip the model never saw in training: the first case of the held-out test split
+   of :mod:`attnkit_lmp.toy.measure` (in a world with distractors, the first whose reference has one),
+   a fixed rule rather than a chosen clip;
+2. generates the target prompt (another colour and shape) twice from the same noise: with the stock
+   pipeline (baseline) and with LMP (FBDM + RMTM + ASM);
 3. writes to ``--out``: ``reference``/``baseline``/``lmp`` as ``.mp4`` and ``.gif``, ``comparison.mp4``/
-   ``.gif`` (reference | baseline | LMP side by side), ``fbdm_explorer.html`` (FBDM's subject attention and
+   ``.gif`` (reference | baseline | LMP side by side, each labelled with its prompt), ``fbdm_explorer.html`` (FBDM's subject attention and
    foreground mask per step over the reference frames, next to the ground truth) and ``metrics.json``
    (scores, the full LMP config, timings);
 4. prints motion fidelity, path error and whether the target's look was kept, for baseline vs LMP.
@@ -29,9 +31,9 @@ import numpy as np
 
 from attnkit_lmp.cli import register_command
 
-# The demo's case: a held-out trajectory family and seed, and a target differing in colour and shape.
-DEMO_REFERENCE = {"colour": "red", "shape": "square", "trajectory": "wave", "seed": 3, "split": "heldout"}
-DEMO_TARGET = ("blue", "circle")
+# The demo's case is the first of the test split's first DEMO_CASE_SEARCH clips that satisfies the rule
+# in demo_case.
+DEMO_CASE_SEARCH = 20
 # 32 x 32 frames are hard to see; each pixel becomes an UPSCALE x UPSCALE block in the written videos.
 UPSCALE = 8
 VIDEO_NAMES = ("reference", "baseline", "lmp")
@@ -100,12 +102,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_case():
-    """The demo's :class:`~attnkit_lmp.toy.measure.TransferCase` (fixed: the same every run)."""
-    from attnkit_lmp.toy.measure import TransferCase
-    from attnkit_lmp.toy.world import ClipSpec
+def demo_case(world=None):
+    """The demo's :class:`~attnkit_lmp.toy.measure.TransferCase`: the first held-out test case of
+    ``world`` whose reference has a distractor (when the world has distractors), else the first case.
+    The same every run, and not picked by its result."""
+    from attnkit_lmp.toy.measure import measurement_cases
+    from attnkit_lmp.toy.world import DEFAULT_WORLD
 
-    return TransferCase(ClipSpec(**DEMO_REFERENCE), *DEMO_TARGET, noise_seed=0)
+    cases = measurement_cases(DEMO_CASE_SEARCH, "test", world=world or DEFAULT_WORLD)
+    if (world or DEFAULT_WORLD).distractor_size:
+        return next((case for case in cases if case.reference.distractor is not None), cases[0])
+    return cases[0]
 
 
 def generate_and_score(
@@ -121,8 +128,8 @@ def generate_and_score(
     from attnkit_lmp.toy.world import render_clip
 
     timings = timings if timings is not None else {}
-    case = dataclasses.replace(demo_case(), noise_seed=seed)
     model = toy_config_of(pipe)
+    case = dataclasses.replace(demo_case(model.world), noise_seed=seed)
     clip = render_clip(case.reference, model.world)
     config = toy_lmp_config(steps, model=model)
 
@@ -159,7 +166,11 @@ def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
     started = time.perf_counter()
     fps = report["config"].fps
     videos = report["videos"]
-    comparison = labelled_row([(DISPLAY_NAMES[name], videos[name]) for name in VIDEO_NAMES])
+    case = report["case"]
+    prompts = {"reference": case.reference.prompt, "baseline": case.prompt, "lmp": case.prompt}
+    comparison = labelled_row(
+        [(f"{DISPLAY_NAMES[name]}: {prompts[name]}", videos[name]) for name in VIDEO_NAMES]
+    )
     jobs = [(f"{name}{suffix}", videos[name], UPSCALE) for name in VIDEO_NAMES for suffix in (".mp4", ".gif")]
     jobs += [(f"comparison{suffix}", comparison, 1) for suffix in (".mp4", ".gif")]
     written = []
@@ -172,22 +183,35 @@ def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
     return written
 
 
-def labelled_row(
-    videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: int = 4, label_height: int = 22
-):
-    """Videos ``(F, 3, H, W)`` in [0, 1] upscaled and placed left to right, each under its name, white gaps."""
+def labelled_row(videos: list[tuple[str, object]], upscale: int = UPSCALE, gap: int = 4, line_height: int = 18):
+    """Videos ``(F, 3, H, W)`` in [0, 1] upscaled and placed left to right, each under its label (wrapped to
+    the panel's width), white gaps."""
     import cv2
     import torch
 
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+
+    def wrap(text: str, width: int) -> list[str]:
+        lines = [""]
+        for word in text.split():
+            candidate = f"{lines[-1]} {word}".strip()
+            if lines[-1] and cv2.getTextSize(candidate, font, scale, 1)[0][0] > width - 8:
+                lines.append(word)
+            else:
+                lines[-1] = candidate
+        return lines
+
     panels = []
-    for index, (name, frames) in enumerate(videos):
+    wrapped = [wrap(name, frames.shape[-1] * upscale) for name, frames in videos]
+    label_height = line_height * max(len(lines) for lines in wrapped) + 6
+    for index, ((_, frames), lines) in enumerate(zip(videos, wrapped)):
         frames = frames.detach().float().cpu().clamp(0, 1)
         frames = frames.repeat_interleave(upscale, dim=2).repeat_interleave(upscale, dim=3)
         count, _, _, width = frames.shape
         label = np.full((label_height, width, 3), 255, dtype=np.uint8)
-        cv2.putText(
-            label, name, (4, label_height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
-        )
+        for line_index, line in enumerate(lines):
+            baseline_y = line_height * (line_index + 1)
+            cv2.putText(label, line, (4, baseline_y), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
         label = torch.from_numpy(label).permute(2, 0, 1).float().div(255).expand(count, -1, -1, -1)
         panels.append(torch.cat([label, frames], dim=2))
         if index < len(videos) - 1:
@@ -255,6 +279,7 @@ def demo_table(scores: dict[str, dict]) -> str:
         ("MF grid", "motion_fidelity_grid", "{:.3f}"),
         ("path error px", "path_error", "{:.2f}"),
         ("vs reversed px", "path_error_reversed", "{:.2f}"),
+        ("extent", "motion_extent", "{:.2f}"),
         ("colour", "colour", "{}"),
         ("shape", "shape", "{}"),
         ("look kept", "appearance_kept", "{}"),

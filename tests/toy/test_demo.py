@@ -132,3 +132,21 @@ def test_demo_is_an_attnkit_lmp_subcommand(tmp_path):
 def test_demo_runs_on_the_bundled_model_by_default(tmp_path, capsys):
     assert demo.main(["--out", str(tmp_path), "--steps", str(STEPS), "--no-progress", "--threads", "1"]) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == PROMISED_FILES
+
+
+def test_the_demo_case_is_fixed_by_rule_from_the_held_out_test_split():
+    from attnkit_lmp.toy.measure import measurement_cases
+    from attnkit_lmp.toy.model import ToyModelConfig
+    from attnkit_lmp.toy.world import DEFAULT_WORLD
+
+    assert demo.demo_case(DEFAULT_WORLD) == measurement_cases(1, "test", world=DEFAULT_WORLD)[0]
+    world = ToyModelConfig().world
+    case = demo.demo_case(world)
+    earlier = [c for c in measurement_cases(demo.DEMO_CASE_SEARCH, "test", world=world) if c.reference.distractor]
+    assert case.reference.split == "heldout" and case == earlier[0]
+
+
+def test_comparison_labels_grow_to_hold_long_prompts():
+    short = demo.labelled_row([("LMP", torch.zeros(1, 3, 8, 8))], upscale=4)
+    long = demo.labelled_row([("LMP: a blue triangle and a small yellow circle on a checkered background", torch.zeros(1, 3, 8, 8))], upscale=4)
+    assert long.shape[2] > short.shape[2] and long.shape[3] == short.shape[3]
