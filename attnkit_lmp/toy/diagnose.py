@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from attnkit_lmp.toy.classify import path_report, read_frames
-from attnkit_lmp.toy.world import random_clip_spec, render_clip
+from attnkit_lmp.toy.train import TrainConfig
+from attnkit_lmp.toy.world import background_mix, random_clip_spec, render_clip
 
 DEFAULT_LEVELS = (200, 400, 600, 800, 999)
 
@@ -91,7 +92,13 @@ def motion_kept_by_level(
         raise ValueError(f"num_clips={num_clips}: expected at least 1.")
     guidance_scale = generation_kwargs(pipeline)["guidance_scale"] if guidance_scale is None else guidance_scale
     world = world_of(pipeline)
-    clips = [render_clip(random_clip_spec(seed + index, "train"), world) for index in range(num_clips)]
+    # The model's own training mix: its backgrounds evenly and, in a world that has them, distractors.
+    mix = background_mix(world, 1 / len(world.backgrounds))
+    distractors = TrainConfig.distractor_probability if world.distractor_size else 0.0
+    clips = [
+        render_clip(random_clip_spec(seed + index, "train", mix, distractor_probability=distractors, world=world), world)
+        for index in range(num_clips)
+    ]
     clean = torch.from_numpy(np.stack([clip.frames for clip in clips])).float().div(127.5).sub(1.0)
     clean = clean.permute(0, 1, 4, 2, 3).contiguous()
     rows = []

@@ -70,7 +70,7 @@ def split_prompts(clip: Clip) -> dict:
     """
     spec = clip.spec
     other_colour, other_shape = substitute_subject(spec)
-    other_background = substitute_background(spec)
+    other_background = substitute_background(spec, clip.config)
     return {
         "subject": spec.subject,
         "prompt": spec.prompt,

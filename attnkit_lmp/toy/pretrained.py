@@ -8,8 +8,9 @@ BUNDLED_PIPELINE = Path(__file__).parent / "pretrained"
 # The Wan 2.1-architecture toy, trained by the same script (issue 6's portability measurement).
 BUNDLED_WAN_PIPELINE = Path(__file__).parent / "pretrained_wan"
 RETRAIN_HINT = (
-    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 12000 --seed 0{options}` (see"
-    " docs/toy-world.md) and load `runs/toy/pipeline`, or copy that folder to {bundled}."
+    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 12000 --seed 0{options}` (the"
+    " recipe and its options are in docs/toy-world.md) and load `runs/toy/pipeline`, or copy that folder to"
+    " {bundled}."
 )
 _WAN_OPTIONS = " --architecture wan --num-frames 9"
 _REQUIRED_FILES = (
