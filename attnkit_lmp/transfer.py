@@ -14,7 +14,7 @@ self-attention, FBDM and ASM read the cross-attention. Wan and HunyuanVideo late
 and their schedulers flow matching, so the reference is re-noised with ``sigma_t eps + (1 - sigma_t) z'_0``.
 The reference row carries its own per-row inputs: HunyuanVideo's pooled CLIP embedding and text mask, and
 in image-to-video its own first frame (Wan 2.1 also its CLIP image tokens). What differs between families
-lives in :mod:`attnkit_lmp.pipelines`.
+lives in one family object per family (:mod:`attnkit_lmp.families`), which the plan carries.
 
 Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
 """
@@ -31,7 +31,7 @@ import attnkit
 from .asm import ASM
 from .config import LMPConfig
 from .fbdm import FBDM, FBDMRecord
-from .pipelines import FAMILIES, NOT_DRIVEN, SUPPORTED_PIPELINES, foreign_config_fields, pipeline_entry
+from .families import Family, driven_pipelines, family_of, foreign_config_fields, not_driven_reason
 from .reference import ReferenceBranch
 from .rmtm import RMTM
 from .video_io import read_video
@@ -74,7 +74,7 @@ class TransferPlan:
     reference_subject_tokens: list[int]
     target_subject_tokens: list[int]
     use_asm: bool
-    family: str = "cogvideox"  # a key of attnkit_lmp.pipelines.FAMILIES
+    family: Family  # the pipeline's model family: latents, VAE, prompts, conditioning, scheduler
 
 
 def motion_transfer(
@@ -110,6 +110,7 @@ def motion_transfer(
     call_kwargs = sampling_kwargs(config, prompt, noise, generator, plan.family)
     if plan.variant == "i2v":
         call_kwargs["image"] = image
+        call_kwargs["latents"] = plan.family.pipeline_latents(pipe, noise, image, config, generator)
     with attnkit.attach(pipe, plugins=plugins):
         frames = pipe(**call_kwargs).frames[0]
 
@@ -117,7 +118,7 @@ def motion_transfer(
         return frames
     reference_frames = plan.reference_frames
     if reference_frames is None:
-        reference_frames = FAMILIES[plan.family].decode_latents(pipe, reference_branch.final_latents(), config)
+        reference_frames = plan.family.decode_latents(pipe, reference_branch.final_latents(), config)
     return MotionTransferResult(
         frames=frames,
         reference_frames=reference_frames,
@@ -141,7 +142,7 @@ def motion_transfer(
 def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image, noise, generator):
     """The reference rows: the encoded video re-noised with the target's noise, or a generated reference."""
     config = plan.config
-    family = FAMILIES[plan.family]
+    family = plan.family
     device, dtype = noise.device, noise.dtype
     encoded = family.encode_reference_prompt(pipe, reference_prompt, config, device, dtype)
     if plan.reference_frames is None:
@@ -154,18 +155,19 @@ def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image
         reference_noise = noise
         clean_latents = family.encode_video(pipe, plan.reference_frames).to(device=device, dtype=dtype)
         mode = config.reference_noising
-    image_latents, image_row_inputs = None, {}
+    condition, image_row_inputs = None, {}
     if plan.variant == "i2v":
         # The reference is conditioned on its own first frame; a generated one on the target's image.
         first_frame = plan.reference_frames[0] if plan.reference_frames is not None else image
         condition = family.reference_condition(pipe, first_frame, config, noise, generator)
-        image_latents, image_row_inputs = condition.image_latents, condition.row_inputs
+        image_row_inputs = condition.row_inputs
     return ReferenceBranch(
+        family=family,
         noise=reference_noise,
         prompt_embeds=encoded.embeds,
         negative_prompt_embeds=encoded.negative_embeds,
         clean_latents=clean_latents,
-        image_latents=image_latents,
+        condition=condition,
         mode=mode,
         noise_step=config.reference_noise_step,
         generator=generator,
@@ -173,7 +175,6 @@ def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image
         row_inputs={**encoded.row_inputs, **image_row_inputs},
         negative_row_inputs={**encoded.negative_row_inputs, **image_row_inputs},
         guidance_scale=family.reference_guidance_scale(config),
-        channel_dim=family.channel_dim,
     )
 
 
@@ -216,8 +217,7 @@ def prepare_transfer(
     pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config: LMPConfig | None
 ) -> TransferPlan:
     """Check every input and resolve the geometry; raise a clear error before any long work."""
-    variant = check_pipeline(pipe)
-    family = pipeline_family(pipe)
+    variant, family = check_pipeline(pipe), pipeline_family(pipe)
     config = _resolved_config(pipe, config if config is not None else LMPConfig(), family)
     if variant == "t2v" and image is not None:
         raise MotionTransferError(
@@ -239,9 +239,9 @@ def prepare_transfer(
                 "extracts them with an LLM)"
             )
     reference_tokens = subject_token_positions(
-        pipe, reference_prompt, reference_subject, config, "reference_subject"
+        pipe, reference_prompt, reference_subject, config, "reference_subject", family
     )
-    target_tokens = subject_token_positions(pipe, prompt, subject, config, "subject")
+    target_tokens = subject_token_positions(pipe, prompt, subject, config, "subject", family)
     reference_frames = None
     if reference is not None:
         reference_frames = read_video(
@@ -253,43 +253,42 @@ def prepare_transfer(
 
 def check_pipeline(pipe) -> str:
     """``"t2v"`` or ``"i2v"`` for a driven pipeline; otherwise an error saying why, or naming those driven."""
-    entry = pipeline_entry(pipe)
+    entry = family_of(pipe)
     if entry is None:
-        reason = next((NOT_DRIVEN[cls.__name__] for cls in type(pipe).__mro__ if cls.__name__ in NOT_DRIVEN), None)
+        reason = not_driven_reason(pipe)
         prefix = f"{reason}. " if reason else f"motion_transfer does not support {type(pipe).__name__}; "
         raise UnsupportedPipelineError(
-            f"{prefix}it drives {sorted(SUPPORTED_PIPELINES)} (load a CogVideoX, Wan or HunyuanVideo "
-            "checkpoint of one of these)"
+            f"{prefix}it drives {driven_pipelines()} (load a checkpoint of one of these)"
         )
     variant, family = entry
-    reason = FAMILIES[family].unsupported_reason(pipe)
+    reason = family.unsupported_reason(pipe)
     if reason is not None:
         raise UnsupportedPipelineError(reason)
     return variant
 
 
-def pipeline_family(pipe) -> str:
-    """The family (``"cogvideox"``, ``"wan"``, ``"hunyuan_video"``) of a driven pipeline: its latent layout,
-    prompt encoding and call arguments (:mod:`attnkit_lmp.pipelines`)."""
-    entry = pipeline_entry(pipe)
+def pipeline_family(pipe) -> Family:
+    """The model family of a driven pipeline (:mod:`attnkit_lmp.families`): its latent layout, VAE, prompt
+    encoding, image conditioning, scheduler and call arguments."""
+    entry = family_of(pipe)
     if entry is None:
         check_pipeline(pipe)  # raises, saying why
     return entry[1]
 
 
-def initial_noise(pipe, config: LMPConfig, generator, family: str = "cogvideox") -> torch.Tensor:
+def initial_noise(pipe, config: LMPConfig, generator, family: Family) -> torch.Tensor:
     """The target's initial latent noise, the first draw from ``generator`` (``config`` resolved)."""
     from diffusers.utils.torch_utils import randn_tensor
 
     return randn_tensor(
-        FAMILIES[family].latent_shape(pipe, config),
+        family.latent_shape(pipe, config),
         generator=generator,
-        device=pipe._execution_device,
+        device=family.execution_device(pipe),
         dtype=pipe.transformer.dtype,
     )
 
 
-def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generator, family: str = "cogvideox") -> dict:
+def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generator, family: Family) -> dict:
     """The pipeline call's arguments for ``prompt`` from ``config`` (resolved) and the initial ``noise``."""
     return dict(
         prompt=prompt,
@@ -303,7 +302,7 @@ def sampling_kwargs(config: LMPConfig, prompt: str, noise: torch.Tensor, generat
         latents=noise,
         max_sequence_length=config.max_sequence_length,
         output_type="pt",
-        **FAMILIES[family].call_kwargs(config),
+        **family.call_kwargs(config),
     )
 
 
@@ -312,12 +311,16 @@ def baseline_generation(pipe, prompt: str, config: LMPConfig, generator, **call_
     family = pipeline_family(pipe)
     config = _resolved_config(pipe, config, family)
     noise = initial_noise(pipe, config, generator, family)
-    return pipe(**sampling_kwargs(config, prompt, noise, generator, family), **call_kwargs).frames[0]
+    kwargs = sampling_kwargs(config, prompt, noise, generator, family)
+    if "image" in call_kwargs:
+        kwargs["latents"] = family.pipeline_latents(pipe, noise, call_kwargs["image"], config, generator)
+    return pipe(**kwargs, **call_kwargs).frames[0]
 
 
-def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argument: str) -> list[int]:
+def subject_token_positions(
+    pipe, prompt: str, subject, config: LMPConfig, argument: str, family: Family
+) -> list[int]:
     """Positions of the subject word(s) in ``prompt``'s text tokens; the error names word and tokens."""
-    family = FAMILIES[pipeline_family(pipe)]
     positions: set[int] = set()
     for word in _subject_words(subject):
         try:
@@ -327,19 +330,19 @@ def subject_token_positions(pipe, prompt: str, subject, config: LMPConfig, argum
     return sorted(positions)
 
 
-def _resolved_config(pipe, config: LMPConfig, family: str = "cogvideox") -> LMPConfig:
+def _resolved_config(pipe, config: LMPConfig, family: Family) -> LMPConfig:
     """A validated copy of ``config`` with the model's geometry filled in where it is ``None``."""
     if not isinstance(config, LMPConfig):
         raise MotionTransferError(f"config must be an LMPConfig, got {type(config).__name__}")
     for owner, defaults in foreign_config_fields(family, config).items():
         raise MotionTransferError(
             f"LMPConfig {', '.join(defaults)} only apply to {owner}, but {type(pipe).__name__} is "
-            f"{family}; leave them at their defaults ({defaults})"
+            f"{family.name}; leave them at their defaults ({defaults})"
         )
     values = config.to_dict()
     # Geometry left None: the model's own (CogVideoX: its transformer's sample size; Wan and HunyuanVideo:
     # the pipeline call's defaults).
-    for name, default in FAMILIES[family].geometry_defaults(pipe).items():
+    for name, default in family.geometry_defaults(pipe).items():
         values[name] = getattr(config, name) or default
     resolved = LMPConfig.from_dict(values).validate()
     temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial

@@ -35,6 +35,7 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
 import attnkit
 from attnkit_lmp import ASM, FBDM, RMTM, LMPConfig, ReferenceBranch
+from attnkit_lmp.families import CogVideoXFamily
 
 HEADS, HEAD_DIM, TEXT_TOKENS, TEXT_DIM, LAYERS, CHANNELS = 48, 64, 226, 4096, 2, 16
 SUBJECT_TOKENS = [3, 4]
@@ -67,6 +68,7 @@ def build(side: int, frames: int):
     )
     scheduler.set_timesteps(50)
     reference = dict(
+        family=CogVideoXFamily(),
         noise=torch.randn(latent_shape),
         clean_latents=torch.randn(latent_shape),
         prompt_embeds=torch.randn(1, TEXT_TOKENS, TEXT_DIM),

@@ -109,7 +109,7 @@ class ModelInputRows:
 
 def test_the_reference_is_renoised_each_step_with_the_targets_noise(t2v_pipe, reference_gif, monkeypatch):
     from attnkit_lmp import transfer as transfer_module
-    from attnkit_lmp.reference import encode_video
+    from attnkit_lmp.families import CogVideoXFamily
     from attnkit_lmp.video_io import read_video
 
     recorder = ModelInputRows()
@@ -122,7 +122,7 @@ def test_the_reference_is_renoised_each_step_with_the_targets_noise(t2v_pipe, re
     transfer(t2v_pipe, reference_gif)
     monkeypatch.undo()
 
-    clean = encode_video(t2v_pipe, read_video(reference_gif, 9, 32, 32))
+    clean = CogVideoXFamily().encode_video(t2v_pipe, read_video(reference_gif, 9, 32, 32))
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
     first_timestep, first_latents, branches = recorder.latents[0]
     assert branches == {"uncond": [0], "cond": [1], "reference": [2]}

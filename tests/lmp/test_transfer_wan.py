@@ -4,6 +4,8 @@ it does not drive yet."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -21,7 +23,7 @@ from attnkit.testing.tiny_wan import (
 from attnkit_lmp import LMPConfig, UnsupportedPipelineError, motion_transfer
 from attnkit_lmp import transfer as transfer_module
 from attnkit_lmp.transfer import baseline_generation
-from attnkit_lmp.wan_latents import encode_wan_video, wan_latent_shape
+from attnkit_lmp.families import WanFamily
 
 from .conftest import PROMPT, REFERENCE_PROMPT, TransferProbe, probe_transfer
 
@@ -79,6 +81,13 @@ def transfer(pipe, reference, image=None, **switches):
         progress=False,
     )
 
+
+def wan_latent_shape(pipe, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+    """The Wan family's initial-latent shape for this geometry."""
+    return WanFamily().latent_shape(pipe, SimpleNamespace(num_frames=num_frames, height=height, width=width))
+
+
+encode_wan_video = WanFamily().encode_video
 
 def baseline(pipe, **call_kwargs) -> torch.Tensor:
     return baseline_generation(pipe, PROMPT, config(pipe), torch.Generator().manual_seed(0), **call_kwargs)
