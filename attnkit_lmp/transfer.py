@@ -345,15 +345,15 @@ def _resolved_config(pipe, config: LMPConfig, family: Family) -> LMPConfig:
     for name, default in family.geometry_defaults(pipe).items():
         values[name] = getattr(config, name) or default
     resolved = LMPConfig.from_dict(values).validate()
-    temporal, spatial = pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial
+    temporal, pixels = family.geometry_multiples(pipe)
     if (resolved.num_frames - 1) % temporal:
         raise MotionTransferError(
             f"num_frames={resolved.num_frames} does not fit the VAE: it must be {temporal}k + 1 (e.g. "
             f"{(resolved.num_frames - 1) // temporal * temporal + 1})"
         )
-    if resolved.height % (spatial * 2) or resolved.width % (spatial * 2):
+    if resolved.height % pixels or resolved.width % pixels:
         raise MotionTransferError(
-            f"height x width = {resolved.height} x {resolved.width} must be multiples of {spatial * 2} "
+            f"height x width = {resolved.height} x {resolved.width} must be multiples of {pixels} "
             "(VAE factor times patch size)"
         )
     return resolved

@@ -111,6 +111,11 @@ class Family:
         defaults = inspect.signature(pipe.__call__).parameters
         return {name: defaults[name].default for name in ("height", "width", "num_frames", "max_sequence_length")}
 
+    def geometry_multiples(self, pipe) -> tuple[int, int]:
+        """``(t, p)``: ``num_frames`` must be ``t k + 1`` and height and width multiples of ``p`` (the VAE's
+        temporal factor, and its spatial factor times the transformer's patch size, 2 here)."""
+        return pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial * 2
+
     def execution_device(self, pipe) -> torch.device:
         """Where the pipeline runs its transformer (offloading pipelines report it through diffusers)."""
         return pipe._execution_device

@@ -31,6 +31,17 @@ def mask_bias(call) -> torch.Tensor:
     return mask.to(call.q.dtype)
 
 
+# Additive masks at or below this are masked keys: HunyuanVideo masks with -inf, LTX-Video with -10000 (whose
+# weight underflows to exactly 0 in float32).
+MASKED_BIAS = -1e4
+
+
+def masked_keys(call) -> torch.Tensor:
+    """Key positions the call's mask hides from some row (an empty tensor when nothing is masked)."""
+    bias = mask_bias(call)
+    return torch.nonzero((bias <= MASKED_BIAS).reshape(-1, bias.shape[-1]).any(0)).flatten()
+
+
 def naive_probs(call, keys: list[int], extra_bias: torch.Tensor | None = None) -> torch.Tensor:
     """The full softmax map over the key group ``keys`` (mask applied), ``(B, heads, Nq, len(keys))``.
 
@@ -83,12 +94,12 @@ class ReadOnlyProbe:
             probs = call.attention_probs(query_tokens, key_tokens, heads="all")
             naive = naive_probs(call, group)[:, :, query_tokens][..., [group.index(key) for key in key_tokens]]
             self.slices.append((probs, naive))
-        if call.attention_mask is not None and not bool(call.attention_mask.all()):
+        hidden = masked_keys(call)
+        if len(hidden):
             self.masked_calls += 1
-            masked_keys = torch.nonzero(~call.attention_mask.reshape(-1, call.attention_mask.shape[-1]).all(0)).flatten()
-            probs = call.attention_probs(list(layout.query_spans.values())[0], masked_keys.tolist(), heads="all")
-            bias = mask_bias(call)[..., masked_keys]
-            self.masked_key_mass += probs.masked_select(torch.isinf(bias).expand_as(probs)).abs().sum().item()
+            probs = call.attention_probs(list(layout.query_spans.values())[0], hidden.tolist(), heads="all")
+            bias = mask_bias(call)[..., hidden]
+            self.masked_key_mass += probs.masked_select((bias <= MASKED_BIAS).expand_as(probs)).abs().sum().item()
 
 
 class RaisesAtLayer:
@@ -129,11 +140,17 @@ class DuplicateVideoKV:
             return None
         rows = call.rows("cond")
         span = duplicated_span(call.layout)
+        # Extra keys are never masked by the model's mask, so copies of masked keys (LTX-Video's padded
+        # text in a cross call) carry the mask themselves, as any plugin that copies keys must.
+        bias = mask_bias(call).expand(call.batch_size, -1, -1, -1)[rows][..., call.layout.key_span(span)]
+        if len(rows) != 1 and bool(bias.any()):
+            raise NotImplementedError("copying masked keys to several rows needs a per-row score bias")
         return attnkit.ExtraKV(
             key=call.tokens(call.k[rows], span),
             value=call.tokens(call.v[rows], span),
             rows=rows,
             query_tokens=call.layout.query_span("video"),
+            score_bias=bias if bool(bias.any()) else None,
         )
 
     @attnkit.hookimpl
