@@ -139,7 +139,9 @@ class ASM:
         while mask.dim() < 4:
             mask = mask.unsqueeze(0)
         row_mask = mask[reference_row if mask.shape[0] > 1 else 0][..., text]
-        visible = row_mask if row_mask.dtype == torch.bool else torch.isfinite(row_mask)
+        # An additive mask hides a key with -inf (HunyuanVideo) or a large finite bias (LTX-Video: -10000),
+        # either of which leaves it no weight.
+        visible = row_mask if row_mask.dtype == torch.bool else row_mask > -1e4
         kept = torch.nonzero(visible.reshape(-1, num_text).all(dim=0)).flatten().cpu()
         position = {int(token): index for index, token in enumerate(kept)}
         hidden = [token for token in self.subject_tokens if token not in position]
