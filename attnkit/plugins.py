@@ -29,6 +29,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 BUILTIN_PLUGINS = {
     "attnkit.adapters.cogvideox": "attnkit.adapters.cogvideox",
     "attnkit.adapters.hunyuan_video": "attnkit.adapters.hunyuan_video",
+    "attnkit.adapters.ltx_video": "attnkit.adapters.ltx_video",
     "attnkit.adapters.wan": "attnkit.adapters.wan",
 }
 

@@ -1,6 +1,6 @@
 """Model families for motion transfer: one module per family, one object per family, passed down as an object.
 
-Each family module (:mod:`.cogvideox`, :mod:`.wan`, :mod:`.hunyuan_video`) says which stock diffusers
+Each family module (:mod:`.cogvideox`, :mod:`.wan`, :mod:`.hunyuan_video`, :mod:`.ltx_video`) says which stock diffusers
 pipelines it drives and implements :class:`~attnkit_lmp.families.base.Family` for them. Adding a family is
 one module and one line in ``FAMILIES``.
 """
@@ -17,9 +17,10 @@ from .base import (
 )
 from .cogvideox import CogVideoXFamily
 from .hunyuan_video import HunyuanVideoFamily
+from .ltx_video import LTXVideoFamily
 from .wan import WanFamily
 
-FAMILIES: tuple[Family, ...] = (CogVideoXFamily(), WanFamily(), HunyuanVideoFamily())
+FAMILIES: tuple[Family, ...] = (CogVideoXFamily(), WanFamily(), HunyuanVideoFamily(), LTXVideoFamily())
 
 
 def family_of(pipe) -> tuple[str, Family] | None:
@@ -63,6 +64,7 @@ __all__ = [
     "Family",
     "FirstFrameCondition",
     "HunyuanVideoFamily",
+    "LTXVideoFamily",
     "ReferenceCondition",
     "ReferencePrompt",
     "WanFamily",

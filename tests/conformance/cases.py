@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from attnkit.layout import TokenLayout
+from attnkit.testing.tiny_ltx import LTX_CALL_KWARGS, LTX_GRID, LTX_TEXT_LEN, tiny_ltx_image, tiny_ltx_pipeline
 from attnkit.testing.tiny_hunyuan import HUNYUAN_CALL_KWARGS, HUNYUAN_GRID, HUNYUAN_TEXT_LEN, tiny_hunyuan_pipeline
 from attnkit.testing.tiny_models import TINY_CALL_KWARGS, TINY_TEXT_LEN, tiny_cogvideox_pipeline, tiny_image
 from attnkit.testing.tiny_wan import (
@@ -139,5 +140,23 @@ ADAPTER_CASES = [
         base_kwargs=dict(WAN_CALL_KWARGS, **WAN_I2V_CALL_KWARGS),
         call_kwargs={"image": tiny_wan_image()},
         forward_branches=SEQUENTIAL_GUIDANCE,
+    ),
+    # LTX-Video: self-attention (attn1) and cross-attention (attn2, padded text masked), batched guidance.
+    AdapterCase(
+        "ltx-video-t2v",
+        "ltx_video",
+        lambda: tiny_ltx_pipeline("t2v"),
+        _self_and_cross(LTX_GRID, LTX_TEXT_LEN),
+        base_kwargs=dict(LTX_CALL_KWARGS),
+        text_padding=True,
+    ),
+    AdapterCase(
+        "ltx-video-i2v",
+        "ltx_video",
+        lambda: tiny_ltx_pipeline("i2v"),
+        _self_and_cross(LTX_GRID, LTX_TEXT_LEN),
+        base_kwargs=dict(LTX_CALL_KWARGS),
+        call_kwargs={"image": tiny_ltx_image()},
+        text_padding=True,
     ),
 ]
