@@ -2,9 +2,10 @@
 
 Entering finds the model's adapter, swaps its attention processors and adds two forward hooks to the
 transformer (one reads the timestep to count denoising steps and lets plugins add batch rows, one strips
-those rows from the output). A pipeline with two transformers (Wan 2.2: ``transformer`` for the
-high-noise steps, ``transformer_2`` for the low-noise ones) has both instrumented, so plugins see every
-step. Leaving, also through an exception, puts every processor back and removes every hook, so the
+those rows from the output). On a pipeline, the adapters say which attributes hold transformers; a
+pipeline with two (Wan 2.2: ``transformer`` for the high-noise steps, ``transformer_2`` for the low-noise
+ones) has both instrumented, so plugins see every step. What the session needs to know about the
+pipeline (guidance rows, step count) it asks the adapter. Leaving, also through an exception, puts every processor back and removes every hook, so the
 models are the objects they were.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from .adapters.base import Adapter
+from .adapter import Adapter
 from .call import AttentionCall, Branches
 from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
@@ -24,13 +25,11 @@ from .plugins import make_plugin_manager, plugin_roles
 
 BranchSpec = Branches | Callable[[int], Branches] | None
 _SESSION_ATTRIBUTE = "_attnkit_session"
-# Pipeline attributes holding transformers; Wan 2.2 pipelines switch to transformer_2 for low-noise steps.
-_PIPELINE_TRANSFORMERS = ("transformer", "transformer_2")
 
 
 def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None) -> Session:
-    """A session on a diffusers transformer, or a pipeline holding one as ``.transformer`` (and, with two
-    experts, a second as ``.transformer_2``: both are instrumented).
+    """A session on a diffusers transformer, or on a pipeline holding one (as ``.transformer``, or wherever
+    its adapter says: Wan 2.2's second expert ``.transformer_2`` is instrumented too).
 
     ``branches`` names the batch rows the pipeline passes: a dict (``{"uncond": [0], "cond": [1]}``) or a
     function of the batch size returning one. By default a pipeline running classifier-free guidance
@@ -86,16 +85,11 @@ class Session:
     """An active attachment of plugins to one model. Use it as a context manager."""
 
     def __init__(self, model_or_pipeline, plugins=(), branches: BranchSpec = None):
-        self.pipeline = model_or_pipeline if hasattr(model_or_pipeline, "transformer") else None
-        # (component name, transformer) of every model the session instruments.
+        self.pipeline = None if isinstance(model_or_pipeline, torch.nn.Module) else model_or_pipeline
+        # (component name, transformer) of every model the session instruments; found on entering, when the
+        # registered adapters can say which pipeline attributes hold transformers.
         self.components: list[tuple[str, torch.nn.Module]] = (
-            [
-                (name, getattr(model_or_pipeline, name))
-                for name in _PIPELINE_TRANSFORMERS
-                if getattr(model_or_pipeline, name, None) is not None
-            ]
-            if self.pipeline is not None
-            else [("model", model_or_pipeline)]
+            [] if self.pipeline is not None else [("model", model_or_pipeline)]
         )
         # The first transformer; ``models`` lists all (two for Wan 2.2's experts).
         self.model = self.components[0][1] if self.components else None
@@ -120,18 +114,25 @@ class Session:
         return [model for _, model in self.components]
 
     def __enter__(self) -> Session:
-        if not self.components:
-            raise UnsupportedModelError(
-                f"{type(self.pipeline).__name__} holds no transformer ({' and '.join(_PIPELINE_TRANSFORMERS)} "
-                "are None); load its transformer before attaching"
-            )
+        plugin_manager = make_plugin_manager(self.plugins)
+        if self.pipeline is not None:
+            names = pipeline_transformer_names(plugin_manager)
+            self.components = [
+                (name, getattr(self.pipeline, name)) for name in names if getattr(self.pipeline, name, None) is not None
+            ]
+            if not self.components:
+                raise UnsupportedModelError(
+                    f"{type(self.pipeline).__name__} holds no transformer ({' and '.join(names)} are None or "
+                    "missing); load its transformer before attaching, or attach the transformer itself"
+                )
+            self.model = self.components[0][1]
         for _, model in self.components:
             if getattr(model, _SESSION_ATTRIBUTE, None) is not None:
                 raise AlreadyAttachedError(
                     f"{type(model).__name__} already has an active attnkit session; leave it (exit its "
                     "`with` block) before attaching again, or pass all plugins to one attach()"
                 )
-        self.plugin_manager = make_plugin_manager(self.plugins)
+        self.plugin_manager = plugin_manager
         self.adapters = []
         for name, model in self.components:
             with self._naming_component(name):
@@ -402,30 +403,35 @@ class Session:
                     f"rows must be in 0..{batch_size - 1}"
                 )
             return {name: list(branch_rows) for name, branch_rows in spec.items()}
-        # Pipelines that run guidance as separate forwards (Wan, HunyuanVideo) name each forward's rows.
-        adapter_branches = self.adapter.forward_branches(batch_size, self._forward_in_step)
-        if adapter_branches is not None:
-            return adapter_branches
-        if self.pipeline is not None and batch_size % 2 == 0 and _guidance_on(self.pipeline):
-            half = batch_size // 2
-            return {"uncond": list(range(half)), "cond": list(range(half, batch_size))}
-        return {"cond": list(range(batch_size))}
+        # The adapter knows its pipelines' loop: batched guidance halves, or one forward per branch.
+        return self.adapter.forward_branches(self.pipeline, batch_size, self._forward_in_step)
+
+    @property
+    def num_steps(self) -> int | None:
+        """How many denoising steps the pipeline's current call runs (None for a bare transformer, or
+        when the pipeline does not say), as the adapter reads it."""
+        if self.pipeline is None or self.adapter is None:
+            return None
+        return self.adapter.num_steps(self.pipeline)
 
 
-def _guidance_on(pipeline) -> bool:
-    """Whether the pipeline's current call batches an unconditional half (diffusers conventions)."""
-    flag = getattr(pipeline, "do_classifier_free_guidance", None)
-    if flag is not None:
-        return bool(flag)
-    # Pipelines such as CogVideoX keep the flag local to __call__ but store the scale it derives from.
-    scale = getattr(pipeline, "_guidance_scale", None)
-    return scale is not None and scale > 1.0
+def _registered_adapters(plugin_manager) -> list[type[Adapter]]:
+    adapters: list[type[Adapter]] = []
+    plugin_manager.hook.attnkit_register_adapters(register=adapters.append)
+    return adapters
+
+
+def pipeline_transformer_names(plugin_manager) -> list[str]:
+    """Every pipeline attribute some registered adapter says may hold a transformer, in their order."""
+    names: list[str] = []
+    for adapter_class in _registered_adapters(plugin_manager):
+        names.extend(name for name in adapter_class.pipeline_transformers if name not in names)
+    return names
 
 
 def find_adapter(model, plugin_manager) -> Adapter:
     """The first registered adapter that supports ``model``; a clear error if none does."""
-    adapters: list[type[Adapter]] = []
-    plugin_manager.hook.attnkit_register_adapters(register=adapters.append)
+    adapters = _registered_adapters(plugin_manager)
     for adapter_class in adapters:
         if adapter_class.supports(model):
             return adapter_class(model)

@@ -8,17 +8,14 @@ the latent channels, so there is no image span. This module is a built-in attnki
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter, InstrumentedProcessor
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 
 class CogVideoXAdapter(Adapter):
@@ -34,7 +31,7 @@ class CogVideoXAdapter(Adapter):
     def supports(cls, model: torch.nn.Module) -> bool:
         return type(model).__name__ in cls.model_classes and hasattr(model, "transformer_blocks")
 
-    def install(self, session: Session) -> int:
+    def install(self, session) -> int:
         from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 
         for layer, block in enumerate(self.model.transformer_blocks):
@@ -49,6 +46,11 @@ class CogVideoXAdapter(Adapter):
             name = f"transformer_blocks.{layer}.attn1"
             self.replace_processor(attention, CogVideoXProcessor(session, self, attention.processor, layer, name))
         return self.num_instrumented
+
+    def guidance_on(self, pipeline) -> bool:
+        # CogVideoX pipelines keep the flag local to __call__ but expose the scale it derives from.
+        scale = getattr(pipeline, "guidance_scale", None)
+        return scale is not None and scale > 1.0
 
     def begin_forward(self, inputs: dict[str, Any]) -> None:
         _, frames, _, height, width = inputs["hidden_states"].shape

@@ -16,19 +16,16 @@ forward per step (cond first, then uncond). This module is a built-in attnkit pl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter, InstrumentedProcessor
 from .dispatch import require_native_attention
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 _BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
@@ -65,7 +62,7 @@ class HunyuanVideoAdapter(Adapter):
         has_blocks = all(hasattr(model, blocks) for blocks in _BLOCK_LISTS)
         return (name in cls.model_classes and has_blocks) or name in UNSUPPORTED_VARIANTS
 
-    def install(self, session: Session) -> int:
+    def install(self, session) -> int:
         from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
 
         layer = 0
@@ -98,7 +95,7 @@ class HunyuanVideoAdapter(Adapter):
         patch, patch_t = self.model.config.patch_size, self.model.config.patch_size_t
         self.grid = (frames // patch_t, height // patch, width // patch)
 
-    def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
+    def forward_branches(self, pipeline, batch_size: int, forward_in_step: int) -> dict[str, list[int]]:
         # HunyuanVideoPipeline: the prompt's forward, then (true CFG only) the negative prompt's.
         return {("cond", "uncond")[min(forward_in_step, 1)]: list(range(batch_size))}
 

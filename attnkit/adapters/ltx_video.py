@@ -16,19 +16,16 @@ frame), which counts as the largest one. This module is a built-in attnkit plugi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter, InstrumentedProcessor
 from .dispatch import require_native_attention
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 # LTX-family transformers whose attention or token stream differs from LTXVideoTransformer3DModel's.
 UNSUPPORTED_VARIANTS = {
@@ -58,7 +55,7 @@ class LTXVideoAdapter(Adapter):
         name = type(model).__name__
         return (name in cls.model_classes and hasattr(model, "transformer_blocks")) or name in UNSUPPORTED_VARIANTS
 
-    def install(self, session: Session) -> int:
+    def install(self, session) -> int:
         from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
 
         layer = 0
@@ -123,7 +120,7 @@ class LTXVideoProcessor(InstrumentedProcessor):
     With no per-attention hook implemented it hands the call to the original processor untouched.
     """
 
-    def __init__(self, session: Session, adapter: Adapter, original, layer: int, name: str, role: str):
+    def __init__(self, session, adapter: Adapter, original, layer: int, name: str, role: str):
         super().__init__(session, adapter, original, layer, name)
         self.role = role
 

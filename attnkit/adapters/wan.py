@@ -17,20 +17,17 @@ plugin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..kernel import sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .base import Adapter, InstrumentedProcessor
 from .dispatch import require_native_attention
-
-if TYPE_CHECKING:
-    from ..session import Session
 
 # diffusers' WanAttnProcessor splits encoder_hidden_states at len - 512 to find the image tokens.
 WAN_TEXT_CONTEXT_LENGTH = 512
@@ -51,6 +48,8 @@ class WanAdapter(Adapter):
     # Image-to-video rows reuse the last row's image tokens.
     per_row_inputs = ("encoder_hidden_states_image", "timestep")
     roles = frozenset({"self", "cross"})
+    # Wan 2.2 A14B pipelines switch to transformer_2 for the low-noise steps; both are instrumented.
+    pipeline_transformers = ("transformer", "transformer_2")
 
     def __init__(self, model: torch.nn.Module):
         variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
@@ -68,7 +67,7 @@ class WanAdapter(Adapter):
         name = type(model).__name__
         return (name in cls.model_classes and hasattr(model, "blocks")) or name in UNSUPPORTED_VARIANTS
 
-    def install(self, session: Session) -> int:
+    def install(self, session) -> int:
         from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
         layer = 0
@@ -107,7 +106,7 @@ class WanAdapter(Adapter):
             return float(timestep.max().item())
         return None if timestep is None else float(timestep)
 
-    def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
+    def forward_branches(self, pipeline, batch_size: int, forward_in_step: int) -> dict[str, list[int]]:
         # WanPipeline / WanImageToVideoPipeline: the prompt's forward, then the negative prompt's.
         return {("cond", "uncond")[min(forward_in_step, 1)]: list(range(batch_size))}
 

@@ -335,13 +335,7 @@ class AttentionRecorder:
             return 1
         if self.steps is not None:
             return len(self.steps)
-        pipeline = self._session.pipeline if self._session is not None else None
-        # Pipelines set their timesteps before the denoising loop, so at the first forward they are final.
-        num_steps = getattr(pipeline, "_num_timesteps", None)
-        if num_steps is None and pipeline is not None and getattr(pipeline, "scheduler", None) is not None:
-            timesteps = getattr(pipeline.scheduler, "timesteps", None)
-            num_steps = len(timesteps) if timesteps is not None else None
-        return int(num_steps) if num_steps else None
+        return self._session.num_steps if self._session is not None else None
 
     def _check_budget(self, needed: int, what: str) -> None:
         if self.memory_budget_bytes is None or needed <= self.memory_budget_bytes:

@@ -1,15 +1,26 @@
-"""What an adapter is: the one place that knows a model family's attention modules and forward signature."""
+"""The adapter contract, owned by the core: what the session asks of one model family.
+
+An adapter is the one place that knows a model family's attention modules, its transformer's forward
+signature and its pipelines' denoising loop. The session asks it both sides' questions:
+
+- model side: does it handle this transformer, how to swap and restore its attention processors, what a
+  forward's batch, timestep, latent grid and per-row inputs are, how to append rows;
+- pipeline side: which pipeline attributes hold transformers, which batch rows of a forward are which
+  guidance branch, and how many denoising steps the current call runs.
+
+Adapter modules live in ``attnkit/adapters/`` (and in third-party packages); they import this module,
+and this module imports nothing of the session, so neither side depends on the other's internals.
+"""
 
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-if TYPE_CHECKING:
-    from ..session import Session
+from .call import Branches
 
 
 class Adapter(ABC):
@@ -21,6 +32,10 @@ class Adapter(ABC):
 
     ``roles`` are the layout roles of the attention calls it builds (``"joint"``, ``"self"``, ``"cross"``);
     the session checks plugins' ``attnkit_roles`` against them at attach time.
+
+    The pipeline-side answers (:attr:`pipeline_transformers`, :meth:`forward_branches`,
+    :meth:`guidance_on`, :meth:`num_steps`) have diffusers' defaults; a family whose pipelines differ
+    overrides them, and nothing else in the core reads a pipeline's attributes.
     """
 
     name: ClassVar[str]
@@ -39,8 +54,9 @@ class Adapter(ABC):
         """True if this adapter handles ``model`` (a diffusers transformer)."""
 
     @abstractmethod
-    def install(self, session: Session) -> int:
-        """Route every attention module through ``session``; return how many were instrumented."""
+    def install(self, session) -> int:
+        """Route every attention module through ``session`` (an :class:`attnkit.session.Session`); return how
+        many were instrumented."""
 
     def replace_processor(self, attention: torch.nn.Module, processor) -> None:
         """Give ``attention`` a new processor, remembering the original for :meth:`uninstall`."""
@@ -134,13 +150,41 @@ class Adapter(ABC):
         bound = self._forward_signature.bind(*args, **kwargs)
         return dict(bound.arguments)
 
-    def forward_branches(self, batch_size: int, forward_in_step: int) -> dict[str, list[int]] | None:
-        """Branch rows of the ``forward_in_step``-th forward of a denoising step, or None for the default.
+    # --- the pipeline side ----------------------------------------------------------------------------
 
-        The default (None) lets the session decide: uncond then cond halves when the pipeline batches
-        guidance, else all ``cond``. Pipelines that call the model once per guidance branch override this.
+    # Pipeline attributes that may hold a transformer of this family, in the order the pipeline runs them
+    # (Wan 2.2's experts: ``transformer`` for high-noise steps, ``transformer_2`` for low-noise ones).
+    pipeline_transformers: ClassVar[tuple[str, ...]] = ("transformer",)
+
+    def forward_branches(self, pipeline, batch_size: int, forward_in_step: int) -> Branches:
+        """Branch rows of the ``forward_in_step``-th transformer forward of a denoising step of ``pipeline``
+        (None when the session drives a bare transformer).
+
+        The default is diffusers' batched guidance: ``uncond`` rows then ``cond`` rows when the pipeline
+        runs classifier-free guidance in one forward, else all ``cond``. Pipelines that call the model once
+        per guidance branch override this.
         """
-        return None
+        if pipeline is not None and batch_size % 2 == 0 and self.guidance_on(pipeline):
+            half = batch_size // 2
+            return {"uncond": list(range(half)), "cond": list(range(half, batch_size))}
+        return {"cond": list(range(batch_size))}
+
+    def guidance_on(self, pipeline) -> bool:
+        """Whether ``pipeline``'s current call batches an unconditional half (its public flag)."""
+        return bool(getattr(pipeline, "do_classifier_free_guidance", False))
+
+    def num_steps(self, pipeline) -> int | None:
+        """How many denoising steps ``pipeline``'s current call runs, or None if it does not say.
+
+        Pipelines set their timesteps before the denoising loop, so at the first forward they are final.
+        """
+        steps = getattr(pipeline, "num_timesteps", None)
+        if steps is None and getattr(pipeline, "scheduler", None) is not None:
+            timesteps = getattr(pipeline.scheduler, "timesteps", None)
+            steps = len(timesteps) if timesteps is not None else None
+        return int(steps) if steps else None
+
+    # --- forward inputs -------------------------------------------------------------------------------
 
     @staticmethod
     def batch_size(inputs: dict[str, Any]) -> int:
@@ -173,7 +217,7 @@ class Adapter(ABC):
 class InstrumentedProcessor:
     """Base of the processors adapters install: which session, adapter, original processor and layer."""
 
-    def __init__(self, session: Session, adapter: Adapter, original, layer: int, name: str):
+    def __init__(self, session, adapter: Adapter, original, layer: int, name: str):
         self.session = session
         self.adapter = adapter
         self.original = original
