@@ -14,6 +14,7 @@ import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
+from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
 
@@ -38,7 +39,7 @@ class CogVideoXAdapter(Adapter):
             attention = block.attn1
             if type(attention.processor) is not CogVideoXAttnProcessor2_0:
                 self.uninstall()
-                raise TypeError(
+                raise UnsupportedModelError(
                     f"transformer_blocks.{layer}.attn1 uses {type(attention.processor).__name__}; attnkit "
                     "reproduces CogVideoXAttnProcessor2_0 only (call unfuse_qkv_projections() or "
                     "set_attn_processor(CogVideoXAttnProcessor2_0()) first)"
@@ -60,7 +61,8 @@ class CogVideoXAdapter(Adapter):
 
 
 class CogVideoXProcessor(InstrumentedProcessor):
-    """Stands in for ``CogVideoXAttnProcessor2_0`` with the same operations in the same order.
+    """Stands in for ``CogVideoXAttnProcessor2_0`` with the same operations in the same order, including an
+    attention mask passed through the transformer's ``attention_kwargs``.
 
     With no per-attention hook implemented it hands the call to the original processor untouched.
     """
@@ -74,12 +76,17 @@ class CogVideoXProcessor(InstrumentedProcessor):
         image_rotary_emb: torch.Tensor | None = None,
     ):
         session = self.session
-        if not session.hooks_attention or attention_mask is not None:
+        if not session.hooks_attention:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
 
         text_length = encoder_hidden_states.size(1)
         joint = torch.cat([encoder_hidden_states, hidden_states], dim=1)
         batch_size, sequence_length, _ = joint.shape
+        # The stock transformer passes no mask; one given through attention_kwargs is shaped as diffusers
+        # shapes it and carried by the call, so the kernel and the probes apply it.
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
 
         def project(states: torch.Tensor):
             return _project_qkv(attn, states, text_length, image_rotary_emb)
@@ -95,6 +102,7 @@ class CogVideoXProcessor(InstrumentedProcessor):
             ),
             hidden_states=joint,
             project=project,
+            attention_mask=attention_mask,
         )
         output = session.run_attention(call)
 
