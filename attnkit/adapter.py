@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .call import Branches
+from .call import AttentionCall, Branches
 
 
 class Adapter(ABC):
@@ -223,6 +223,21 @@ class InstrumentedProcessor:
         self.original = original
         self.layer = layer
         self.name = name
+
+    def attention_call(self, layout, hidden_states: torch.Tensor, project, attention_mask=None):
+        """The :class:`~attnkit.call.AttentionCall` of this module at the session's current step and branches."""
+        session = self.session
+        return AttentionCall(
+            layer=self.layer,
+            name=self.name,
+            step=session.step,
+            timestep=session.timestep,
+            branches=session.branches,
+            layout=layout,
+            hidden_states=hidden_states,
+            project=project,
+            attention_mask=attention_mask,
+        )
 
 
 def _describe(value) -> str:

@@ -5,8 +5,8 @@ transformer (one reads the timestep to count denoising steps and lets plugins ad
 those rows from the output). On a pipeline, the adapters say which attributes hold transformers; a
 pipeline with two (Wan 2.2: ``transformer`` for the high-noise steps, ``transformer_2`` for the low-noise
 ones) has both instrumented, so plugins see every step. What the session needs to know about the
-pipeline (guidance rows, step count) it asks the adapter. Leaving, also through an exception, puts every processor back and removes every hook, so the
-models are the objects they were.
+pipeline (guidance rows, step count) it asks the adapter. Leaving, also through an exception, puts every
+processor back and removes every hook, so the models are the objects they were.
 """
 
 from __future__ import annotations

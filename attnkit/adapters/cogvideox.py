@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
-from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
@@ -91,19 +90,8 @@ class CogVideoXProcessor(InstrumentedProcessor):
         def project(states: torch.Tensor):
             return _project_qkv(attn, states, text_length, image_rotary_emb)
 
-        call = AttentionCall(
-            layer=self.layer,
-            name=self.name,
-            step=session.step,
-            timestep=session.timestep,
-            branches=session.branches,
-            layout=TokenLayout(
-                text=slice(0, text_length), video=slice(text_length, sequence_length), grid=self.adapter.grid
-            ),
-            hidden_states=joint,
-            project=project,
-            attention_mask=attention_mask,
-        )
+        layout = TokenLayout(text=slice(0, text_length), video=slice(text_length, sequence_length), grid=self.adapter.grid)
+        call = self.attention_call(layout, joint, project, attention_mask)
         output = session.run_attention(call)
 
         heads, head_dim = output.shape[1], output.shape[3]

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
-from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
@@ -139,21 +138,10 @@ class HunyuanVideoProcessor(InstrumentedProcessor):
                 return _project_dual_stream(attn, video, text, image_rotary_emb)
             return _project_single_stream(attn, states, text_length, image_rotary_emb)
 
-        call = AttentionCall(
-            layer=self.layer,
-            name=self.name,
-            step=session.step,
-            timestep=session.timestep,
-            branches=session.branches,
-            layout=TokenLayout(
-                text=slice(video_length, video_length + text_length),
-                video=slice(0, video_length),
-                grid=self.adapter.grid,
-            ),
-            hidden_states=joint,
-            project=project,
-            attention_mask=attention_mask,
+        layout = TokenLayout(
+            text=slice(video_length, video_length + text_length), video=slice(0, video_length), grid=self.adapter.grid
         )
+        call = self.attention_call(layout, joint, project, attention_mask)
         output = session.run_attention(call)
 
         # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, split [video, text].

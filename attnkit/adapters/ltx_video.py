@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
-from ..call import AttentionCall
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
@@ -76,7 +75,8 @@ class LTXVideoAdapter(Adapter):
                 if problem is not None:
                     self.uninstall()
                     raise UnsupportedModelError(problem)
-                self.replace_processor(attention, LTXVideoProcessor(session, self, attention.processor, layer, name, role))
+                processor = LTXVideoProcessor(session, self, attention.processor, layer, name, role)
+                self.replace_processor(attention, processor)
                 layer += 1
         return self.num_instrumented
 
@@ -144,17 +144,7 @@ class LTXVideoProcessor(InstrumentedProcessor):
             layout = TokenLayout(text=None, video=video, grid=self.adapter.grid, role="self")
         else:
             layout = TokenLayout(text=slice(0, key_length), video=video, grid=self.adapter.grid, role="cross")
-        call = AttentionCall(
-            layer=self.layer,
-            name=self.name,
-            step=session.step,
-            timestep=session.timestep,
-            branches=session.branches,
-            layout=layout,
-            hidden_states=hidden_states,
-            project=project,
-            attention_mask=attention_mask,
-        )
+        call = self.attention_call(layout, hidden_states, project, attention_mask)
         output = session.run_attention(call)
         # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, then the output projection.
         output = output.permute(0, 2, 1, 3).flatten(2, 3).to(call.q.dtype)

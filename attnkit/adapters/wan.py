@@ -114,20 +114,6 @@ class WanAdapter(Adapter):
 class _WanProcessor(InstrumentedProcessor):
     """Shared by the self- and cross-attention stand-ins for ``WanAttnProcessor``."""
 
-    def _call(self, layout: TokenLayout, hidden_states: torch.Tensor, project, attention_mask) -> AttentionCall:
-        session = self.session
-        return AttentionCall(
-            layer=self.layer,
-            name=self.name,
-            step=session.step,
-            timestep=session.timestep,
-            branches=session.branches,
-            layout=layout,
-            hidden_states=hidden_states,
-            project=project,
-            attention_mask=attention_mask,
-        )
-
     @staticmethod
     def _project_out(attn, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
         # diffusers: the dispatcher returns (B, N, heads, head_dim); flatten heads, then the output projection.
@@ -148,7 +134,7 @@ class WanSelfProcessor(_WanProcessor):
             return _project_self(attn, states, rotary_emb)
 
         layout = TokenLayout(text=None, video=slice(0, hidden_states.shape[1]), grid=self.adapter.grid, role="self")
-        call = self._call(layout, hidden_states, project, attention_mask)
+        call = self.attention_call(layout, hidden_states, project, attention_mask)
         return self._project_out(attn, call, session.run_attention(call))
 
 
@@ -175,7 +161,7 @@ class WanCrossProcessor(_WanProcessor):
             role="cross",
             separately_normalised=("image",) if image_length else (),
         )
-        call = self._call(layout, hidden_states, project, attention_mask)
+        call = self.attention_call(layout, hidden_states, project, attention_mask)
         session.compute_qkv(call)
 
         text_keys, text_values = call.k[:, :, image_length:], call.v[:, :, image_length:]

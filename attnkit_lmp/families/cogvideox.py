@@ -56,7 +56,8 @@ class CogVideoXFamily(Family):
 
     @torch.no_grad()
     def decode_latents(self, pipe, latents, config):
-        padding = (self.padded_num_frames(pipe, config.num_frames) - config.num_frames) // pipe.vae_scale_factor_temporal
+        padded = self.padded_num_frames(pipe, config.num_frames)
+        padding = (padded - config.num_frames) // pipe.vae_scale_factor_temporal
         video = pipe.decode_latents(latents[:, padding:].to(pipe.vae.dtype))
         return pipe.video_processor.postprocess_video(video=video, output_type="pt")[0]
 

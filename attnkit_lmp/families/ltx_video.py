@@ -28,7 +28,8 @@ class LTXVideoFamily(Family):
     }
 
     def geometry_multiples(self, pipe):
-        return pipe.vae_temporal_compression_ratio, pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
+        spatial = pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
+        return pipe.vae_temporal_compression_ratio, spatial
 
     def latent_grid(self, pipe, config) -> tuple[int, int, int]:
         """``(frames, h, w)`` of the unpacked latent."""
@@ -62,7 +63,9 @@ class LTXVideoFamily(Family):
             latents, frames, height, width, pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
         )
         latents = pipe._denormalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
-        timestep = torch.zeros(1, device=latents.device, dtype=latents.dtype) if vae.config.timestep_conditioning else None
+        timestep = None
+        if vae.config.timestep_conditioning:
+            timestep = torch.zeros(1, device=latents.device, dtype=latents.dtype)
         video = vae.decode(latents.to(vae.dtype), timestep, return_dict=False)[0]
         return pipe.video_processor.postprocess_video(video, output_type="pt")[0]
 
