@@ -1,20 +1,18 @@
 """``motion_transfer``: LMP zero-shot motion transfer with an unmodified diffusers pipeline.
 
-Driven: CogVideoX (``CogVideoXPipeline``, ``CogVideoXImageToVideoPipeline``), Wan 2.1 / 2.2 (``WanPipeline``,
-``WanImageToVideoPipeline``; Wan 2.2's two experts included) and HunyuanVideo (``HunyuanVideoPipeline``).
-The stock pipeline generates the target from the target prompt only (CFG rows ``uncond`` and ``cond``, in
-one forward or two). The plugins do the rest inside one ``attnkit.attach`` session:
-:class:`ReferenceBranch` adds the reference rows (the real video re-noised per eq. 10 with the target's own
-initial noise, or a generated reference denoised in parallel), :class:`FBDM` reads the reference's subject
-mask, :class:`RMTM` lets the target's video queries attend to the reference foreground, and :class:`ASM`
-(only when the subjects differ) moves the target's video hidden states away from the reference subject.
+Driven: every pipeline a model family of :mod:`attnkit_lmp.families` names (CogVideoX, Wan 2.1 / 2.2 with
+its two experts, HunyuanVideo text-to-video, LTX-Video; ``driven_pipelines()`` lists them). The stock
+pipeline generates the target from the target prompt only (CFG rows ``uncond`` and ``cond``, in one
+forward or two). The plugins do the rest inside one ``attnkit.attach`` session: :class:`ReferenceBranch`
+adds the reference rows (the real video re-noised per eq. 10 with the target's own initial noise, or a
+generated reference denoised in parallel), :class:`FBDM` reads the reference's subject mask, :class:`RMTM`
+lets the target's video queries attend to the reference foreground, and :class:`ASM` (only when the
+subjects differ) moves the target's video hidden states away from the reference subject.
 
-On Wan the plugins meet separate self and cross calls (see docs/porting.md): RMTM extends the video
-self-attention, FBDM and ASM read the cross-attention. Wan and HunyuanVideo latents are ``(B, C, F, H, W)``
-and their schedulers flow matching, so the reference is re-noised with ``sigma_t eps + (1 - sigma_t) z'_0``.
-The reference row carries its own per-row inputs: HunyuanVideo's pooled CLIP embedding and text mask, and
-in image-to-video its own first frame (Wan 2.1 also its CLIP image tokens). What differs between families
-lives in one family object per family (:mod:`attnkit_lmp.families`), which the plan carries.
+Where a model has separate self and cross calls (Wan, LTX-Video; see docs/porting.md), RMTM extends the
+video self-attention and FBDM and ASM read the cross-attention. Everything that differs between families
+(latent layout, VAE, prompt encoding and per-row inputs, image-to-video conditioning, how the scheduler
+noises and steps the reference) lives in one family object per family, which the plan carries.
 
 Every bad input is checked in :func:`prepare_transfer` before anything is encoded or denoised.
 """
