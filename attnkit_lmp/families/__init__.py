@@ -52,7 +52,7 @@ def foreign_config_fields(family: Family, config: LMPConfig) -> dict[str, dict]:
     foreign = {}
     for other in FAMILIES:
         changed = {name: default for name, default in other.config_fields.items() if getattr(config, name) != default}
-        if other is not family and changed:
+        if other.name != family.name and changed:
             foreign[other.title] = changed
     return foreign
 
