@@ -651,10 +651,10 @@ def measure(
     unknown = [variant for variant in variants if variant not in VARIANTS]
     if unknown:
         raise MeasureError(f"unknown variants {unknown}: expected some of {list(VARIANTS)}.")
-    from attnkit_lmp.pipelines import pipeline_entry
+    from attnkit_lmp.families import family_of
 
     world = world or world_of(pipe)
-    image_to_video = (pipeline_entry(pipe) or ("t2v",))[0] == "i2v"
+    image_to_video = (family_of(pipe) or ("t2v",))[0] == "i2v"
     tracker = build_tracker("lucas-kanade")
     records = []
     bar = tqdm(total=len(cases) * len(variants), desc="toy measurement", unit="run", disable=not progress)

@@ -361,7 +361,3 @@ def build_toy_pipeline(config: ToyModelConfig | None = None, seed: int = 0):
         transformer=transformer(config),
         scheduler=scheduler(),
     )
-
-
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())

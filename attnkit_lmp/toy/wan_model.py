@@ -74,11 +74,6 @@ def build_wan_scheduler() -> UniPCMultistepScheduler:
     )
 
 
-def flow_sigma(timesteps: torch.Tensor, num_train_timesteps: int = 1000) -> torch.Tensor:
-    """The flow-matching noise level of integer training timesteps, as the scheduler maps them (t / T)."""
-    return timesteps.float() / num_train_timesteps
-
-
 def build_identity_wan_vae(config) -> AutoencoderKLWan:
     """An ``AutoencoderKLWan`` whose encoder and decoder are the identity on [-1, 1] pixels (to ~1e-6).
 
