@@ -179,8 +179,9 @@ class AttentionCall:
             if bias is not None and bias.shape[1] > 1:
                 bias = bias[:, heads]
         if bias is not None:
-            bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
+            # Keys first: a mask that differs per query is then cut to the few key columns before its rows.
             bias = bias[..., key_index]
+            bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
         probs = softmax_slice(q, k, logsumexp, query_index, key_index, scale=self.scale, bias=bias)
         return probs.mean(dim=1) if heads == "mean" else probs
 
