@@ -129,9 +129,14 @@ def _aligned_bias(bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor, alignmen
     return aligned.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
 
 
-# Elements in one score block of the chunked paths (4 MiB in fp32): small enough to stay in cache, so
-# the block's matmul, exp and sum run at memory-cache speed, and far below an N x N map at real sizes.
-BLOCK_ELEMENTS = 2**20
+# One score block of the chunked paths on a CPU: at most BLOCK_ELEMENTS scores (2 MiB in fp32), at most
+# KEY_BLOCK keys wide. A block that fits in cache lets its matmul run near peak speed (a block spanning
+# all 17,776 keys of a real model ran the matmul at half speed). On an accelerator each block costs
+# kernel launches, so blocks are larger (DEVICE_BLOCK_ELEMENTS, 256 MiB in fp32) and span all keys.
+# Both are far below an N x N map at real sizes (60 GB for CogVideoX-5B's CFG pair in bf16).
+BLOCK_ELEMENTS = 2**19
+KEY_BLOCK = 1024
+DEVICE_BLOCK_ELEMENTS = 2**26
 
 
 def chunked_logsumexp(
@@ -143,10 +148,11 @@ def chunked_logsumexp(
 ) -> torch.Tensor:
     """``logsumexp(q k^T * scale + bias, dim=-1)`` in score blocks of at most :data:`BLOCK_ELEMENTS`.
 
-    A block is some heads of one batch row times some query rows times all keys; ``chunk_size`` caps the
-    query rows of a block. ``bias`` (an additive mask, broadcastable to ``(B, H, Nq, Nk)``) is never
-    expanded. Differentiable in ``q`` and ``k`` (not ``bias``): the backward recomputes each block's
-    probabilities, so a gradient also never holds more than one block.
+    A block is some heads of one batch row, some query rows (at most ``chunk_size``) and some keys; the
+    log-sum-exp is accumulated over key blocks with a running maximum, as flash attention does. ``bias``
+    (an additive mask, broadcastable to ``(B, H, Nq, Nk)``) is never expanded. Differentiable in ``q``
+    and ``k`` (not ``bias``): the backward recomputes each block's probabilities, so a gradient also
+    never holds more than one block.
     """
     scale = default_scale(q.shape[-1]) if scale is None else scale
     if bias is not None:
@@ -161,46 +167,76 @@ def chunked_logsumexp(
     return _blocked_logsumexp(q, k, scale, bias, chunk_size)
 
 
-def _blocks(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, chunk_size: int | None):
-    """(batch row, head slice, query slice, bias block or None) covering ``(B, H, Nq)``, each block bounded."""
-    batch, heads, num_queries = q.shape[:3]
-    num_keys = k.shape[2]
-    rows = max(1, min(num_queries, BLOCK_ELEMENTS // max(num_keys, 1)))
-    if chunk_size is not None:
-        rows = max(1, min(rows, chunk_size))
-    heads_per_block = max(1, min(heads, BLOCK_ELEMENTS // max(rows * num_keys, 1))) if rows == num_queries else 1
-    for row in range(batch):
-        for head in range(0, heads, heads_per_block):
-            head_slice = slice(head, min(head + heads_per_block, heads))
-            for start in range(0, num_queries, rows):
-                query_slice = slice(start, min(start + rows, num_queries))
-                bias_block = None
-                if bias is not None:
-                    bias_block = bias[row if bias.shape[0] > 1 else 0]
-                    bias_block = bias_block[head_slice] if bias_block.shape[0] > 1 else bias_block
-                    bias_block = bias_block[:, query_slice] if bias_block.shape[1] > 1 else bias_block
-                yield row, head_slice, query_slice, bias_block
+def _block_shape(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None) -> tuple[int, int, int]:
+    """(heads, query rows, keys) of one score block."""
+    heads, num_queries, num_keys = q.shape[1], q.shape[2], k.shape[2]
+    if q.device.type == "cpu":
+        budget, keys = BLOCK_ELEMENTS, max(1, min(num_keys, KEY_BLOCK, BLOCK_ELEMENTS))
+    else:
+        budget, keys = DEVICE_BLOCK_ELEMENTS, max(1, num_keys)
+    rows = max(1, min(num_queries, budget // keys, chunk_size or num_queries))
+    whole = rows == num_queries and keys == num_keys
+    heads_per_block = max(1, min(heads, budget // (rows * keys))) if whole else 1
+    return heads_per_block, rows, keys
+
+
+def _query_blocks(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None):
+    """(batch row, head slice, query slice) covering ``(B, H, Nq)``."""
+    heads_per_block, rows, _ = _block_shape(q, k, chunk_size)
+    for row in range(q.shape[0]):
+        for head in range(0, q.shape[1], heads_per_block):
+            for start in range(0, q.shape[2], rows):
+                yield row, slice(head, head + heads_per_block), slice(start, start + rows)
+
+
+def _key_slices(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None):
+    keys = _block_shape(q, k, chunk_size)[2]
+    return [slice(start, start + keys) for start in range(0, k.shape[2], keys)]
+
+
+def _bias_block(bias: torch.Tensor | None, row: int, heads: slice, queries: slice, keys: slice):
+    if bias is None:
+        return None
+    block = bias[row if bias.shape[0] > 1 else 0]
+    block = block[heads] if block.shape[0] > 1 else block
+    block = block[:, queries] if block.shape[1] > 1 else block
+    return block[..., keys] if block.shape[2] > 1 else block
 
 
 def _block_scores(q_block, k_block, scale, bias_block):
-    """``q k^T * scale + bias`` of one block, in one fused matmul."""
+    """``q k^T * scale + bias`` of one block."""
     if bias_block is None:
         return torch.bmm(q_block * scale, k_block.transpose(-1, -2))
     bias_block = bias_block.to(q_block.dtype).expand(q_block.shape[0], q_block.shape[1], k_block.shape[1])
     return torch.baddbmm(bias_block, q_block, k_block.transpose(-1, -2), alpha=scale)
 
 
+def _finite(values: torch.Tensor) -> torch.Tensor:
+    """-inf (a row whose keys are all masked so far) as 0, so its exp stays 0 and no NaN appears."""
+    return torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+
+
 def _blocked_logsumexp(q, k, scale, bias, chunk_size) -> torch.Tensor:
     # Half-precision inputs get a float32 log-sum-exp, as the fused kernels return it.
     dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
     logsumexp = q.new_empty(q.shape[:3], dtype=dtype)
-    for row, heads, queries, bias_block in _blocks(q, k, bias, chunk_size):
-        scores = _block_scores(q[row, heads, queries], k[row, heads], scale, bias_block).to(dtype)
-        maximum = scores.amax(dim=-1, keepdim=True)
-        # A row whose keys are all masked has maximum -inf; 0 keeps its exp at 0 and its log-sum-exp -inf.
-        maximum = torch.where(torch.isfinite(maximum), maximum, torch.zeros_like(maximum))
-        block = scores.sub_(maximum).exp_().sum(dim=-1).log_().add_(maximum.squeeze(-1))
-        logsumexp[row, heads, queries] = block
+    key_slices = _key_slices(q, k, chunk_size)
+    for row, heads, queries in _query_blocks(q, k, chunk_size):
+        q_block = q[row, heads, queries]
+        maximum = total = None
+        for keys in key_slices:
+            scores = _block_scores(q_block, k[row, heads, keys], scale, _bias_block(bias, row, heads, queries, keys))
+            scores = scores.to(dtype)
+            block_maximum = scores.amax(dim=-1)
+            if maximum is None:
+                maximum = _finite(block_maximum)
+                total = scores.sub_(maximum.unsqueeze(-1)).exp_().sum(dim=-1)
+                continue
+            new_maximum = torch.maximum(maximum, _finite(block_maximum))
+            total = total * torch.exp(maximum - new_maximum)
+            total += scores.sub_(new_maximum.unsqueeze(-1)).exp_().sum(dim=-1)
+            maximum = new_maximum
+        logsumexp[row, heads, queries] = total.log_().add_(maximum)
     return logsumexp
 
 
@@ -220,14 +256,19 @@ class _BlockedLogSumExp(torch.autograd.Function):
         q, k, logsumexp = ctx.saved_tensors
         scale = ctx.scale
         grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
-        finite = torch.where(torch.isfinite(logsumexp), logsumexp, torch.zeros_like(logsumexp))
-        for row, heads, queries, bias_block in _blocks(q, k, ctx.bias, ctx.chunk_size):
-            q_block, k_block = q[row, heads, queries], k[row, heads]
-            probs = _block_scores(q_block, k_block, scale, bias_block)
-            probs = probs.sub_(finite[row, heads, queries].unsqueeze(-1).to(probs.dtype)).exp_()
-            grad = grad_logsumexp[row, heads, queries].unsqueeze(-1).to(q.dtype)
-            grad_q[row, heads, queries] = torch.matmul(probs, k_block).mul_(grad * scale)
-            grad_k[row, heads] += torch.matmul(probs.transpose(-1, -2), q_block * (grad * scale))
+        finite = _finite(logsumexp)
+        key_slices = _key_slices(q, k, ctx.chunk_size)
+        for row, heads, queries in _query_blocks(q, k, ctx.chunk_size):
+            q_block = q[row, heads, queries]
+            grad = grad_logsumexp[row, heads, queries].unsqueeze(-1).to(q.dtype) * scale
+            weighted_queries = q_block * grad
+            row_logsumexp = finite[row, heads, queries].unsqueeze(-1)
+            for keys in key_slices:
+                k_block = k[row, heads, keys]
+                probs = _block_scores(q_block, k_block, scale, _bias_block(ctx.bias, row, heads, queries, keys))
+                probs = probs.sub_(row_logsumexp.to(probs.dtype)).exp_()
+                grad_q[row, heads, queries] += torch.bmm(probs, k_block).mul_(grad)
+                grad_k[row, heads, keys] += torch.bmm(probs.transpose(-1, -2), weighted_queries)
         return grad_q, grad_k, None, None, None
 
 
