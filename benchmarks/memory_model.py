@@ -230,13 +230,14 @@ def lmp_extra_bytes(family, foreground: float, bytes_per: int = 2) -> int:
     return per_row + 3 * heads * tokens * dim * bytes_per + 3 * heads * tokens * 4
 
 
-def asm_extra_bytes(family, bytes_per: int = 2) -> int:
+def asm_extra_bytes(family, bytes_per: int = 2, block_elements: int = kernel.DEVICE_BLOCK_ELEMENTS) -> int:
     """ASM in one layer: the target row's projection graph (hidden states, q, k, v, their grads: about 10
-    (tokens x hidden) tensors) and one score block of the chunked log-sum-exp (bf16 scores + fp32 copy)."""
+    (tokens x hidden) tensors) and one score block of the chunked log-sum-exp (scores + fp32 copy; on a
+    CPU the fused kernel needs none: pass ``block_elements=0``)."""
     hidden = family["heads"] * family["head_dim"]
     graph = 10 * family["tokens"] * hidden * bytes_per
     scores = family["heads"] * family["video_tokens"] * family.get("asm_keys", family["tokens"])
-    block = min(kernel.DEVICE_BLOCK_ELEMENTS, scores) * (bytes_per + 4)
+    block = min(block_elements, scores) * (bytes_per + 4)
     return graph + block
 
 
@@ -281,44 +282,79 @@ def fits(total_bytes: float, weights: float) -> str:
     return text
 
 
-def check(threads: int) -> None:
-    """The meta accounting against the real CPU allocator, at a reduced CogVideoX size that runs here."""
+def check(threads: int, foreground: float) -> None:
+    """The accounting against the real CPU allocator, at a reduced CogVideoX size that runs here (fp32):
+    the baseline step's peak (meta accounting) and the LMP and LMP + ASM steps' (meta accounting plus the
+    formulas above), each against an attached run's allocator peak."""
+    import attnkit
     from attnkit.testing.allocations import track_allocations
-    from diffusers import CogVideoXTransformer3DModel
+    from attnkit_lmp import ASM, FBDM, RMTM, ReferenceBranch
+    from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
 
+    heads, text, frames, side = 4, 32, 5, 32
     config = dict(
-        num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16, num_layers=1,
-        text_embed_dim=256, time_embed_dim=64, sample_width=32, sample_height=32, sample_frames=17,
-        use_rotary_positional_embeddings=True, max_text_seq_length=32,
+        num_attention_heads=heads, attention_head_dim=64, in_channels=16, out_channels=16, num_layers=1,
+        text_embed_dim=256, time_embed_dim=64, sample_width=side, sample_height=side, sample_frames=17,
+        use_rotary_positional_embeddings=True, max_text_seq_length=text,
     )
-    frames, side = 5, 32
+    video = frames * (side // 2) ** 2
+    family = dict(heads=heads, head_dim=64, tokens=text + video, video_tokens=video)
 
-    def inputs(device):
+    def inputs(batch, device):
         rotary = get_3d_rotary_pos_embed(64, ((0, 0), (side // 2, side // 2)), (side // 2, side // 2), frames)
         return dict(
-            hidden_states=torch.randn(2, frames, 16, side, side).to(device),
-            encoder_hidden_states=torch.randn(2, 32, 256).to(device),
-            timestep=torch.zeros(2).to(device),
+            hidden_states=torch.randn(batch, frames, 16, side, side).to(device),
+            encoder_hidden_states=torch.randn(batch, text, 256).to(device),
+            timestep=torch.zeros(batch).to(device),
             image_rotary_emb=tuple(r.to(device) for r in rotary),
         )
 
+    def meta_peak(batch):
+        with torch.device("meta"):
+            meta_model = CogVideoXTransformer3DModel(**config).eval()
+        live = LiveBytes()
+        with torch.no_grad(), fused_attention_on_meta(), live:
+            meta_model(**inputs(batch, "meta"), return_dict=False)
+        return live.peak
+
     torch.manual_seed(0)
-    model = CogVideoXTransformer3DModel(**config).eval()
-    real_inputs = inputs("cpu")
-    with torch.no_grad(), track_allocations() as allocations:
-        model(**real_inputs, return_dict=False)
-    with torch.device("meta"):
-        meta_model = CogVideoXTransformer3DModel(**config).eval()
-    live = LiveBytes()
-    with torch.no_grad(), fused_attention_on_meta(), live:
-        meta_model(**inputs("meta"), return_dict=False)
-    tokens = 32 + frames * (side // 2) ** 2
+    model = CogVideoXTransformer3DModel(**config).eval().requires_grad_(False)
+    scheduler = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    scheduler.set_timesteps(50)
+    latent = (1, frames, 16, side, side)
+    reference = dict(noise=torch.randn(latent), clean_latents=torch.randn(latent), prompt_embeds=torch.randn(1, text, 256), scheduler=scheduler)
+
+    class Foreground:
+        def foreground_indices(self):
+            return torch.arange(0, video, round(1 / foreground))
+
+    def real_peak(plugins):
+        real_inputs = inputs(2, "cpu")
+        with torch.no_grad(), track_allocations() as allocations:
+            if plugins is None:
+                model(**real_inputs, return_dict=False)
+            else:
+                with attnkit.attach(model, plugins=plugins, branches={"uncond": [0], "cond": [1]}):
+                    model(**real_inputs, return_dict=False)
+        return allocations.peak
+
+    def lmp_plugins(asm: bool):
+        plugins = [ReferenceBranch(**reference), FBDM([3, 4]), RMTM(fbdm=Foreground())]
+        return plugins + [ASM([3, 4])] if asm else plugins
+
+    lmp_model = meta_peak(3) + lmp_extra_bytes(family, foreground, bytes_per=4)
+    rows = [
+        ("baseline", real_peak(None), meta_peak(2)),
+        ("LMP", real_peak(lmp_plugins(False)), lmp_model),
+        ("LMP + ASM", real_peak(lmp_plugins(True)), lmp_model + asm_extra_bytes(family, 4, block_elements=0)),
+    ]
     print(
-        f"check (CogVideoX width 4 x 64, 1 block, {tokens} tokens, fp32, {threads} thread(s)): real CPU "
-        f"allocator peak {allocations.peak / 2**20:.1f} MiB, meta accounting {live.peak / 2**20:.1f} MiB "
-        f"(ratio {live.peak / allocations.peak:.2f})"
+        f"check: CogVideoX width {heads} x 64, 1 block, {text + video} tokens, fp32 CPU, {threads} thread(s); "
+        "activation peak above the weights, real allocator vs this accounting:"
     )
+    for name, real, modelled in rows:
+        print(f"  {name:>9}: real {real / 2**20:7.1f} MiB, modelled {modelled / 2**20:7.1f} MiB (ratio {modelled / real:.2f})")
 
 
 def main() -> None:
@@ -331,7 +367,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); bf16; foreground {args.foreground:.0%}")
     if args.check:
-        check(args.threads)
+        check(args.threads, args.foreground)
     print("| model | tokens | weights | baseline step | LMP step | LMP + ASM | smallest card, GB (baseline / LMP / LMP+ASM) | TFLOPs baseline / LMP / +ASM | FLOP ratio LMP / +ASM |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.families:
