@@ -12,10 +12,10 @@ interleaved in one process, each against plain SDPA on the CFG pair (2 rows):
 - ``lmp+asm``: ``lmp`` plus ASM's loss and gradient for the conditional row (fused CPU kernel);
 - ``asm-chunked``: ASM's loss and gradient alone, through the blocked log-sum-exp (the off-CPU path).
 
-Then one untimed pass per variant under an allocator-level tracker prints its largest allocation and
-peak as a share of the CFG pair's N x N map.
+With ``--memory``, one untimed pass per variant under an allocator-level tracker then prints its largest
+allocation and peak as a share of the CFG pair's N x N map.
 
-    python benchmarks/bench_attention.py [--tokens 17776] [--heads 1] [--repeats 2] [--threads 1]
+    python benchmarks/bench_attention.py [--tokens 17776] [--heads 1] [--repeats 1] [--threads 1] [--memory]
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=17_776, help="text + video tokens (CogVideoX-5B: 17,776)")
     parser.add_argument("--heads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--memory", action="store_true", help="then one tracked pass per variant (slow)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -130,17 +131,23 @@ def main() -> None:
             wall[variant].append(time.perf_counter() - start)
             cpu[variant].append(time.process_time() - start_cpu)
     base_wall, base_cpu = statistics.median(wall["sdpa"]), statistics.median(cpu["sdpa"])
+    for variant in VARIANTS:
+        print(
+            f"{variant:>13}: CPU {statistics.median(cpu[variant]):6.2f} s = "
+            f"{statistics.median(cpu[variant]) / base_cpu:.2f}x, wall {statistics.median(wall[variant]) / base_wall:.2f}x",
+            flush=True,
+        )
+    if not args.memory:
+        return
     map_bytes = 2 * args.heads * args.tokens**2 * 4
     for variant in VARIANTS:
         with track_allocations() as allocations:
             run(variant, q, k, v, layout)
         print(
-            f"{variant:>13}: CPU {statistics.median(cpu[variant]):6.2f} s = "
-            f"{statistics.median(cpu[variant]) / base_cpu:.2f}x, wall {statistics.median(wall[variant]) / base_wall:.2f}x; "
-            f"largest allocation {100 * allocations.largest / map_bytes:.2f} %, peak "
-            f"{100 * allocations.peak / map_bytes:.2f} % of the CFG pair's N x N map ({map_bytes / 2**20:.0f} MiB)"
+            f"{variant:>13}: largest allocation {100 * allocations.largest / map_bytes:.2f} %, peak "
+            f"{100 * allocations.peak / map_bytes:.2f} % of the CFG pair's N x N map ({map_bytes / 2**20:.0f} MiB)",
+            flush=True,
         )
-
 
 if __name__ == "__main__":
     main()
