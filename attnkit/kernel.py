@@ -93,6 +93,9 @@ def _fused_with_logsumexp(q, k, v, bias):
         return output, logsumexp
     if q.device.type != "cuda" or backend not in (_SDP_FLASH, _SDP_EFFICIENT, _SDP_CUDNN):
         return None
+    if backend == _SDP_CUDNN and bias is not None:
+        # cuDNN may pick another engine for a mask laid out differently from SDPA's: not bit-identical.
+        return None
     name = {_SDP_FLASH: "flash", _SDP_EFFICIENT: "efficient", _SDP_CUDNN: "cudnn"}[backend]
     if name in _fused_failures:
         return None
@@ -103,8 +106,7 @@ def _fused_with_logsumexp(q, k, v, bias):
             mask = None if bias is None else _aligned_bias(bias, q, k)
             output, logsumexp = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, mask, True)[:2]
         else:
-            mask = None if bias is None else bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-            output, logsumexp = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, mask, True)[:2]
+            output, logsumexp = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2]
     except (RuntimeError, TypeError) as error:
         _fused_failures.add(name)
         warnings.warn(
