@@ -12,9 +12,9 @@ weight is allocated and nothing is computed. What is measured and what is derive
 - LMP adds a reference row (batch 3 instead of 2), measured the same way, plus RMTM's extra K/V for the
   target rows (``foreground`` share of the video tokens) and the probe's log-sum-exp, from the shapes
   ``attnkit.kernel.attention_with_extras`` allocates;
-- ASM adds, in one layer at a time, the autograd graph of one target row's projection (measured: a
-  forward + backward of one block's attention projections on meta) and one score block of the chunked
-  log-sum-exp (``attnkit.kernel.DEVICE_BLOCK_ELEMENTS``), which is its path off the CPU.
+- ASM adds, in one layer at a time, the autograd graph of one target row's projection (about ten
+  tokens x hidden tensors, counted from its shapes) and one score block of the chunked log-sum-exp
+  (``attnkit.kernel.DEVICE_BLOCK_ELEMENTS``), which is its path off the CPU.
 
 FLOPs come from ``FlopCounterMode`` on the same one-block forward, scaled by the block count.
 ``--check`` compares the accounting with a real CPU allocation peak (allocator-level tracker) at a
@@ -52,15 +52,21 @@ class LiveBytes(TorchDispatchMode):
         self._storages: dict[int, list] = {}  # storage id -> [bytes, tensors alive on it]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        inputs = {id(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        # Storages of tensors made before the mode (weights, inputs) are not the step's: a view of a
+        # weight (a linear layer's transpose) must not count the weight again.
+        outside = {t.untyped_storage()._cdata for t in inputs} - self._storages.keys()
+        identities = {id(t) for t in inputs}
         result = func(*args, **(kwargs or {}))
         for tensor in tree_leaves(result):
-            if isinstance(tensor, torch.Tensor) and id(tensor) not in inputs:
-                self._track(tensor)
+            if isinstance(tensor, torch.Tensor) and id(tensor) not in identities:
+                self._track(tensor, outside)
         return result
 
-    def _track(self, tensor: torch.Tensor) -> None:
+    def _track(self, tensor: torch.Tensor, outside: set[int]) -> None:
         key = tensor.untyped_storage()._cdata
+        if key in outside:
+            return
         entry = self._storages.get(key)
         if entry is None:
             entry = self._storages[key] = [tensor.untyped_storage().nbytes(), 0]
