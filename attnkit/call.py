@@ -129,8 +129,9 @@ class AttentionCall:
         """Each query row's log-sum-exp over the keys it attends to, ``(B, heads, Nq)``, mask included.
 
         ``group`` names a separately normalised key span (``layout.separately_normalised``); None means
-        the other keys. In ``attnkit_attention_output`` this is the kernel's own (free on CPU); earlier
-        it is computed in chunks from q and k (it then ignores extra K/V, which do not exist yet).
+        the other keys. In ``attnkit_attention_output`` this is the kernel's own (free wherever SDPA runs a
+        fused kernel); earlier it is computed in bounded blocks from q and k (it then ignores extra K/V,
+        which do not exist yet).
         """
         if group is None and self._logsumexp is not None:
             return self._logsumexp
