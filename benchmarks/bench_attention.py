@@ -132,9 +132,10 @@ def main() -> None:
             cpu[variant].append(time.process_time() - start_cpu)
     base_wall, base_cpu = statistics.median(wall["sdpa"]), statistics.median(cpu["sdpa"])
     for variant in VARIANTS:
+        cpu_median, wall_median = statistics.median(cpu[variant]), statistics.median(wall[variant])
         print(
-            f"{variant:>13}: CPU {statistics.median(cpu[variant]):6.2f} s = "
-            f"{statistics.median(cpu[variant]) / base_cpu:.2f}x, wall {statistics.median(wall[variant]) / base_wall:.2f}x",
+            f"{variant:>13}: CPU {cpu_median:6.2f} s = {cpu_median / base_cpu:.2f}x, "
+            f"wall {wall_median / base_wall:.2f}x",
             flush=True,
         )
     if not args.memory:

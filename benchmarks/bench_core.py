@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5, help="latent frames")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1: torch's default oversubscribes a shared machine)"
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
     )
     parser.add_argument("--child", choices=["vanilla", "probe"], help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -191,7 +191,7 @@ def main() -> None:
         help="CFG rows ASM moves",
     )
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1: torch's default oversubscribes a shared machine)"
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=2, help="timed runs of each kind after one warm-up each"
     )
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (1: torch's default oversubscribes a shared machine)"
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -69,7 +69,9 @@ def build(size: dict, device: str, dtype: torch.dtype):
         encoder_hidden_states=torch.randn(2, size["text"], size["text_dim"], device=device, dtype=dtype),
         image_rotary_emb=tuple(r.to(device) for r in rotary),
     )
-    scheduler = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    scheduler = CogVideoXDDIMScheduler(
+        rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"
+    )
     scheduler.set_timesteps(50)
     reference = dict(
         noise=torch.randn(latent, device=device, dtype=dtype),
@@ -87,9 +89,15 @@ def plugins_for(variant: str, reference: dict, mask) -> list:
         return [SubjectProbe()]
     config = LMPConfig()
     fbdm = FBDM(SUBJECT_TOKENS, config.fbdm_steps, config.fg_threshold)
-    plugins = [ReferenceBranch(**reference), fbdm, RMTM(config.rmtm_lambda, config.rmtm_steps, fbdm=PrimedMask(mask) if mask is not None else fbdm)]
+    foreground = PrimedMask(mask) if mask is not None else fbdm
+    plugins = [ReferenceBranch(**reference), fbdm, RMTM(config.rmtm_lambda, config.rmtm_steps, fbdm=foreground)]
     if variant == "lmp+asm":
-        plugins.append(ASM(SUBJECT_TOKENS, config.asm_eta, config.asm_steps, config.asm_top_fraction, cfg_rows=config.asm_cfg_rows, chunk_size=config.asm_chunk_size))
+        plugins.append(
+            ASM(
+                SUBJECT_TOKENS, config.asm_eta, config.asm_steps, config.asm_top_fraction,
+                cfg_rows=config.asm_cfg_rows, chunk_size=config.asm_chunk_size,
+            )
+        )
     return plugins
 
 
@@ -124,7 +132,8 @@ def check_logsumexp(size: dict, device: str, dtype: torch.dtype) -> dict:
     """The fused path against plain SDPA (bit for bit) and the blocked log-sum-exp, at the check's size."""
     tokens = size["text"] + size["frames"] * (size["height"] // 2) * (size["width"] // 2)
     generator = torch.Generator(device=device).manual_seed(0)
-    q, k, v = (torch.randn(2, 4, tokens, size["head_dim"], device=device, dtype=dtype, generator=generator) for _ in range(3))
+    shape = (2, 4, tokens, size["head_dim"])
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype, generator=generator) for _ in range(3))
     output, logsumexp = sdpa_with_logsumexp(q, k, v)
     blocked = chunked_logsumexp(q, k)
     return {
@@ -144,7 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is visible to torch; run on a GPU machine, or pass --device cpu --tiny")
+        parser.error(
+            "--device cuda: no CUDA device is visible to torch; run on a GPU machine, or pass --device cpu --tiny"
+        )
     size = TINY if args.tiny else FULL
     dtype = torch.bfloat16
     tokens = size["text"] + size["frames"] * (size["height"] // 2) * (size["width"] // 2)
@@ -153,7 +164,8 @@ def main() -> None:
         f"bf16 on {args.device}, {torch.get_num_threads()} torch thread(s), {args.repeats} repeats"
     )
     result = {
-        "torch": torch.__version__, "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
         "tokens": tokens, "size": size, "threads": torch.get_num_threads(), "repeats": args.repeats,
         "logsumexp_check": check_logsumexp(size, args.device, dtype),
     }
@@ -183,7 +195,10 @@ def main() -> None:
             f"{variant:>8}: median {median:.3f} s = {median / base:.2f}x vanilla; peak "
             f"{peaks[variant] / 2**30:.2f} GiB above the model"
         )
-    print(f"log-sum-exp check: {result['logsumexp_check']}; probe bit-identical: {result['probe_output_bit_identical_to_vanilla']}")
+    print(
+        f"log-sum-exp check: {result['logsumexp_check']}; "
+        f"probe bit-identical: {result['probe_output_bit_identical_to_vanilla']}"
+    )
     with open(args.out, "w") as file:
         json.dump(result, file, indent=2)
     print(f"wrote {args.out}")

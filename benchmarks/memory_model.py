@@ -263,7 +263,8 @@ def model_family(name: str, foreground: float) -> dict:
     base_peak, base_flops, counted = one_block_step(family, batch=2)
     lmp_peak, lmp_flops, _ = one_block_step(family, batch=3)
     scale = family["blocks"] / counted
-    extra_keys_flops = 4 * 2 * family["heads"] * family["video_tokens"] * int(foreground * family["video_tokens"]) * family["head_dim"]
+    extra_keys = int(foreground * family["video_tokens"])
+    extra_keys_flops = 4 * 2 * family["heads"] * family["video_tokens"] * extra_keys * family["head_dim"]
     return dict(
         family=family,
         weights=weights,
@@ -326,10 +327,15 @@ def check(threads: int, foreground: float) -> None:
 
     torch.manual_seed(0)
     model = CogVideoXTransformer3DModel(**config).eval().requires_grad_(False)
-    scheduler = CogVideoXDDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    scheduler = CogVideoXDDIMScheduler(
+        rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"
+    )
     scheduler.set_timesteps(50)
     latent = (1, frames, 16, side, side)
-    reference = dict(noise=torch.randn(latent), clean_latents=torch.randn(latent), prompt_embeds=torch.randn(1, text, 256), scheduler=scheduler)
+    reference = dict(
+        noise=torch.randn(latent), clean_latents=torch.randn(latent), prompt_embeds=torch.randn(1, text, 256),
+        scheduler=scheduler,
+    )
 
     class Foreground:
         def foreground_indices(self):
@@ -360,7 +366,10 @@ def check(threads: int, foreground: float) -> None:
         "activation peak above the weights, real allocator vs this accounting:"
     )
     for name, real, modelled in rows:
-        print(f"  {name:>9}: real {real / 2**20:7.1f} MiB, modelled {modelled / 2**20:7.1f} MiB (ratio {modelled / real:.2f})")
+        print(
+            f"  {name:>9}: real {real / 2**20:7.1f} MiB, modelled {modelled / 2**20:7.1f} MiB "
+            f"(ratio {modelled / real:.2f})"
+        )
 
 
 def main() -> None:
@@ -374,7 +383,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); bf16; foreground {args.foreground:.0%}")
     if args.check:
         check(args.threads, args.foreground)
-    print("| model | tokens | weights | baseline step | LMP step | LMP + ASM | smallest card, GB (baseline / LMP / LMP+ASM) | TFLOPs baseline / LMP / +ASM | FLOP ratio LMP / +ASM |")
+    print(
+        "| model | tokens | weights | baseline step | LMP step | LMP + ASM | smallest card, GB "
+        "(baseline / LMP / LMP+ASM) | TFLOPs baseline / LMP / +ASM | FLOP ratio LMP / +ASM |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.families:
         row = model_family(name, args.foreground)
