@@ -129,8 +129,9 @@ class AttentionCall:
         """Each query row's log-sum-exp over the keys it attends to, ``(B, heads, Nq)``, mask included.
 
         ``group`` names a separately normalised key span (``layout.separately_normalised``); None means
-        the other keys. In ``attnkit_attention_output`` this is the kernel's own (free on CPU); earlier
-        it is computed in chunks from q and k (it then ignores extra K/V, which do not exist yet).
+        the other keys. In ``attnkit_attention_output`` this is the kernel's own (free wherever SDPA runs a
+        fused kernel); earlier it is computed in bounded blocks from q and k (it then ignores extra K/V,
+        which do not exist yet).
         """
         if group is None and self._logsumexp is not None:
             return self._logsumexp
@@ -179,8 +180,9 @@ class AttentionCall:
             if bias is not None and bias.shape[1] > 1:
                 bias = bias[:, heads]
         if bias is not None:
-            bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
+            # Keys first: a mask that differs per query is then cut to the few key columns before its rows.
             bias = bias[..., key_index]
+            bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
         probs = softmax_slice(q, k, logsumexp, query_index, key_index, scale=self.scale, bias=bias)
         return probs.mean(dim=1) if heads == "mean" else probs
 

@@ -2,18 +2,18 @@
 
 Nothing here builds an N x N map. A slice of the softmax map for chosen query rows and key columns is
 ``exp(q_i . k_j * scale - logsumexp_i)``: it needs only each query row's log-sum-exp over all its keys,
-which the CPU flash kernel returns for free and which :func:`chunked_logsumexp` computes otherwise in
-O(chunk x N) memory.
+which the fused SDPA kernels return for free and which :func:`chunked_logsumexp` computes otherwise in
+score blocks of bounded size.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 TokenIndex = slice | torch.Tensor | list[int] | range
 
@@ -25,8 +25,10 @@ class ExtraKV:
     ``key`` and ``value`` have shape ``(len(rows), heads, M, head_dim)`` (or a leading 1 to share one block
     across rows). ``rows`` are the batch rows whose queries see them; ``query_tokens`` which of those rows'
     tokens (a slice or index list into the sequence; ``None`` = all). The softmax is exact over the union of
-    the row's own keys and these: ``softmax([q K^T, q (key_scale * key)^T + score_bias] * scale)``,
-    and the extra values are multiplied by ``value_scale``.
+    the row's own keys and these: ``softmax([q K^T * scale, q (key_scale * key)^T * scale + score_bias])``,
+    and the extra values are multiplied by ``value_scale``. ``score_bias`` is a float, or a tensor of shape
+    ``(M,)``, ``(heads, M)`` or ``(heads, N, M)`` (per query token of the sequence; any dimension may be 1).
+    A bias that differs per query is built for a block of queries at a time, never for all of them.
     """
 
     key: torch.Tensor
@@ -59,17 +61,84 @@ def sdpa_with_logsumexp(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDPA that also returns each query row's log-sum-exp of scaled scores, shape ``(B, H, N)``.
 
-    On CPU without a mask this is the flash kernel that ``F.scaled_dot_product_attention`` itself
-    dispatches to, so the output is the same tensor and the log-sum-exp costs nothing extra.
-    Elsewhere the output comes from :func:`sdpa` and the log-sum-exp from :func:`chunked_logsumexp`.
+    Where ``F.scaled_dot_product_attention`` would dispatch to a fused kernel that computes the
+    log-sum-exp anyway (the CPU flash kernel for every dtype and mask; on CUDA the flash, memory-efficient
+    or cuDNN kernel), that kernel is called directly, so the output is the same tensor and the log-sum-exp
+    costs nothing extra. Otherwise the output comes from :func:`sdpa` and the log-sum-exp from
+    :func:`chunked_logsumexp`, in blocks of bounded size.
     """
-    if q.device.type == "cpu" and attn_mask is None and q.dtype in (torch.float32, torch.float64, torch.bfloat16):
-        output, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
-        return output, logsumexp
-    bias = attn_mask if attn_mask is not None and attn_mask.dtype != torch.bool else None
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        bias = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+    bias = None if attn_mask is None else _as_4d_bias(attn_mask, q)
+    fused = _fused_with_logsumexp(q, k, v, bias)
+    if fused is not None:
+        return fused
     return sdpa(q, k, v, attn_mask), chunked_logsumexp(q, k, bias=bias)
+
+
+_SDP_FLASH, _SDP_EFFICIENT, _SDP_CUDNN = 1, 2, 3  # torch.nn.attention.SDPBackend values
+_fused_failures: set[str] = set()
+
+
+def _fused_with_logsumexp(q, k, v, bias):
+    """(output, log-sum-exp) from the fused kernel SDPA itself would pick, or None where it picks none.
+
+    The choice is ``torch._fused_sdp_choice``, the function SDPA dispatches with, so the output is
+    bit-identical to :func:`sdpa`'s. The private CUDA kernels' signatures may change between torch
+    releases: if one fails, the exact chunked path is used instead and a warning says so once.
+    """
+    backend = torch._fused_sdp_choice(q, k, v, bias)
+    if q.device.type == "cpu":
+        if backend != _SDP_FLASH:
+            return None
+        output, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=bias)
+        return output, logsumexp
+    if q.device.type != "cuda" or backend not in (_SDP_FLASH, _SDP_EFFICIENT, _SDP_CUDNN):
+        return None
+    if backend == _SDP_CUDNN and bias is not None:
+        # cuDNN may pick another engine for a mask laid out differently from SDPA's: not bit-identical.
+        return None
+    name = {_SDP_FLASH: "flash", _SDP_EFFICIENT: "efficient", _SDP_CUDNN: "cudnn"}[backend]
+    if name in _fused_failures:
+        return None
+    try:
+        if backend == _SDP_FLASH:
+            output, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[:2]
+        elif backend == _SDP_EFFICIENT:
+            mask = None if bias is None else _aligned_bias(bias, q, k)
+            output, logsumexp = torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, mask, True)[:2]
+        else:
+            output, logsumexp = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)[:2]
+    except (RuntimeError, TypeError) as error:
+        _fused_failures.add(name)
+        warnings.warn(
+            f"the CUDA {name} attention kernel did not return a log-sum-exp ({type(error).__name__}: {error}); "
+            "attention maps fall back to the exact chunked log-sum-exp (slower, same results). "
+            "Report this with your torch version.",
+            stacklevel=3,
+        )
+        return None
+    # The memory-efficient kernel pads its log-sum-exp's query dimension; cuDNN's may carry a trailing 1.
+    logsumexp = logsumexp.reshape(*logsumexp.shape[:2], -1)[..., : q.shape[2]]
+    return output, logsumexp
+
+
+def _aligned_bias(bias: torch.Tensor, q: torch.Tensor, k: torch.Tensor, alignment: int = 16) -> torch.Tensor:
+    """The memory-efficient kernel's bias as SDPA prepares it: rows padded to ``alignment``, then expanded."""
+    if bias.stride(-1) == 1 and all(stride % alignment == 0 for stride in bias.stride()[:-1]):
+        aligned = bias
+    else:
+        length = bias.shape[-1]
+        aligned = F.pad(bias, (0, -length % alignment))[..., :length]
+    return aligned.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+
+
+# One score block of the chunked paths on a CPU: at most BLOCK_ELEMENTS scores (2 MiB in fp32), at most
+# KEY_BLOCK keys wide. A block that fits in cache lets its matmul run near peak speed (a block spanning
+# all 17,776 keys of a real model ran the matmul at half speed). On an accelerator each block costs
+# kernel launches, so blocks are larger (DEVICE_BLOCK_ELEMENTS, 256 MiB in fp32) and span all keys.
+# Both are far below an N x N map at real sizes (60 GB for CogVideoX-5B's CFG pair in bf16).
+BLOCK_ELEMENTS = 2**19
+KEY_BLOCK = 1024
+DEVICE_BLOCK_ELEMENTS = 2**26
 
 
 def chunked_logsumexp(
@@ -77,35 +146,132 @@ def chunked_logsumexp(
     k: torch.Tensor,
     scale: float | None = None,
     bias: torch.Tensor | None = None,
-    chunk_size: int = 1024,
-    checkpointed: bool = False,
+    chunk_size: int | None = None,
 ) -> torch.Tensor:
-    """``logsumexp(q k^T * scale + bias, dim=-1)`` computed ``chunk_size`` query rows at a time.
+    """``logsumexp(q k^T * scale + bias, dim=-1)`` in score blocks of at most :data:`BLOCK_ELEMENTS`.
 
-    With ``checkpointed=True`` each chunk's score block is recomputed in backward instead of kept, so a
-    gradient through the log-sum-exp also never holds more than one ``chunk_size x N`` block per head.
+    A block is some heads of one batch row, some query rows (at most ``chunk_size``) and some keys; the
+    log-sum-exp is accumulated over key blocks with a running maximum, as flash attention does. ``bias``
+    (an additive mask, broadcastable to ``(B, H, Nq, Nk)``) is never expanded. Differentiable in ``q``
+    and ``k`` (not ``bias``): the backward recomputes each block's probabilities, so a gradient also
+    never holds more than one block.
     """
     scale = default_scale(q.shape[-1]) if scale is None else scale
+    if bias is not None:
+        while bias.dim() < 4:
+            bias = bias.unsqueeze(0)
+    batch = max(q.shape[0], k.shape[0])
+    heads = max(q.shape[1], k.shape[1])
+    q = q.expand(batch, heads, *q.shape[2:])
+    k = k.expand(batch, heads, *k.shape[2:])
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+        return _BlockedLogSumExp.apply(q, k, scale, bias, chunk_size)
+    return _blocked_logsumexp(q, k, scale, bias, chunk_size)
 
-    def block_logsumexp(q_chunk: torch.Tensor, k_all: torch.Tensor, bias_chunk: torch.Tensor | None) -> torch.Tensor:
-        scores = torch.matmul(q_chunk, k_all.transpose(-1, -2)) * scale
-        if bias_chunk is not None:
-            scores = scores + bias_chunk
-        return torch.logsumexp(scores, dim=-1)
 
-    pieces = []
-    for start in range(0, q.shape[-2], chunk_size):
-        stop = min(start + chunk_size, q.shape[-2])
-        # A mask shared by all query rows has a query dimension of 1, which is not cut.
-        bias_chunk = None if bias is None or bias.shape[-2] == 1 else bias[..., start:stop, :]
-        if bias is not None and bias.shape[-2] == 1:
-            bias_chunk = bias
-        q_chunk = q[..., start:stop, :]
-        if checkpointed and torch.is_grad_enabled():
-            pieces.append(checkpoint(block_logsumexp, q_chunk, k, bias_chunk, use_reentrant=False))
-        else:
-            pieces.append(block_logsumexp(q_chunk, k, bias_chunk))
-    return torch.cat(pieces, dim=-1)
+def _block_shape(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None) -> tuple[int, int, int]:
+    """(heads, query rows, keys) of one score block."""
+    heads, num_queries, num_keys = q.shape[1], q.shape[2], k.shape[2]
+    if q.device.type == "cpu":
+        budget, keys = BLOCK_ELEMENTS, max(1, min(num_keys, KEY_BLOCK, BLOCK_ELEMENTS))
+    else:
+        budget, keys = DEVICE_BLOCK_ELEMENTS, max(1, num_keys)
+    rows = max(1, min(num_queries, budget // keys, chunk_size or num_queries))
+    whole = rows == num_queries and keys == num_keys
+    heads_per_block = max(1, min(heads, budget // (rows * keys))) if whole else 1
+    return heads_per_block, rows, keys
+
+
+def _query_blocks(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None):
+    """(batch row, head slice, query slice) covering ``(B, H, Nq)``."""
+    heads_per_block, rows, _ = _block_shape(q, k, chunk_size)
+    for row in range(q.shape[0]):
+        for head in range(0, q.shape[1], heads_per_block):
+            for start in range(0, q.shape[2], rows):
+                yield row, slice(head, head + heads_per_block), slice(start, start + rows)
+
+
+def _key_slices(q: torch.Tensor, k: torch.Tensor, chunk_size: int | None):
+    keys = _block_shape(q, k, chunk_size)[2]
+    return [slice(start, start + keys) for start in range(0, k.shape[2], keys)]
+
+
+def _bias_block(bias: torch.Tensor | None, row: int, heads: slice, queries: slice, keys: slice):
+    if bias is None:
+        return None
+    block = bias[row if bias.shape[0] > 1 else 0]
+    block = block[heads] if block.shape[0] > 1 else block
+    block = block[:, queries] if block.shape[1] > 1 else block
+    return block[..., keys] if block.shape[2] > 1 else block
+
+
+def _block_scores(q_block, k_block, scale, bias_block):
+    """``q k^T * scale + bias`` of one block."""
+    if bias_block is None:
+        return torch.bmm(q_block * scale, k_block.transpose(-1, -2))
+    bias_block = bias_block.to(q_block.dtype).expand(q_block.shape[0], q_block.shape[1], k_block.shape[1])
+    return torch.baddbmm(bias_block, q_block, k_block.transpose(-1, -2), alpha=scale)
+
+
+def _finite(values: torch.Tensor) -> torch.Tensor:
+    """-inf (a row whose keys are all masked so far) as 0, so its exp stays 0 and no NaN appears."""
+    return torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+
+
+def _blocked_logsumexp(q, k, scale, bias, chunk_size) -> torch.Tensor:
+    # Half-precision inputs get a float32 log-sum-exp, as the fused kernels return it.
+    dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    logsumexp = q.new_empty(q.shape[:3], dtype=dtype)
+    key_slices = _key_slices(q, k, chunk_size)
+    for row, heads, queries in _query_blocks(q, k, chunk_size):
+        q_block = q[row, heads, queries]
+        maximum = total = None
+        for keys in key_slices:
+            scores = _block_scores(q_block, k[row, heads, keys], scale, _bias_block(bias, row, heads, queries, keys))
+            scores = scores.to(dtype)
+            block_maximum = scores.amax(dim=-1)
+            if maximum is None:
+                maximum = _finite(block_maximum)
+                total = scores.sub_(maximum.unsqueeze(-1)).exp_().sum(dim=-1)
+                continue
+            new_maximum = torch.maximum(maximum, _finite(block_maximum))
+            total = total * torch.exp(maximum - new_maximum)
+            total += scores.sub_(new_maximum.unsqueeze(-1)).exp_().sum(dim=-1)
+            maximum = new_maximum
+        logsumexp[row, heads, queries] = total.log_().add_(maximum)
+    return logsumexp
+
+
+class _BlockedLogSumExp(torch.autograd.Function):
+    """:func:`chunked_logsumexp` with a blocked backward: ``d lse_i = g_i``, ``p_ij = exp(s_ij - lse_i)``,
+    ``dq_i = scale * g_i * sum_j p_ij k_j`` and ``dk_j = scale * sum_i g_i p_ij q_i``, one block at a time."""
+
+    @staticmethod
+    def forward(ctx, q, k, scale, bias, chunk_size):
+        logsumexp = _blocked_logsumexp(q, k, scale, bias, chunk_size)
+        ctx.save_for_backward(q, k, logsumexp)
+        ctx.bias, ctx.scale, ctx.chunk_size = bias, scale, chunk_size
+        return logsumexp
+
+    @staticmethod
+    def backward(ctx, grad_logsumexp):
+        q, k, logsumexp = ctx.saved_tensors
+        scale = ctx.scale
+        grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
+        finite = _finite(logsumexp)
+        key_slices = _key_slices(q, k, ctx.chunk_size)
+        for row, heads, queries in _query_blocks(q, k, ctx.chunk_size):
+            q_block = q[row, heads, queries]
+            grad = grad_logsumexp[row, heads, queries].unsqueeze(-1).to(q.dtype) * scale
+            weighted_queries = q_block * grad
+            row_logsumexp = finite[row, heads, queries].unsqueeze(-1)
+            for keys in key_slices:
+                k_block = k[row, heads, keys]
+                probs = _block_scores(q_block, k_block, scale, _bias_block(ctx.bias, row, heads, queries, keys))
+                probs = probs.sub_(row_logsumexp.to(probs.dtype)).exp_()
+                grad_q[row, heads, queries] += torch.bmm(probs, k_block).mul_(grad)
+                grad_k[row, heads, keys] += torch.bmm(probs.transpose(-1, -2), weighted_queries)
+        return grad_q, grad_k, None, None, None
 
 
 def softmax_slice(
@@ -188,12 +354,23 @@ def attention_with_extras(
             own_bias = None
             if mask_bias is not None:
                 own_bias = mask_bias[row : row + 1] if mask_bias.shape[0] > 1 else mask_bias
-                own_bias = own_bias[..., tokens, :] if own_bias.shape[-2] > 1 else own_bias
-            bias = _score_bias(biases, k.shape[-2], q_part, len(tokens), own_bias) if biases else own_bias
-            out, lse = run(q_part, torch.cat(keys, dim=-2), torch.cat(values, dim=-2), bias)
-            output[row : row + 1, :, tokens] = out
-            if logsumexp is not None:
-                logsumexp[row : row + 1, :, tokens] = lse.to(logsumexp.dtype)
+            keys, values = torch.cat(keys, dim=-2), torch.cat(values, dim=-2)
+            if not _per_query(own_bias, biases):
+                bias = _score_bias(biases, k.shape[-2], q_part, own_bias) if biases else own_bias
+                out, lse = run(q_part, keys, values, bias)
+                output[row : row + 1, :, tokens] = out
+                if logsumexp is not None:
+                    logsumexp[row : row + 1, :, tokens] = lse.to(logsumexp.dtype)
+                continue
+            # A bias that differs per query is built for a block of queries at a time, never for all.
+            rows_per_block = max(1, BLOCK_ELEMENTS // (q.shape[1] * keys.shape[-2]))
+            for start in range(0, len(tokens), rows_per_block):
+                block = tokens[start : start + rows_per_block]
+                bias = _score_bias(biases, k.shape[-2], q_part, own_bias, block)
+                out, lse = run(q_part[:, :, start : start + rows_per_block], keys, values, bias)
+                output[row : row + 1, :, block] = out
+                if logsumexp is not None:
+                    logsumexp[row : row + 1, :, block] = lse.to(logsumexp.dtype)
     return output, logsumexp
 
 
@@ -217,23 +394,54 @@ def _as_4d_bias(attn_mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return attn_mask.to(q.dtype)
 
 
+def _bias_4d(bias: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """An extra block's ``score_bias`` as ``(1, heads or 1, queries or 1, keys or 1)``.
+
+    A float is one bias for all; a tensor is ``(keys,)``, ``(heads, keys)`` or ``(heads, tokens, keys)``
+    with ``tokens`` the sequence positions of the row's queries (any of these dimensions may be 1).
+    """
+    bias = torch.as_tensor(bias, dtype=like.dtype, device=like.device)
+    if bias.dim() == 2:
+        bias = bias.unsqueeze(1)
+    while bias.dim() < 4:
+        bias = bias.unsqueeze(0)
+    return bias
+
+
+def _per_query(own_bias: torch.Tensor | None, biases) -> bool:
+    """Whether the model's mask or any extra block's ``score_bias`` differs between query tokens."""
+    if own_bias is not None and own_bias.shape[-2] > 1:
+        return True
+    return any(isinstance(bias, torch.Tensor) and bias.dim() >= 3 and bias.shape[-2] > 1 for bias, _ in biases)
+
+
 def _score_bias(
-    biases, num_own_keys: int, q_part: torch.Tensor, num_queries: int, own_bias: torch.Tensor | None = None
+    biases, num_own_keys: int, q_part: torch.Tensor, own_bias: torch.Tensor | None = None,
+    query_tokens: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """An additive mask: the model's mask (or zero) on own keys, each extra block's bias on its keys.
 
-    None if everything is zero.
+    Shape ``(1, heads or 1, 1, keys)`` when no part differs per query, so the kernel broadcasts it over
+    the queries; otherwise ``(1, heads or 1, len(query_tokens), keys)`` for those sequence positions
+    only. None if everything is zero.
     """
     if own_bias is None and all(bias is None for bias, _ in biases):
         return None
-    if own_bias is None:
-        blocks = [q_part.new_zeros(num_queries, num_own_keys)]
-    else:
-        own_bias = own_bias.expand(*own_bias.shape[:-2], num_queries, num_own_keys)
-        blocks = [own_bias]
+    parts = [q_part.new_zeros(1, 1, 1, num_own_keys) if own_bias is None else own_bias]
     for bias, length in biases:
-        block = q_part.new_zeros(num_queries, length)
-        if bias is not None:
-            block = block + torch.as_tensor(bias, dtype=q_part.dtype, device=q_part.device)
-        blocks.append(block.expand(*blocks[0].shape[:-1], length))
-    return torch.cat(blocks, dim=-1)
+        parts.append(q_part.new_zeros(1, 1, 1, length) if bias is None else _bias_4d(bias, q_part))
+    if query_tokens is not None:
+        parts = [part[..., query_tokens, :] if part.shape[-2] > 1 else part for part in parts]
+    heads = max(part.shape[1] for part in parts)
+    queries = max(part.shape[2] for part in parts)
+    lengths = [num_own_keys] + [length for _, length in biases]
+    for part, length in zip(parts, lengths):
+        if part.shape[-1] not in (1, length) or part.shape[1] not in (1, heads) or part.shape[0] != 1:
+            raise ValueError(
+                f"a score bias of shape {tuple(part.shape)} does not fit its {length} keys: an extra block's "
+                "score_bias must be a float or a tensor of shape (keys,), (heads, keys) or "
+                "(heads, sequence tokens, keys) for that block's keys (any dimension may be 1)"
+            )
+    return torch.cat(
+        [part.expand(1, heads, queries, length) for part, length in zip(parts, lengths)], dim=-1
+    ).contiguous()

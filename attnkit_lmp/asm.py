@@ -14,7 +14,7 @@ METHOD.md, "ASM", eq. 7-9. Keys are the reference prompt tokens followed by the 
 local to the layer: ``call.project`` (norm -> q/k projections -> RoPE) under ``torch.enable_grad()``,
 nothing else. The normaliser of ``W^T2V`` runs over all ``len(K)`` keys for every video query; on CPU
 it runs forward and backward through the fused flash-attention kernel (O(N) memory per head), elsewhere
-through ``chunked_logsumexp(..., checkpointed=True)`` (one ``chunk_size x len(K)`` block per head).
+through ``chunked_logsumexp``, whose backward recomputes one bounded score block at a time.
 Neither forms an N x N map.
 
 Choices: one step per layer per denoising step while ``step < asm_steps``; all layers unless ``layers``;
@@ -252,14 +252,15 @@ def differentiable_logsumexp(
     """``logsumexp(q k^T * scale, dim=-1)`` with a gradient, without an N x N map.
 
     ``fused=True`` runs forward and backward through the CPU flash-attention kernel
-    (:class:`FusedLogSumExp`); ``False`` uses ``chunked_logsumexp(..., checkpointed=True)``, which holds
-    one ``chunk_size x len(k)`` score block per head. ``None`` picks the fused kernel where it exists.
+    (:class:`FusedLogSumExp`); ``False`` uses ``chunked_logsumexp``, which holds one score block of at
+    most ``chunk_size`` query rows (and ``attnkit.kernel.BLOCK_ELEMENTS`` scores) at a time, forward and
+    backward. ``None`` picks the fused kernel where it exists.
     """
     if fused is None:
         fused = q.device.type == "cpu" and q.dtype in (torch.float32, torch.float64, torch.bfloat16)
     if fused:
         return FusedLogSumExp.apply(q, k, scale)
-    return chunked_logsumexp(q, k, scale=scale, chunk_size=chunk_size, checkpointed=True)
+    return chunked_logsumexp(q, k, scale=scale, chunk_size=chunk_size)
 
 
 def _flash(query, key, value, scale, bias=None):
@@ -291,7 +292,10 @@ class FusedLogSumExp(torch.autograd.Function):
         q, k, out, logsumexp = ctx.saved_tensors
         scale, grad = ctx.scale, grad_logsumexp.to(q.dtype).unsqueeze(-1)
         grad_q = grad * out * scale
-        bias = -logsumexp.unsqueeze(-2)  # (B, heads, 1, queries): one bias per column, broadcast over rows
+        # (B, heads, 1, queries): one bias per column, broadcast over rows. The kernel's log-sum-exp is a
+        # transposed buffer; given a mask whose last dimension is strided, the flash kernel copies the whole
+        # broadcast (B, heads, keys, queries) mask, so the bias is made contiguous first (O(N) per head).
+        bias = (-logsumexp).contiguous().unsqueeze(-2)
         normalised, column_logsumexp = _flash(k, q, grad * q, scale, bias)
         grad_k = normalised * torch.exp(column_logsumexp.to(q.dtype)).unsqueeze(-1) * scale
         return grad_q, grad_k, None

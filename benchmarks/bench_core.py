@@ -5,7 +5,7 @@ vanilla forward, attached with no plugins, attached with a probe of 2 subject to
 directions (head-mean). Then measures peak memory (max RSS) of the vanilla and probe variants in
 fresh subprocesses and compares the probe's extra memory with what one full N x N map would take.
 
-    python benchmarks/bench_core.py [--video-tokens-side 20] [--frames 5] [--repeats 3]
+    python benchmarks/bench_core.py [--video-tokens-side 20] [--frames 5] [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def timed(model, inputs, variant: str, timestep: float) -> tuple[float, float]:
 
 def peak_rss_child(args, variant: str) -> int:
     command = [sys.executable, __file__, "--child", variant, "--video-tokens-side", str(args.video_tokens_side),
-               "--frames", str(args.frames)]
+               "--frames", str(args.frames), "--threads", str(args.threads)]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["max_rss_bytes"]
 
 
@@ -90,8 +90,12 @@ def main() -> None:
     parser.add_argument("--video-tokens-side", type=int, default=20, help="latent tokens per side after patching")
     parser.add_argument("--frames", type=int, default=5, help="latent frames")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
+    )
     parser.add_argument("--child", choices=["vanilla", "probe"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     model, inputs = build(args.video_tokens_side, args.frames)
     if args.child:

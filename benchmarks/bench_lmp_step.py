@@ -173,7 +173,8 @@ def memory_child(args, variant: str) -> dict:
         str(args.frames),
         "--asm-cfg-rows",
         args.asm_cfg_rows,
-        *(["--threads", str(args.threads)] if args.threads else []),
+        "--threads",
+        str(args.threads),
     ]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
@@ -192,13 +193,12 @@ def main() -> None:
         help="CFG rows ASM moves",
     )
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine; default torch's)"
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
 
     model, inputs, reference = build(args.video_tokens_side, args.frames)
     if args.child:

@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=2, help="timed runs of each kind after one warm-up each"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (torch's default oversubscribes a shared machine)"
+    )
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
 
     pipe = build_pipeline(args.layers, args.heads, args.head_dim)
     latent_frames = (args.frames - 1) // 4 + 1

@@ -47,7 +47,7 @@ def test_chunked_logsumexp_matches_full(chunk_size):
 def test_checkpointed_logsumexp_gradient_matches_autograd_of_full():
     q, k, _ = qkv(tokens=17)
     q1, k1 = q.clone().requires_grad_(), k.clone().requires_grad_()
-    chunked_logsumexp(q1, k1, chunk_size=5, checkpointed=True).square().sum().backward()
+    chunked_logsumexp(q1, k1, chunk_size=5).square().sum().backward()
     q2, k2 = q.clone().requires_grad_(), k.clone().requires_grad_()
     naive_attention(q2, k2, k2)[1].square().sum().backward()
     torch.testing.assert_close(q1.grad, q2.grad, atol=1e-5, rtol=1e-5)
@@ -103,3 +103,75 @@ def test_two_extras_with_overlapping_tokens_are_seen_together_where_they_overlap
             keys.append(second_k), values.append(second_v)
         expected, _ = naive_attention(q[:, :, token : token + 1], torch.cat(keys, 2), torch.cat(values, 2))
         torch.testing.assert_close(output[:, :, token : token + 1], expected, atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Score blocks of 24 elements, so small shapes split over heads, rows and batch rows."""
+    monkeypatch.setattr("attnkit.kernel.BLOCK_ELEMENTS", 24)
+
+
+def key_mask_bias(batch, tokens, masked):
+    bias = torch.zeros(batch, 1, 1, tokens)
+    bias[..., masked] = float("-inf")
+    return bias
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_chunked_logsumexp_in_small_blocks_with_a_mask_matches_full(small_blocks, chunk_size):
+    q, k, _ = qkv(tokens=13)
+    bias = key_mask_bias(2, 13, [1, 7])
+    expected = naive_attention(q, k, k, bias)[1]
+    torch.testing.assert_close(chunked_logsumexp(q, k, bias=bias, chunk_size=chunk_size), expected, atol=1e-5, rtol=0)
+
+
+def test_chunked_logsumexp_gradient_in_small_blocks_with_a_mask_matches_autograd_of_full(small_blocks):
+    q, k, _ = qkv(tokens=11)
+    bias = key_mask_bias(2, 11, [0, 4])
+    upstream = torch.randn(2, 3, 11, generator=torch.Generator().manual_seed(5))
+    q1, k1 = q.clone().requires_grad_(), k.clone().requires_grad_()
+    (chunked_logsumexp(q1, k1, bias=bias) * upstream).sum().backward()
+    q2, k2 = q.clone().requires_grad_(), k.clone().requires_grad_()
+    (naive_attention(q2, k2, k2, bias)[1] * upstream).sum().backward()
+    torch.testing.assert_close(q1.grad, q2.grad, atol=1e-5, rtol=0)
+    torch.testing.assert_close(k1.grad, k2.grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sdpa_with_logsumexp_and_a_boolean_mask_is_the_plain_sdpa_output(dtype):
+    q, k, v = (tensor.to(dtype) for tensor in qkv(tokens=17))
+    mask = torch.ones(2, 1, 1, 17, dtype=torch.bool)
+    mask[0, ..., 12:] = False
+    output, logsumexp = sdpa_with_logsumexp(q, k, v, mask)
+    assert torch.equal(output, sdpa(q, k, v, mask))
+    bias = torch.zeros(2, 1, 1, 17, dtype=torch.float64).masked_fill(~mask, float("-inf"))
+    expected = naive_attention(q.double(), k.double(), v.double(), bias)[1]
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(logsumexp.double(), expected, atol=tolerance, rtol=0)
+
+
+def test_extra_kv_with_a_per_query_score_bias_and_a_model_mask_is_the_exact_softmax(small_blocks):
+    q, k, v = qkv(batch=2, tokens=9)
+    extra_k, extra_v = qkv(batch=1, tokens=4, seed=1)[:2]
+    per_query = torch.randn(3, 9, 4, generator=torch.Generator().manual_seed(2))  # (heads, tokens, M)
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 2] = False
+    extra = ExtraKV(key=extra_k, value=extra_v, rows=[1], query_tokens=slice(3, 9), score_bias=per_query)
+    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True, attn_mask=mask)
+
+    own_bias = key_mask_bias(2, 9, []).masked_fill(~mask, float("-inf"))
+    expected, expected_lse = naive_attention(q, k, v, own_bias)
+    union_bias = torch.cat([own_bias[1:2].expand(1, 3, 6, 9), per_query[None, :, 3:]], dim=-1)
+    union_out, union_lse = naive_attention(
+        q[1:2, :, 3:], torch.cat([k[1:2], extra_k], dim=2), torch.cat([v[1:2], extra_v], dim=2), union_bias
+    )
+    expected[1:2, :, 3:], expected_lse[1:2, :, 3:] = union_out, union_lse
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logsumexp, expected_lse, atol=1e-5, rtol=0)
+
+
+def test_a_score_bias_of_the_wrong_shape_names_the_shapes_it_accepts():
+    q, k, v = qkv(batch=1, tokens=6)
+    extra = ExtraKV(key=k.clone(), value=v.clone(), rows=[0], score_bias=torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"score_bias must be a float or a tensor of shape \(keys,\)"):
+        attention_with_extras(q, k, v, [extra])
