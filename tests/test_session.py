@@ -97,7 +97,7 @@ def test_blocked_plugin_is_not_registered(pipe, monkeypatch):
 
 def test_disabling_autoload_skips_entry_points(pipe, monkeypatch):
     loaded = []
-    monkeypatch.setattr(pluggy.PluginManager, "load_setuptools_entrypoints", lambda self, group: loaded.append(group))
+    monkeypatch.setattr(attnkit.plugins, "load_entry_point_plugins", lambda manager, group: loaded.append(group))
     with attnkit.attach(pipe):
         pass
     monkeypatch.setenv("ATTNKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
