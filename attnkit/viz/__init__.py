@@ -5,6 +5,14 @@
 the command line. See docs/attention-maps.md.
 """
 
+try:
+    import plotly  # noqa: F401  (an optional extra: say which one instead of a bare ModuleNotFoundError)
+except ImportError as error:
+    raise ImportError(
+        f"attnkit.viz draws its pages with plotly, which is not installed ({error}); "
+        "install it with: pip install 'attnkit[viz]'"
+    ) from error
+
 from .maps_figure import attention_figure
 from .page import MAPS_DIV_ID, SUMMARY_DIV_ID, save_html, write_explorer
 from .summary import concentration, concentration_figure
