@@ -19,6 +19,7 @@ Every bad input is checked in :func:`prepare_transfer` before anything is encode
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,12 @@ class TransferPlan:
     family: Family  # the pipeline's model family: latents, VAE, prompts, conditioning, scheduler
 
 
+OUTPUT_TYPES = ("pt", "np", "pil", "latent")
+# Pipeline-call arguments that motion_transfer derives itself (from its own arguments or the LMPConfig), so
+# passing them as extra keyword arguments would silently disagree with the reference branch.
+_DERIVED_CALL_ARGUMENTS = ("return_dict", "prompt_embeds", "negative_prompt_embeds", "num_videos_per_prompt")
+
+
 def motion_transfer(
     pipe,
     reference=None,
@@ -84,9 +91,12 @@ def motion_transfer(
     subject: str | list[str] | None = None,
     image=None,
     config: LMPConfig | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     return_details: bool = False,
     progress: bool = True,
+    num_videos_per_prompt: int = 1,
+    output_type: str = "pt",
+    **pipeline_kwargs,
 ):
     """Generate ``prompt``'s video with the motion of ``reference``: ``(F, 3, H, W)`` frames in [0, 1].
 
@@ -94,11 +104,75 @@ def motion_transfer(
     generated from ``reference_prompt``. ``reference_subject`` / ``subject`` are the subject word(s) in
     ``reference_prompt`` / ``prompt``. ``image`` conditions the target of an image-to-video pipeline (the
     reference is conditioned on its own first frame). With ``return_details`` a
-    :class:`MotionTransferResult` is returned instead of the frames.
+    :class:`MotionTransferResult` (``.frames``, ``.record``, FBDM's masks, ...) is returned instead.
+
+    As in a diffusers pipeline call: ``num_videos_per_prompt`` videos are made (then ``frames`` gains a
+    leading video dimension), each from its own generator when ``generator`` is a list of that length;
+    ``output_type`` is ``"pt"`` (``(F, 3, H, W)`` in [0, 1]), ``"np"`` (``(F, H, W, 3)``), ``"pil"`` (a
+    list of images) or ``"latent"``; other keyword arguments (``callback_on_step_end``,
+    ``attention_kwargs``, ...) go to the pipeline call. ``progress`` decides every progress bar: one bar
+    over the denoising steps, or none.
     """
+    if output_type not in OUTPUT_TYPES:
+        raise MotionTransferError(f"output_type={output_type!r} is not one of {list(OUTPUT_TYPES)}")
+    if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
+        raise MotionTransferError(f"num_videos_per_prompt={num_videos_per_prompt!r} must be a positive integer")
+    generators = _generators(generator, num_videos_per_prompt)
     plan = prepare_transfer(
         pipe, reference, reference_prompt, reference_subject, prompt, subject, image, config
     )
+    _check_pipeline_kwargs(pipe, plan, prompt, pipeline_kwargs)
+    results = []
+    with pipeline_bars(pipe, enabled=False), loading_bars(progress):
+        for video_generator in generators:
+            results.append(
+                _transfer_one(
+                    pipe, plan, reference_prompt, prompt, image, video_generator, progress, output_type, pipeline_kwargs
+                )
+            )
+    if num_videos_per_prompt == 1:
+        result = results[0]
+    else:
+        result = _stacked(results, output_type)
+    return result if return_details else result.frames
+
+
+def _generators(generator, count: int) -> list:
+    """One generator per video: the list given (of ``count``), or the one generator drawn from in turn."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != count:
+            raise MotionTransferError(
+                f"generator is a list of {len(generator)}, but num_videos_per_prompt={count}; pass one "
+                "generator per video, or a single generator"
+            )
+        return list(generator)
+    return [generator] * count
+
+
+def _check_pipeline_kwargs(pipe, plan: TransferPlan, prompt, pipeline_kwargs: dict) -> None:
+    """Extra keyword arguments must be ones the pipeline takes and that motion_transfer does not set itself."""
+    import inspect
+
+    derived = set(sampling_kwargs(plan.config, prompt, None, None, plan.family)) | {"image"}
+    for name in pipeline_kwargs:
+        if name in derived or name in _DERIVED_CALL_ARGUMENTS:
+            raise MotionTransferError(
+                f"{name}= is set by motion_transfer itself (from its arguments and the LMPConfig, so that the "
+                f"reference branch agrees with the target); set it through motion_transfer's own argument or "
+                f"LMPConfig instead"
+            )
+    parameters = inspect.signature(pipe.__call__).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    unknown = sorted(set(pipeline_kwargs) - set(parameters))
+    if unknown:
+        raise MotionTransferError(
+            f"{type(pipe).__name__} takes no argument {', '.join(map(repr, unknown))}; its call takes "
+            f"{sorted(set(parameters) - derived - set(_DERIVED_CALL_ARGUMENTS))}"
+        )
+
+
+def _transfer_one(pipe, plan, reference_prompt, prompt, image, generator, progress, output_type, pipeline_kwargs):
     config = plan.config
     # The target's initial noise; passed to the pipeline as latents= so that eq. 10 can reuse it.
     noise = initial_noise(pipe, config, generator, plan.family)
@@ -109,16 +183,16 @@ def motion_transfer(
     if plan.variant == "i2v":
         call_kwargs["image"] = image
         call_kwargs["latents"] = plan.family.pipeline_latents(pipe, noise, image, config, generator)
+    if output_type == "latent":
+        call_kwargs["output_type"] = "latent"
     with attnkit.attach(pipe, plugins=plugins):
-        frames = pipe(**call_kwargs).frames[0]
+        frames = pipe(**call_kwargs, **pipeline_kwargs).frames[0]
 
-    if not return_details:
-        return frames
     reference_frames = plan.reference_frames
     if reference_frames is None:
         reference_frames = plan.family.decode_latents(pipe, reference_branch.final_latents(), config)
     return MotionTransferResult(
-        frames=frames,
+        frames=_converted(frames, output_type),
         reference_frames=reference_frames,
         masks=list(fbdm.history) if fbdm is not None else [],
         asm_losses=list(asm.losses) if asm is not None else [],
@@ -135,6 +209,85 @@ def motion_transfer(
             "subject_tokens": plan.target_subject_tokens,
         },
     )
+
+
+def _converted(frames: torch.Tensor, output_type: str):
+    """``(F, 3, H, W)`` frames in [0, 1] as ``output_type`` asks (``"latent"`` passes through)."""
+    if output_type in ("pt", "latent"):
+        return frames
+    array = frames.detach().permute(0, 2, 3, 1).float().cpu().numpy()
+    if output_type == "np":
+        return array
+    from PIL import Image
+
+    return [Image.fromarray((frame.clip(0, 1) * 255).round().astype("uint8")) for frame in array]
+
+
+def _stacked(results: list[MotionTransferResult], output_type: str) -> MotionTransferResult:
+    """One result for several videos: ``frames`` gets a leading video dimension (a list of lists for PIL);
+    the masks, losses and record are the first video's, ``record["videos"]`` holds each one's record."""
+    import numpy as np
+
+    frames = [result.frames for result in results]
+    if output_type in ("pt", "latent"):
+        stacked = torch.stack(frames)
+    elif output_type == "np":
+        stacked = np.stack(frames)
+    else:
+        stacked = frames
+    first = results[0]
+    record = dict(first.record, videos=len(results))
+    return MotionTransferResult(
+        frames=stacked,
+        reference_frames=first.reference_frames,
+        masks=first.masks,
+        asm_losses=first.asm_losses,
+        modules=first.modules,
+        config=first.config,
+        record=record,
+    )
+
+
+@contextmanager
+def pipeline_bars(pipe, enabled: bool):
+    """The pipeline's own step bar shown or hidden for the block, its configuration restored after.
+
+    motion_transfer counts the steps with its own bar (a plugin that also sees the reference rows), so
+    the pipeline's bar would be a second one.
+    """
+    # diffusers keeps the configuration only in this attribute; set_progress_bar_config replaces it whole.
+    previous = dict(getattr(pipe, "_progress_bar_config", {}) or {})
+    pipe.set_progress_bar_config(**{**previous, "disable": not enabled})
+    try:
+        yield
+    finally:
+        pipe.set_progress_bar_config(**previous)
+
+
+@contextmanager
+def loading_bars(enabled: bool):
+    """diffusers' and transformers' own bars (``from_pretrained``) hidden for the block unless ``enabled``."""
+    if enabled:
+        yield
+        return
+    import diffusers.utils.logging as diffusers_logging
+
+    modules = [diffusers_logging]
+    try:
+        import transformers.utils.logging as transformers_logging
+    except ImportError:  # transformers is optional for the core pipelines' users
+        pass
+    else:
+        modules.append(transformers_logging)
+    previous = [module.is_progress_bar_enabled() for module in modules]
+    for module in modules:
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, was_enabled in zip(modules, previous):
+            if was_enabled:
+                module.enable_progress_bar()
 
 
 def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image, noise, generator):

@@ -1,17 +1,22 @@
 """The ``attnkit-lmp transfer`` command: motion transfer from the command line, with every output written.
 
-    attnkit-lmp transfer --model /path/to/CogVideoX-5b --reference dog.mp4 \\
-        --reference-prompt "a dog runs on the grass" --reference-subject dog \\
-        --prompt "a cat runs on the grass" --subject cat --seed 0 --out runs/cat
+    attnkit-lmp transfer --model attnkit_lmp/toy/pretrained --reference demo_out/reference.gif \\
+        --reference-prompt "a green square" --reference-subject square \\
+        --prompt "a blue circle" --subject circle --out runs/circle
 
 ``--model`` is a local diffusers folder of a pipeline ``motion_transfer`` drives (CogVideoX T2V / I2V, Wan
-2.1 / 2.2 T2V / I2V, HunyuanVideo T2V); ``tiny:t2v`` / ``tiny:i2v`` build the tiny random CogVideoX test
-pipelines (no download), for trying the command. The output folder receives ``video.mp4`` and
-``video.gif`` (the result), ``side_by_side.mp4`` and ``side_by_side.gif`` (reference | result),
-``config.json`` (the resolved config plus the run's inputs, enough to repeat it) and ``masks.html``
-(FBDM's foreground maps and masks per step). Every file is written to a temporary name and renamed. All
-inputs are checked before the model is loaded or any denoising starts; a problem exits with status 2 and
-one line saying what to fix.
+2.1 / 2.2 T2V / I2V, HunyuanVideo T2V); ``attnkit_lmp/toy/pretrained`` and ``pretrained_wan`` are the bundled
+toy models, and ``tiny:t2v`` / ``tiny:i2v`` build the tiny random CogVideoX test pipelines (no download).
+A model folder may carry ``lmp_defaults.json`` (:mod:`attnkit_lmp.model_defaults`): its settings replace the
+paper's defaults, under ``--config`` and explicit flags; the run prints and records where each setting
+came from.
+
+The output folder receives ``video.mp4`` and ``video.gif`` (the result), ``side_by_side.mp4`` and
+``side_by_side.gif`` (reference | result), ``config.json`` (the resolved config plus the run's inputs:
+``--config OUT/config.json`` repeats the run) and ``masks.html`` (FBDM's foreground maps and masks per
+step). All of them are written into a staging folder beside ``--out`` and renamed to it when complete, so
+``--out`` holds a whole run or nothing. Inputs are checked before the model is loaded or any denoising
+starts: a problem exits with status 2 and one line saying what to fix; a failure to write exits with 1.
 """
 
 from __future__ import annotations
@@ -19,128 +24,325 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 from .cli import register_command
+from .threads import add_threads_argument, apply_threads
 
 TINY_MODELS = {"tiny:t2v": "t2v", "tiny:i2v": "i2v"}
-DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 UPSCALE_BELOW = 256  # tiny outputs are enlarged in the written files so they can be seen
+# Above this share of a reference frame lost to the centre crop, the object may leave the picture: warn.
+CROP_WARN_SHARE = 0.25
+# The run inputs a previous run's config.json supplies when the flag is not given.
+REPEATED_INPUTS = ("model", "reference", "reference_prompt", "reference_subject", "prompt", "subject", "image", "seed", "dtype")
+REQUIRED_INPUTS = ("model", "reference_prompt", "reference_subject", "prompt", "subject")
+PAPER = "the paper's defaults"
 
 
 class InputError(Exception):
     """A command-line input is wrong; the message says which and how to fix it."""
 
 
+class OutputError(Exception):
+    """The outputs cannot be written; nothing was left in ``--out``."""
+
+
+def _dtype(text: str) -> str:
+    name = DTYPE_ALIASES.get(text.lower(), text.lower())
+    if name not in DTYPES:
+        raise argparse.ArgumentTypeError(f"--dtype {text!r} is not one of {', '.join(DTYPES)}")
+    return name
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "LMP zero-shot motion transfer: generate --prompt's video with the motion of --reference.\n\n"
+        "Try it on the bundled toy model (about 20 s on one CPU thread), with the toy clip that\n"
+        "bash scripts/demo.sh writes (the toy knows only the words of prompts like 'a red square'):\n"
+        "  attnkit-lmp transfer --model attnkit_lmp/toy/pretrained --reference demo_out/reference.gif \\\n"
+        "      --reference-prompt 'a green square' --reference-subject square \\\n"
+        "      --prompt 'a blue circle' --subject circle --out runs/circle\n\n"
+        "Settings: the paper's defaults, replaced by the model folder's lmp_defaults.json (the bundled toys\n"
+        "have one), then by --config, then by --steps. Repeat a run with --config RUN/config.json --out NEW."
+    )
     parser.add_argument(
         "--model",
-        required=True,
-        help="local diffusers folder (CogVideoX, Wan or HunyuanVideo; T2V or I2V), or tiny:t2v / tiny:i2v",
+        help="local diffusers folder (CogVideoX, Wan or HunyuanVideo; T2V or I2V), e.g. the bundled toy "
+        "attnkit_lmp/toy/pretrained (or pretrained_wan); tiny:t2v / tiny:i2v for random test pipelines",
     )
     parser.add_argument(
         "--reference",
         help="reference video: mp4/gif/folder of frames; omit to generate it from --reference-prompt",
     )
-    parser.add_argument("--reference-prompt", required=True, help="prompt describing the reference video")
-    parser.add_argument(
-        "--reference-subject", required=True, help="subject word(s) of the reference prompt, e.g. dog"
-    )
-    parser.add_argument("--prompt", required=True, help="prompt of the video to generate")
-    parser.add_argument("--subject", required=True, help="subject word(s) of --prompt, e.g. cat")
+    parser.add_argument("--reference-prompt", help="prompt describing the reference video")
+    parser.add_argument("--reference-subject", help="subject word(s) of the reference prompt, e.g. dog")
+    parser.add_argument("--prompt", help="prompt of the video to generate")
+    parser.add_argument("--subject", help="subject word(s) of --prompt, e.g. cat")
     parser.add_argument("--image", help="first frame of the target (image-to-video models only)")
-    parser.add_argument("--config", type=Path, help="LMPConfig as JSON or YAML (default: the paper's)")
     parser.add_argument(
-        "--steps", type=int, help="num_inference_steps; scales the module thresholds like LMPConfig.for_steps"
+        "--config",
+        type=Path,
+        help="LMPConfig as JSON or YAML (its fields replace the model's and the paper's defaults), or a "
+        "previous run's config.json, which also supplies that run's model, reference, prompts, subjects, "
+        "image, seed and dtype where no flag is given",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default 0)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="num_inference_steps (default: the model folder's lmp_defaults.json, else the paper's 50); "
+        "the module thresholds are scaled to it",
+    )
+    parser.add_argument("--seed", type=int, help="seed of the initial noise (default 0)")
     parser.add_argument(
         "--dtype",
-        default="float32",
-        choices=sorted(DTYPES),
-        help="weights dtype (bf16 for CogVideoX-5B, Wan or HunyuanVideo on GPU)",
+        type=_dtype,
+        metavar="{" + ",".join(DTYPES) + "}",
+        help="weights dtype (default float32; bfloat16 for CogVideoX-5B, Wan or HunyuanVideo on a GPU)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N or mps")
+    add_threads_argument(parser)
     parser.add_argument(
         "--cpu-offload", action="store_true", help="enable_model_cpu_offload() (GPU users with little memory)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; must not hold files)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an --out that already holds a run or other files"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = check_inputs(args)
-        pipe = load_pipeline(args.model, args.dtype, args.device, args.cpu_offload)
-        return transfer(args, pipe, config)
+        repeat_inputs(args)
+        threads = apply_threads(args.threads)
+        config, sources = check_inputs(args)
+        print(f"torch threads: {threads} (--threads to change)")
+        print(describe_settings(config, sources))
+        pipe = load_pipeline(args.model, args.dtype, args.device, args.cpu_offload, progress=not args.no_progress)
+        return transfer(args, pipe, config, sources, threads)
     except InputError as error:
         print(f"attnkit-lmp transfer: error: {error}", file=sys.stderr)
         return 2
+    except OutputError as error:
+        print(f"attnkit-lmp transfer: error: {error}", file=sys.stderr)
+        return 1
+
+
+def repeat_inputs(args: argparse.Namespace) -> None:
+    """Fill inputs not given on the command line from a previous run's ``config.json``; then check them."""
+    record = _run_record(args.config) if args.config is not None else None
+    if record is not None:
+        for name in REPEATED_INPUTS:
+            if getattr(args, name) is None and record.get(name) is not None:
+                setattr(args, name, record[name])
+    missing = [name for name in REQUIRED_INPUTS if not getattr(args, name)]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise InputError(f"{flags} {'is' if len(missing) == 1 else 'are'} required; pass {'it' if len(missing) == 1 else 'them'}, or --config RUN/config.json to repeat a previous run")
+    if args.seed is None:
+        args.seed = 0
+    if args.dtype is None:
+        args.dtype = "float32"
+    else:
+        args.dtype = _dtype(args.dtype)
+
+
+def _run_record(path: Path) -> dict | None:
+    """The ``run`` part of a config.json written by this command, or None for a plain LMPConfig file."""
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # LMPConfig.load reports the error with its own message
+    if isinstance(payload, dict) and isinstance(payload.get("run"), dict) and isinstance(payload.get("config"), dict):
+        return payload["run"]
+    return None
 
 
 def check_inputs(args: argparse.Namespace):
-    """Everything that can be checked without the model: output folder, config, files. Returns the config."""
-    from .config import LMPConfig, LMPConfigError
+    """Everything that can be checked without the model. Returns ``(config, sources)``.
+
+    ``sources`` maps each setting that is not the paper's default to where it came from.
+    """
     from .video_io import VideoReadError, load_frames
 
-    check_writable(args.out)
-    try:
-        config = LMPConfig.load(args.config) if args.config is not None else LMPConfig()
-        if args.steps is not None:
-            overrides = {
-                k: v
-                for k, v in config.to_dict().items()
-                if k not in ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")
-            }
-            config = LMPConfig.for_steps(args.steps, **overrides)
-        config.validate()
-    except LMPConfigError as error:
-        raise InputError(str(error)) from None
-    if args.reference is not None:
-        try:
-            load_frames(args.reference)
-        except VideoReadError as error:
-            raise InputError(str(error)) from None
-    if args.image is not None and not Path(args.image).is_file():
-        raise InputError(f"--image {args.image!r} is not a file; pass the target's first frame as a png/jpg")
+    check_output_folder(args.out, args.overwrite)
+    check_device(args.device)
     if args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
         raise InputError(
-            f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); "
-            "pass the local "
+            f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); pass the local "
             "folder of a CogVideoX, Wan or HunyuanVideo checkpoint (e.g. CogVideoX-5b, Wan2.1-I2V-14B-480P-Diffusers, "
-            "HunyuanVideo), or tiny:t2v / tiny:i2v"
+            "HunyuanVideo), the bundled toy attnkit_lmp/toy/pretrained, or tiny:t2v / tiny:i2v"
         )
-    return config
+    config, sources = resolve_config(args)
+    if args.reference is not None:
+        try:
+            frames = load_frames(args.reference)
+        except VideoReadError as error:
+            raise InputError(str(error)) from None
+        args.reference_shape = tuple(frames.shape[-2:])
+    if args.image is not None and not Path(args.image).is_file():
+        raise InputError(f"--image {args.image!r} is not a file; pass the target's first frame as a png/jpg")
+    if args.model not in TINY_MODELS:
+        check_subjects_with_tokenizer(args, config)
+    return config, sources
 
 
-def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there, before any long work."""
+def resolve_config(args: argparse.Namespace):
+    """The paper's defaults, then the model folder's ``lmp_defaults.json``, then ``--config``, then ``--steps``."""
+    from .config import LMPConfig, LMPConfigError
+    from .model_defaults import ModelDefaults, ModelDefaultsError, scale_thresholds
+
+    values: dict = {}
+    sources: dict[str, str] = {}
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-        os.close(descriptor)
-        os.unlink(probe)
-    except OSError as error:
+        defaults = ModelDefaults.of_folder(args.model) if args.model not in TINY_MODELS else None
+    except ModelDefaultsError as error:
+        raise InputError(f"{error}; fix the file or remove it to use the paper's defaults") from None
+    if defaults is not None:
+        values.update(defaults.values)
+        sources.update(dict.fromkeys(defaults.values, str(defaults.path)))
+    try:
+        if args.config is not None:
+            LMPConfig.load(args.config)  # every error in the file, with the file's name
+            given = _config_file_values(args.config)
+            values.update(given)
+            sources.update(dict.fromkeys(given, f"--config {args.config}"))
+        if args.steps is not None:
+            scaled = scale_thresholds(values, args.steps)
+            for name, value in scaled.items():
+                if values.get(name, getattr(LMPConfig(), name)) != value or name == "num_inference_steps":
+                    sources[name] = f"--steps {args.steps}"
+            values = scaled
+        config = LMPConfig.from_dict(values).validate()
+    except LMPConfigError as error:
+        raise InputError(str(error)) from None
+    paper = LMPConfig().to_dict()
+    # A field set back to the paper's value still says who set it; only untouched fields are the paper's.
+    return config, {name: source for name, source in sources.items() if name in paper}
+
+
+def _config_file_values(path: Path) -> dict:
+    """The fields a config file sets (a run record's ``config`` part), as written."""
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    if isinstance(values.get("config"), dict) and "run" in values:
+        values = values["config"]
+    return dict(values)
+
+
+def describe_settings(config, sources: dict[str, str]) -> str:
+    """One line per origin: the settings that differ from the paper's, and where each came from."""
+    from .config import LMPConfig
+
+    paper = LMPConfig()
+    by_source: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        value = getattr(config, name)
+        if value != getattr(paper, name) or name == "num_inference_steps":
+            by_source.setdefault(source, []).append(f"{name}={value!r}")
+    lines = [f"settings from {source}: {', '.join(sorted(names))}" for source, names in by_source.items()]
+    lines.append(f"other settings: {PAPER} (LMPConfig; docs/lmp.md)")
+    return "\n".join(lines)
+
+
+def check_output_folder(folder: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds files (unless ``overwrite``) or cannot be created; creates nothing."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {str(folder)!r} is a file, not a folder; choose another --out")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        what = "a previous run (config.json)" if (folder / "config.json").exists() else "files"
         raise InputError(
-            f"output folder {str(folder)!r} is not writable ({error.strerror or error}); choose another --out"
-        ) from None
+            f"--out {str(folder)!r} already holds {what}; choose a new folder, or pass --overwrite to replace it"
+        )
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(
+            f"output folder {str(folder)!r} is not writable (cannot create files in {str(existing)!r}); "
+            "choose another --out"
+        )
 
 
-def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool):
-    """The pipeline at ``model`` (a local folder; nothing is downloaded), in ``dtype`` on ``device``."""
+def check_device(device: str) -> None:
+    """Refuse a device this torch cannot use, before anything is loaded."""
     import torch
 
-    torch_dtype = getattr(torch, DTYPES[dtype])
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {device!r} is not a torch device; expected cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        if torch.version.cuda is None and not getattr(torch.version, "hip", None):
+            raise InputError(
+                f"--device {device!r}: this torch ({torch.__version__}) is a CPU build without CUDA; pass "
+                "--device cpu, or install a CUDA build of torch (see the README)"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"--device {device!r}: no CUDA device is visible; pass --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise InputError(f"--device {device!r}: only {count} CUDA device(s) are visible (cuda:0..cuda:{count - 1})")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError(f"--device {device!r}: MPS is not available here; pass --device cpu")
+    elif parsed.type != "cpu":
+        raise InputError(f"--device {device!r} is not supported; expected cpu, cuda, cuda:N or mps")
+
+
+def check_subjects_with_tokenizer(args: argparse.Namespace, config) -> None:
+    """Check the subject words against the model folder's tokenizer alone, before the model is loaded.
+
+    Only presence is checked (the prompt's truncation and templates are checked again once the pipeline
+    is loaded); a folder without a loadable tokenizer is left to that later check.
+    """
+    from attnkit.tokens import word_token_indices
+
+    folder = Path(args.model) / "tokenizer"
+    if not folder.is_dir():
+        return
+    try:
+        from transformers import AutoTokenizer
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # an unusual tokenizer folder: the pipeline's own check after loading still runs
+        return
+    for flag, prompt, subject in (
+        ("--reference-subject", args.reference_prompt, args.reference_subject),
+        ("--subject", args.prompt, args.subject),
+    ):
+        for word in [subject] if isinstance(subject, str) else list(subject):
+            try:
+                word_token_indices(tokenizer, prompt, word)
+            except ValueError as error:
+                raise InputError(f"{flag}: {error}") from None
+
+
+def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool, progress: bool = True):
+    """The pipeline at ``model`` (a local folder; nothing is downloaded), in ``dtype`` on ``device``.
+
+    Without ``progress`` the loading bars of diffusers and transformers are hidden too.
+    """
+    from .transfer import loading_bars
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
     if model in TINY_MODELS:
         from attnkit.testing import tiny_cogvideox_pipeline
 
@@ -151,24 +353,18 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool):
         from diffusers import DiffusionPipeline
 
         try:
-            with (
-                warnings.catch_warnings()
-            ):  # newer diffusers rename torch_dtype to dtype; older ones lack dtype
+            # Newer diffusers rename torch_dtype to dtype and warn; older ones lack dtype.
+            with warnings.catch_warnings(), loading_bars(progress):
                 warnings.simplefilter("ignore", FutureWarning)
-                pipe = DiffusionPipeline.from_pretrained(
-                    model, torch_dtype=torch_dtype, local_files_only=True
-                )
+                pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch_dtype, local_files_only=True)
         except Exception as error:
-            raise InputError(
-                f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}"
-            ) from None
+            raise InputError(f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}") from None
     from .transfer import UnsupportedPipelineError, check_pipeline
 
     try:
         check_pipeline(pipe)
     except UnsupportedPipelineError as error:
         raise InputError(str(error)) from None
-    pipe.set_progress_bar_config(disable=True)  # our own bar counts the steps
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
@@ -176,13 +372,14 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool):
     return pipe
 
 
-def transfer(args: argparse.Namespace, pipe, config) -> int:
+def transfer(args: argparse.Namespace, pipe, config, sources: dict[str, str] | None = None, threads: int | None = None) -> int:
     import torch
 
     from .transfer import MotionTransferError, motion_transfer
-    from .video_io import VideoReadError, side_by_side, write_video
+    from .video_io import VideoReadError
 
     image = _load_image(args.image) if args.image is not None else None
+    warn_about_crop(args, pipe, config)
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     try:
         result = motion_transfer(
@@ -200,44 +397,135 @@ def transfer(args: argparse.Namespace, pipe, config) -> int:
         )
     except (MotionTransferError, VideoReadError) as error:
         raise InputError(str(error)) from None
-
-    out: Path = args.out
-    fps = result.config.fps
-    upscale = max(1, UPSCALE_BELOW // max(result.frames.shape[-2:]))
-    written = []
-    for name in ("video.mp4", "video.gif"):
-        written.append(write_video(out / name, result.frames, fps=fps, upscale=upscale))
-    both = side_by_side(result.reference_frames, result.frames)
-    for name in ("side_by_side.mp4", "side_by_side.gif"):
-        written.append(write_video(out / name, both, fps=fps, upscale=upscale))
-    written.append(write_run_config(out / "config.json", args, result))
-    written.append(write_mask_page(out / "masks.html", result, args.reference_subject))
-    print("wrote " + ", ".join(str(path) for path in written))
+    written = write_outputs(args, result, sources or {}, threads)
+    print("wrote " + ", ".join(str(args.out / name) for name in written))
     return 0
 
 
-def write_run_config(path: Path, args: argparse.Namespace, result) -> Path:
-    """The resolved LMPConfig plus the run's inputs: ``LMPConfig.load`` reads the ``config`` part back."""
+def warn_about_crop(args: argparse.Namespace, pipe, config) -> None:
+    """Warn when the centre crop to the model's frame discards more than ``CROP_WARN_SHARE`` of a frame."""
+    shape = getattr(args, "reference_shape", None)
+    if shape is None:
+        return
+    from .transfer import _resolved_config, pipeline_family
+
+    resolved = _resolved_config(pipe, config, pipeline_family(pipe))
+    kept = kept_share(shape, (resolved.height, resolved.width))
+    if 1 - kept > CROP_WARN_SHARE:
+        print(
+            f"attnkit-lmp transfer: warning: the reference's frames are {shape[0]} x {shape[1]} (h x w) and the "
+            f"model makes {resolved.height} x {resolved.width}: the centre crop keeps {kept:.0%} of each frame, "
+            "and motion outside it is lost; crop the reference to the model's aspect ratio around the subject",
+            file=sys.stderr,
+        )
+
+
+def kept_share(source: tuple[int, int], target: tuple[int, int]) -> float:
+    """The share of a ``source`` frame that scaling to cover ``target`` and centre-cropping keeps."""
+    (height, width), (target_height, target_width) = source, target
+    scale = max(target_height / height, target_width / width)
+    return (target_height * target_width) / (height * scale * width * scale)
+
+
+def write_outputs(args: argparse.Namespace, result, sources: dict[str, str], threads: int | None) -> list[str]:
+    """Write every output into a staging folder beside ``--out``, then rename it to ``--out``.
+
+    An OS error (a full disk, a folder removed under us) removes the staging folder and raises
+    :class:`OutputError`: ``--out`` keeps what it held before, or does not exist.
+    """
+    from .video_io import side_by_side, write_video
+
+    out: Path = args.out
+    parent = out.absolute().parent
+    staging = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(parent, out.name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=parent))
+        fps = result.config.fps
+        upscale = max(1, UPSCALE_BELOW // max(result.frames.shape[-2:]))
+        for name in ("video.mp4", "video.gif"):
+            write_video(staging / name, result.frames, fps=fps, upscale=upscale)
+        both = side_by_side(result.reference_frames, result.frames)
+        for name in ("side_by_side.mp4", "side_by_side.gif"):
+            write_video(staging / name, both, fps=fps, upscale=upscale)
+        write_run_config(staging / "config.json", args, result, sources, threads)
+        write_mask_page(staging / "masks.html", result, args.reference_subject)
+        written = sorted(path.name for path in staging.iterdir())
+        publish(staging, out.absolute(), args.overwrite)
+    except OSError as error:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        raise OutputError(
+            f"cannot write the outputs to {str(out)!r}: {error.strerror or error}{where}; nothing was written "
+            "there. Free some space or choose another --out"
+        ) from None
+    return written
+
+
+def publish(staging: Path, out: Path, overwrite: bool) -> None:
+    """Rename the complete ``staging`` folder to ``out``; an existing ``out`` is replaced only with ``overwrite``."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    if not overwrite:
+        # Another process wrote --out while we ran: keep its files and ours apart.
+        raise FileExistsError(17, "another run wrote this folder meanwhile; pass --overwrite to replace it", str(out))
+    previous = out.parent / f".{out.name}.{os.getpid()}.previous.tmp"
+    os.rename(out, previous)
+    os.rename(staging, out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def remove_stale_staging(parent: Path, name: str) -> None:
+    """Remove staging folders of ``name`` left by runs that died (their process id is gone)."""
+    for path in parent.glob(f".{name}.*.tmp"):
+        parts = path.name[len(name) + 2 :].split(".")
+        if not parts or not parts[0].isdigit() or _process_alive(int(parts[0])):
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def write_run_config(path: Path, args: argparse.Namespace, result, sources: dict[str, str] | None = None, threads: int | None = None) -> Path:
+    """The resolved LMPConfig plus the run's inputs: ``--config`` this file to repeat the run.
+
+    ``LMPConfig.load`` reads the ``config`` part back; the ``run`` part names the inputs by absolute path.
+    """
     from attnkit.record.atomic import atomic_write_bytes
 
+    details = {key: value for key, value in result.record.items() if key not in ("prompt", "reference_prompt")}
+    # The record's "reference" says which kind of reference ran; the run's "reference" is the input path.
+    details["reference_kind"] = details.pop("reference", None)
     payload = {
         "config": result.config.to_dict(),
         "run": {
-            "model": args.model,
-            "reference": args.reference,
+            **details,
+            "model": args.model if args.model in TINY_MODELS else str(Path(args.model).absolute()),
+            "reference": str(Path(args.reference).absolute()) if args.reference is not None else None,
             "reference_prompt": args.reference_prompt,
             "reference_subject": args.reference_subject,
             "prompt": args.prompt,
             "subject": args.subject,
-            "image": args.image,
+            "image": str(Path(args.image).absolute()) if args.image is not None else None,
             "seed": args.seed,
             "dtype": args.dtype,
+            "device": args.device,
+            "threads": threads,
             "modules": result.modules,
-            **{
-                key: value
-                for key, value in result.record.items()
-                if key not in ("prompt", "reference_prompt")
-            },
+            "settings": dict(sorted((sources or {}).items())),
         },
     }
     return atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))

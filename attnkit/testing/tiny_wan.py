@@ -27,14 +27,17 @@ With 2 steps the timesteps are 1000 and 46.8, so step 0 runs ``transformer`` and
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
 from attnkit.testing.tokenizer import DEFAULT_WORDS, build_word_tokenizer
 from attnkit.testing.tiny_models import TINY_T5_SETTINGS
+
+if TYPE_CHECKING:
+    from diffusers import WanImageToVideoPipeline
 
 Variant = Literal["t2v", "i2v"]
 
@@ -169,6 +172,10 @@ def tiny_wan_pipeline(
         components["boundary_ratio"] = boundary_ratio
     if variant == "i2v":
         components["image_encoder"], components["image_processor"] = tiny_clip_image_encoder(seed=seed)
+        # Imported here: importing the image-to-video pipeline makes transformers warn about torchvision,
+        # which every user of attnkit.testing would otherwise see.
+        from diffusers import WanImageToVideoPipeline
+
         pipe = WanImageToVideoPipeline(**components)
     else:
         pipe = WanPipeline(**components)

@@ -1,0 +1,118 @@
+"""LMP settings a model folder brings with it: ``lmp_defaults.json`` beside ``model_index.json``.
+
+A checkpoint trained or tuned for LMP (the bundled toys, or your own) can say which settings suit it, so
+that ``attnkit-lmp transfer --model FOLDER`` works without the user knowing them::
+
+    {
+      "about": "why these settings (free text, optional)",
+      "config": {"fg_threshold": 0.2, "fbdm_layers": [0, 1, 2], "fbdm_steps": 20},
+      "call": {"num_inference_steps": 50, "guidance_scale": 4.0}
+    }
+
+``config`` holds :class:`~attnkit_lmp.config.LMPConfig` fields; ``call`` the pipeline-call settings that
+LMPConfig carries too (steps, guidance, geometry). Step thresholds are meant for ``call``'s
+``num_inference_steps``; a run with other ``--steps`` scales them by the same ratio. The CLI layers the
+settings as: the paper's defaults, then this file, then ``--config``, then explicit flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DEFAULTS_FILE = "lmp_defaults.json"
+# The LMPConfig fields that are arguments of the pipeline call: what the "call" section may hold.
+CALL_FIELDS = frozenset(
+    {
+        "num_inference_steps",
+        "guidance_scale",
+        "use_dynamic_cfg",
+        "height",
+        "width",
+        "num_frames",
+        "max_sequence_length",
+        "negative_prompt",
+        "true_cfg_scale",
+    }
+)
+THRESHOLDS = ("fbdm_steps", "rmtm_steps", "asm_steps")
+
+
+class ModelDefaultsError(ValueError):
+    """A model folder's ``lmp_defaults.json`` cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The settings of one ``lmp_defaults.json``: ``values`` are LMPConfig fields, ``path`` the file."""
+
+    path: Path
+    values: dict
+
+    @classmethod
+    def of_folder(cls, folder: str | Path) -> ModelDefaults | None:
+        """The defaults in ``folder/lmp_defaults.json``, or None when the folder has none."""
+        path = Path(folder) / DEFAULTS_FILE
+        if not path.is_file():
+            return None
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelDefaults:
+        from .config import LMPConfig, LMPConfigError
+
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ModelDefaultsError(f"cannot read model defaults {str(path)!r}: {error}") from None
+        if not isinstance(payload, dict):
+            raise ModelDefaultsError(
+                f"model defaults {str(path)!r} must be a JSON object with 'config' and 'call' sections"
+            )
+        unknown_sections = sorted(set(payload) - {"about", "config", "call"})
+        if unknown_sections:
+            raise ModelDefaultsError(
+                f"model defaults {str(path)!r} has unknown sections {unknown_sections}; expected 'config' "
+                "(LMPConfig fields), 'call' (steps, guidance, geometry) and an optional 'about'"
+            )
+        config, call = payload.get("config", {}), payload.get("call", {})
+        for name, section in (("config", config), ("call", call)):
+            if not isinstance(section, dict):
+                raise ModelDefaultsError(f"model defaults {str(path)!r}: {name!r} must be an object")
+        known = {field.name for field in fields(LMPConfig)}
+        for key in config:
+            if key not in known:
+                raise ModelDefaultsError(
+                    f"model defaults {str(path)!r}: config key {key!r} is not an LMPConfig field; "
+                    f"expected one of {sorted(known)}"
+                )
+        for key in call:
+            if key not in CALL_FIELDS:
+                raise ModelDefaultsError(
+                    f"model defaults {str(path)!r}: call key {key!r} is not a pipeline-call setting; "
+                    f"expected one of {sorted(CALL_FIELDS)}"
+                )
+        values = {**config, **call}
+        try:
+            LMPConfig.from_dict(values).validate()
+        except LMPConfigError as error:
+            raise ModelDefaultsError(f"model defaults {str(path)!r}: {error}") from None
+        return cls(path=path, values=values)
+
+
+def scale_thresholds(values: dict, num_inference_steps: int) -> dict:
+    """``values`` for a run of ``num_inference_steps``: its step thresholds scaled from its own step count.
+
+    A threshold that was positive stays at least 1, so a module that ran still runs in a shorter run.
+    """
+    from .config import LMPConfig
+
+    old_steps = values.get("num_inference_steps", LMPConfig().num_inference_steps)
+    scaled = dict(values, num_inference_steps=num_inference_steps)
+    for name in THRESHOLDS:
+        value = values.get(name, getattr(LMPConfig(), name))
+        new = round(value * num_inference_steps / old_steps)
+        scaled[name] = max(1 if value > 0 else 0, min(num_inference_steps, new))
+    return scaled
