@@ -11,7 +11,8 @@ that ``attnkit-lmp transfer --model FOLDER`` works without the user knowing them
 
 ``config`` holds :class:`~attnkit_lmp.config.LMPConfig` fields; ``call`` the pipeline-call settings that
 LMPConfig carries too (steps, guidance, geometry). Step thresholds are meant for ``call``'s
-``num_inference_steps``; a run with other ``--steps`` scales them by the same ratio. The CLI layers the
+``num_inference_steps`` (those left out are the paper's, scaled to it); a run with other ``--steps``
+scales them by the same ratio. The CLI layers the
 settings as: the paper's defaults, then this file, then ``--config``, then explicit flags.
 """
 
@@ -96,6 +97,10 @@ class ModelDefaults:
                 )
         values = {**config, **call}
         try:
+            if "num_inference_steps" in values:
+                # Thresholds the file leaves out are the paper's, scaled to the file's step count.
+                paper = LMPConfig.for_steps(values["num_inference_steps"])
+                values = {**{name: getattr(paper, name) for name in THRESHOLDS}, **values}
             LMPConfig.from_dict(values).validate()
         except LMPConfigError as error:
             raise ModelDefaultsError(f"model defaults {str(path)!r}: {error}") from None

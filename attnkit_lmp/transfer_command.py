@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -176,7 +177,14 @@ def check_inputs(args: argparse.Namespace):
 
     check_output_folder(args.out, args.overwrite)
     check_device(args.device)
-    if args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
+    if is_hub_id(args.model):
+        if hub_offline():
+            raise InputError(
+                f"--model {args.model!r} is a Hugging Face hub id, but the hub is offline here (HF_HUB_OFFLINE); "
+                f"download it first (huggingface-cli download {args.model} --local-dir DIR) and pass --model DIR, "
+                "or unset HF_HUB_OFFLINE"
+            )
+    elif args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
         raise InputError(
             f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); pass the local "
             "folder of a CogVideoX, Wan or HunyuanVideo checkpoint (e.g. CogVideoX-5b, Wan2.1-I2V-14B-480P-Diffusers, "
@@ -191,9 +199,20 @@ def check_inputs(args: argparse.Namespace):
         args.reference_shape = tuple(frames.shape[-2:])
     if args.image is not None and not Path(args.image).is_file():
         raise InputError(f"--image {args.image!r} is not a file; pass the target's first frame as a png/jpg")
-    if args.model not in TINY_MODELS:
+    if args.model not in TINY_MODELS and not is_hub_id(args.model):
         check_subjects_with_tokenizer(args, config)
     return config, sources
+
+
+def is_hub_id(model: str) -> bool:
+    """``org/name`` that is not a local path: a Hugging Face hub repository, downloaded by from_pretrained."""
+    return model not in TINY_MODELS and not Path(model).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None
+
+
+def hub_offline() -> bool:
+    """Whether downloads from the hub are switched off (``HF_HUB_OFFLINE``, as huggingface_hub reads it)."""
+    value = os.environ.get("HF_HUB_OFFLINE", os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def resolve_config(args: argparse.Namespace):
@@ -204,7 +223,7 @@ def resolve_config(args: argparse.Namespace):
     values: dict = {}
     sources: dict[str, str] = {}
     try:
-        defaults = ModelDefaults.of_folder(args.model) if args.model not in TINY_MODELS else None
+        defaults = ModelDefaults.of_folder(args.model) if args.model not in TINY_MODELS and not is_hub_id(args.model) else None
     except ModelDefaultsError as error:
         raise InputError(f"{error}; fix the file or remove it to use the paper's defaults") from None
     if defaults is not None:
@@ -356,9 +375,13 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool, progre
             # Newer diffusers rename torch_dtype to dtype and warn; older ones lack dtype.
             with warnings.catch_warnings(), loading_bars(progress):
                 warnings.simplefilter("ignore", FutureWarning)
-                pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=torch_dtype, local_files_only=True)
+                # A folder never reaches the network; a hub id is downloaded (refused earlier when offline).
+                pipe = DiffusionPipeline.from_pretrained(
+                    model, torch_dtype=torch_dtype, local_files_only=not is_hub_id(model)
+                )
         except Exception as error:
-            raise InputError(f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}") from None
+            hint = "; check the id and your network, or download it and pass the folder" if is_hub_id(model) else ""
+            raise InputError(f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}{hint}") from None
     from .transfer import UnsupportedPipelineError, check_pipeline
 
     try:
