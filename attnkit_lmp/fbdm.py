@@ -1,6 +1,6 @@
 """FBDM (fore/background disentangle): the reference video's foreground mask from its subject-word attention.
 
-METHOD.md, "FBDM". For each reference video token i and reference subject token s the map is
+docs/method.md, "FBDM". For each reference video token i and reference subject token s the map is
 ``A[i] = sum_s (W[s, i] + W[i, s])`` — the text->video block transposed plus the video->text block of the
 joint attention — averaged over heads and layers and reshaped to the latent grid ``(frames, h, w)``.
 Per latent frame it is min-max normalised and thresholded: ``mask = A >= fg_threshold``.

@@ -1,6 +1,6 @@
 """RMTM (reweighted motion transfer): target video queries also attend to the reference's foreground.
 
-METHOD.md, "RMTM". For the target's video queries the keys and values are extended::
+docs/method.md, "RMTM". For the target's video queries the keys and values are extended::
 
     K' = [K^p_tar ; K^v_tar ; lambda * K^v_ref[fg]]     V' = [V^p_tar ; V^v_tar ; V^v_ref[fg]]
     h^v_tar = softmax(Q^v_tar K'^T / sqrt(d)) V'
