@@ -41,6 +41,12 @@ def add_viz_parser(subparsers) -> argparse.ArgumentParser:
         default=0.1,
         help="summary: share of video tokens whose mass is shown (default 0.1)",
     )
+    parser.add_argument(
+        "--shared-plotlyjs",
+        action="store_true",
+        help="load plotly.js from plotly.min.js beside the page (written once per folder, so a folder of "
+        "pages carries it once) instead of inlining it (about 4.5 MB a page)",
+    )
     parser.set_defaults(handler=run_viz)
     return parser
 
@@ -67,6 +73,7 @@ def run_viz(args: argparse.Namespace) -> int:
             layers=args.layer,
             frames=frames,
             top_fraction=args.top_fraction,
+            plotlyjs="shared" if args.shared_plotlyjs else "inline",
         )
     except (RecordFileError, RecordLookupError, FileNotFoundError, ValueError) as error:
         print(f"attnkit viz: error: {error}", file=sys.stderr)

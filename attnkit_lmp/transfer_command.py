@@ -589,8 +589,16 @@ def write_mask_page(path: Path, result, subject: str) -> Path:
     )
     frames = result.reference_frames.permute(0, 2, 3, 1).clamp(0, 1).numpy()
     figure = attention_figure(record, branch="reference", frames=frames)
-    figure.update_layout(title=f"FBDM foreground of '{subject}' in the reference (mask used at step t+1)")
-    return save_html(figure, path, title="LMP FBDM masks")
+    figure.update_layout(title_text=f"FBDM foreground of '{subject}' in the reference (mask used at step t+1)")
+    description = (
+        f"What FBDM found in the reference video, over its frames, for each denoising step (slider). "
+        f"'{subject}: normalised map' is how strongly the subject word '{subject}' and each reference video "
+        f"token attend to each other (both directions, averaged over heads and the layers FBDM reads), "
+        f"scaled to 0..1 within each latent frame. '{subject}: foreground mask' is that map at or above "
+        f"fg_threshold = {result.config.fg_threshold}: the tokens RMTM lets the target attend to at the "
+        "next step. The menu at the top left switches between the two. docs/method.md explains the method."
+    )
+    return save_html(figure, path, title="LMP FBDM masks", description=description)
 
 
 def _load_image(path: str):

@@ -20,6 +20,11 @@ from ..record.maps import MEAN, AttentionRecord
 DEFAULT_MAX_VALUES = 4_000_000  # map values embedded in one figure; past this a page gets slow to open
 SIGNIFICANT_DIGITS = 4
 MAX_FULL_SLIDER_LABELS = 8
+# The top margin, from the top: the figure title (TITLE_PAD_PX, then about 25 px of text), the token
+# menu (about 26 px), then MENU_GAP_PX above the plot for the subplot titles.
+TITLE_PAD_PX = 12
+MENU_GAP_PX = 40
+TOP_MARGIN_PX = 140
 
 
 def attention_figure(
@@ -149,8 +154,11 @@ def attention_figure(
             active=first_token,
             x=0.0,
             xanchor="left",
-            y=1.12,
+            # In the top margin, above the subplot titles and below the figure title (MENU_GAP_PX): a wide
+            # token label must not cover the title, which names the token shown.
+            y=1.0,
             yanchor="bottom",
+            pad={"b": MENU_GAP_PX},
             buttons=[
                 dict(
                     label=label,
@@ -169,7 +177,15 @@ def attention_figure(
         )
     ]
     figure.update_layout(
-        title={"text": _title(subset, branch, subset.tokens[first_token]), "x": 0.5},
+        title={
+            "text": _title(subset, branch, subset.tokens[first_token]),
+            "x": 0.5,
+            "xanchor": "center",
+            "yref": "container",
+            "y": 1.0,
+            "yanchor": "top",
+            "pad": {"t": TITLE_PAD_PX},
+        },
         coloraxis={
             "colorscale": colorscale,
             "cmin": 0.0,
@@ -178,9 +194,9 @@ def attention_figure(
         },
         sliders=sliders,
         updatemenus=menus,
-        height=260 * rows + 140 + 95 * len(sliders),
+        height=260 * rows + TOP_MARGIN_PX + 20 + 95 * len(sliders),
         width=max(520, 200 * columns + 160),
-        margin={"t": 120, "b": 20},
+        margin={"t": TOP_MARGIN_PX, "b": 20},
         plot_bgcolor="white",
     )
     return figure
