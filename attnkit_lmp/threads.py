@@ -22,12 +22,20 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads() -> int:
-    """``OMP_NUM_THREADS`` if set to a positive integer, else half the usable cores (1..4)."""
+def default_threads(per_process: bool = False) -> int:
+    """``OMP_NUM_THREADS`` if set to a positive integer, else half the usable cores (1..4).
+
+    With ``per_process`` (data-parallel commands under ``accelerate launch``) that share is divided among
+    the ``WORLD_SIZE`` processes of the machine.
+    """
     configured = os.environ.get("OMP_NUM_THREADS", "").strip()
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return max(1, min(MAX_DEFAULT_THREADS, usable_cores() // 2))
+    threads = max(1, min(MAX_DEFAULT_THREADS, usable_cores() // 2))
+    if per_process:
+        processes = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")).strip()
+        threads = max(1, threads // max(1, int(processes) if processes.isdigit() else 1))
+    return threads
 
 
 def positive_threads(text: str) -> int:
@@ -40,14 +48,15 @@ def positive_threads(text: str) -> int:
     return value
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(parser: argparse.ArgumentParser, per_process: bool = False) -> None:
+    share = ", divided among the processes of this machine" if per_process else ""
     parser.add_argument(
         "--threads",
         type=positive_threads,
         default=None,
         help=(
-            f"torch CPU threads (default: OMP_NUM_THREADS if set, else half the usable cores, at most "
-            f"{MAX_DEFAULT_THREADS}; here {default_threads()})"
+            f"torch CPU threads{' per process' if per_process else ''} (default: OMP_NUM_THREADS if set, "
+            f"else half the usable cores, at most {MAX_DEFAULT_THREADS}{share}; here {default_threads(per_process)})"
         ),
     )
 

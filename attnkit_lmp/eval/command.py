@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..cli import register_command
+from ..threads import add_threads_argument, default_threads
 from .methods import DEFAULT_METHODS, METHODS
 
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="torch device (default: accelerate's for this process)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    add_threads_argument(parser, per_process=True)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -114,7 +115,7 @@ def settings_from_args(args: argparse.Namespace):
         require_annotations=not args.no_annotations,
         dtype=args.dtype,
         device=args.device,
-        threads=args.threads,
+        threads=args.threads if args.threads is not None else default_threads(per_process=True),
         progress=not args.no_progress,
     )
 

@@ -347,3 +347,19 @@ def test_stale_staging_folders_of_dead_runs_are_removed(one_run):
     out, _, _ = one_run
     assert sorted(path.name for path in out.parent.iterdir()) == [f".run.{os.getppid()}.efgh.tmp", "run"]
 
+
+
+def test_data_parallel_processes_share_the_default_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 16)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert threads.default_threads(per_process=True) == 2 and threads.default_threads() == 4
+
+
+def test_eval_passes_the_default_threads_to_the_sweep(monkeypatch, tmp_path):
+    from attnkit_lmp.eval import command
+
+    monkeypatch.setattr(command, "default_threads", lambda per_process=False: 3 if per_process else 99)
+    argv = ["eval", "--dataset", str(tmp_path), "--prompts", str(tmp_path / "p.yaml"), "--model", "tiny:t2v", "--out", str(tmp_path / "o")]
+    assert command.settings_from_args(build_parser().parse_args(argv)).threads == 3
+    assert command.settings_from_args(build_parser().parse_args([*argv, "--threads", "2"])).threads == 2
