@@ -297,6 +297,20 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
         )
 
 
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there (for commands that fill a folder over time,
+    like eval sweeps; the transfer command stages its outputs instead)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise InputError(
+            f"output folder {str(folder)!r} is not writable ({error.strerror or error}); choose another --out"
+        ) from None
+
+
 def check_device(device: str) -> None:
     """Refuse a device this torch cannot use, before anything is loaded."""
     import torch
@@ -388,6 +402,8 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool, progre
         check_pipeline(pipe)
     except UnsupportedPipelineError as error:
         raise InputError(str(error)) from None
+    # motion_transfer draws its own bar; a baseline run through this pipeline (eval sweeps) shows none.
+    pipe.set_progress_bar_config(disable=True)
     if cpu_offload:
         pipe.enable_model_cpu_offload(device=device)
     else:
