@@ -41,7 +41,9 @@ UPSCALE_BELOW = 256  # tiny outputs are enlarged in the written files so they ca
 # Above this share of a reference frame lost to the centre crop, the object may leave the picture: warn.
 CROP_WARN_SHARE = 0.25
 # The run inputs a previous run's config.json supplies when the flag is not given.
-REPEATED_INPUTS = ("model", "reference", "reference_prompt", "reference_subject", "prompt", "subject", "image", "seed", "dtype")
+REPEATED_INPUTS = (
+    "model", "reference", "reference_prompt", "reference_subject", "prompt", "subject", "image", "seed", "dtype"
+)
 REQUIRED_INPUTS = ("model", "reference_prompt", "reference_subject", "prompt", "subject")
 PAPER = "the paper's defaults"
 
@@ -146,7 +148,10 @@ def repeat_inputs(args: argparse.Namespace) -> None:
     missing = [name for name in REQUIRED_INPUTS if not getattr(args, name)]
     if missing:
         flags = ", ".join("--" + name.replace("_", "-") for name in missing)
-        raise InputError(f"{flags} {'is' if len(missing) == 1 else 'are'} required; pass {'it' if len(missing) == 1 else 'them'}, or --config RUN/config.json to repeat a previous run")
+        verb, pronoun = ("is", "it") if len(missing) == 1 else ("are", "them")
+        raise InputError(
+            f"{flags} {verb} required; pass {pronoun}, or --config RUN/config.json to repeat a previous run"
+        )
     if args.seed is None:
         args.seed = 0
     if args.dtype is None:
@@ -223,7 +228,8 @@ def resolve_config(args: argparse.Namespace):
     values: dict = {}
     sources: dict[str, str] = {}
     try:
-        defaults = ModelDefaults.of_folder(args.model) if args.model not in TINY_MODELS and not is_hub_id(args.model) else None
+        local_folder = args.model not in TINY_MODELS and not is_hub_id(args.model)
+        defaults = ModelDefaults.of_folder(args.model) if local_folder else None
     except ModelDefaultsError as error:
         raise InputError(f"{error}; fix the file or remove it to use the paper's defaults") from None
     if defaults is not None:
@@ -411,7 +417,9 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool, progre
     return pipe
 
 
-def transfer(args: argparse.Namespace, pipe, config, sources: dict[str, str] | None = None, threads: int | None = None) -> int:
+def transfer(
+    args: argparse.Namespace, pipe, config, sources: dict[str, str] | None = None, threads: int | None = None
+) -> int:
     import torch
 
     from .transfer import MotionTransferError, motion_transfer
@@ -538,7 +546,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def write_run_config(path: Path, args: argparse.Namespace, result, sources: dict[str, str] | None = None, threads: int | None = None) -> Path:
+def write_run_config(
+    path: Path, args: argparse.Namespace, result, sources: dict[str, str] | None = None, threads: int | None = None
+) -> Path:
     """The resolved LMPConfig plus the run's inputs: ``--config`` this file to repeat the run.
 
     ``LMPConfig.load`` reads the ``config`` part back; the ``run`` part names the inputs by absolute path.
