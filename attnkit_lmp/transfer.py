@@ -49,7 +49,10 @@ class MotionTransferResult:
     """What ``motion_transfer(..., return_details=True)`` returns.
 
     ``frames`` and ``reference_frames`` are ``(F, 3, H, W)`` in [0, 1]: the result and the reference as the
-    model saw it (the resampled real video, or the decoded generated reference). ``masks`` is FBDM's
+    model saw it (the resampled real video, or the decoded generated reference). ``frames`` takes the form
+    ``output_type`` asks for, with a leading video dimension when ``num_videos_per_prompt`` > 1 (then
+    ``record["videos"]`` counts them and the masks, losses and record are the first video's). ``record``
+    describes the run: which reference, the token positions, the layers FBDM read. ``masks`` is FBDM's
     history (one record per refresh), ``asm_losses`` ASM's ``(step, layer, loss)`` list, ``modules`` which
     modules ran, ``config`` the config used (geometry filled in).
     """
