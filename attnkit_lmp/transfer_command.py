@@ -67,8 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = (
         "LMP zero-shot motion transfer: generate --prompt's video with the motion of --reference.\n\n"
-        "Try it on the bundled toy model (about 20 s on one CPU thread), with the toy clip that\n"
-        "bash scripts/demo.sh writes (the toy knows only the words of prompts like 'a red square'):\n"
+        "Try it on the bundled toy model (about 20 s on one CPU thread) with the toy clip that\n"
+        "bash scripts/demo.sh writes; describe it with the reference prompt the demo prints (the toy\n"
+        "knows only the words of its world's prompts, like 'a green square'):\n"
         "  attnkit-lmp transfer --model attnkit_lmp/toy/pretrained --reference demo_out/reference.gif \\\n"
         "      --reference-prompt 'a green square' --reference-subject square \\\n"
         "      --prompt 'a blue circle' --subject circle --out runs/circle\n\n"
