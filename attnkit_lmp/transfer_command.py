@@ -4,8 +4,8 @@
         --reference-prompt "a green square" --reference-subject square \\
         --prompt "a blue circle" --subject circle --out runs/circle
 
-``--model`` is a local diffusers folder of a pipeline ``motion_transfer`` drives (CogVideoX T2V / I2V, Wan
-2.1 / 2.2 T2V / I2V, HunyuanVideo T2V); ``attnkit_lmp/toy/pretrained`` and ``pretrained_wan`` are the bundled
+``--model`` is a local diffusers folder of a pipeline ``motion_transfer`` drives
+(``attnkit_lmp.families.driven_pipelines()`` lists them), or a hub id; ``attnkit_lmp/toy/pretrained`` and ``pretrained_wan`` are the bundled
 toy models, and ``tiny:t2v`` / ``tiny:i2v`` build the tiny random CogVideoX test pipelines (no download).
 A model folder may carry ``lmp_defaults.json`` (:mod:`attnkit_lmp.model_defaults`): its settings replace the
 paper's defaults, under ``--config`` and explicit flags; the run prints and records where each setting
@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help="local diffusers folder (CogVideoX, Wan or HunyuanVideo; T2V or I2V), e.g. the bundled toy "
+        help="local diffusers folder of a pipeline motion_transfer drives (CogVideoX, Wan, HunyuanVideo, "
+        "LTX-Video; T2V or I2V) or a hub id, e.g. the bundled toy "
         "attnkit_lmp/toy/pretrained (or pretrained_wan); tiny:t2v / tiny:i2v for random test pipelines",
     )
     parser.add_argument(
@@ -108,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         type=_dtype,
         metavar="{" + ",".join(DTYPES) + "}",
-        help="weights dtype (default float32; bfloat16 for CogVideoX-5B, Wan or HunyuanVideo on a GPU)",
+        help="weights dtype (default float32; bfloat16 for real checkpoints on a GPU)",
     )
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N or mps")
     add_threads_argument(parser)
@@ -191,10 +192,12 @@ def check_inputs(args: argparse.Namespace):
                 "or unset HF_HUB_OFFLINE"
             )
     elif args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
+        from .families import driven_pipelines
+
         raise InputError(
             f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); pass the local "
-            "folder of a CogVideoX, Wan or HunyuanVideo checkpoint (e.g. CogVideoX-5b, Wan2.1-I2V-14B-480P-Diffusers, "
-            "HunyuanVideo), the bundled toy attnkit_lmp/toy/pretrained, or tiny:t2v / tiny:i2v"
+            f"folder of a checkpoint of a pipeline motion_transfer drives ({', '.join(driven_pipelines())}), a hub "
+            "id, the bundled toy attnkit_lmp/toy/pretrained, or tiny:t2v / tiny:i2v"
         )
     config, sources = resolve_config(args)
     if args.reference is not None:
