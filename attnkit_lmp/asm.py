@@ -1,6 +1,6 @@
 """ASM (appearance separation): push the target's video away from the reference subject's words.
 
-METHOD.md, "ASM", eq. 7-9. Keys are the reference prompt tokens followed by the target video tokens,
+docs/method.md, "ASM", eq. 7-9. Keys are the reference prompt tokens followed by the target video tokens,
 ``K = [K^p_ref ; K^v_tar]``; with ``S`` the reference subject tokens:
 
 - eq. 7, ``W^T2V = softmax(Q^v_tar K^T / sqrt(d))[:, S]`` (video rows, subject columns) and

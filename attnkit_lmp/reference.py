@@ -1,6 +1,6 @@
 """The reference branch: batch rows of the reference video, added beside the target at every forward.
 
-METHOD.md, "Real reference videos — eq. 10". The pipeline only generates the target (rows ``uncond`` and
+docs/method.md, "The reference branch" (eq. 10). The pipeline only generates the target (rows ``uncond`` and
 ``cond``); this plugin appends the reference's rows in ``attnkit_model_inputs`` and takes their
 predictions back in ``attnkit_model_output``, so the stock diffusers loop never sees them.
 

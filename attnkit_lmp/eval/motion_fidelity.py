@@ -1,6 +1,6 @@
 """Motion fidelity (MF): how well the motion of a generated video follows a reference, from point tracks.
 
-The score is DMT's (Yatim et al. 2024), as METHOD.md writes it and, in which tracklets count, as DMT's
+The score is DMT's (Yatim et al. 2024), as docs/method.md writes it and, in which tracklets count, as DMT's
 public code computes it. Both videos are tracked on a grid of points; a tracklet is one point's
 positions over time, shape (T, 2). For every tracklet take the per-step displacements and normalise
 each to unit length; S[n, m] is the mean over time of the cosine between generated tracklet n and
