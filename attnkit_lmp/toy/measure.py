@@ -692,7 +692,7 @@ def world_of(pipe) -> WorldConfig:
 # --- the hyper-parameter search (validation split only) -------------------------------------------
 
 # Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
-# search): the choices docs/method.md that the paper leaves open for a model of this size.
+# search): the [choice] items of docs/method.md that the paper leaves open for a model of this size.
 SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
     # Which layers' subject maps FBDM averages. Layer sets are named relative to the model's depth
     # (see ``layer_set``), since checkpoints differ: in a 4-layer checkpoint the last layer's
