@@ -267,7 +267,17 @@ def write_fbdm_explorer(path: Path, report: dict) -> Path:
     from attnkit.viz import write_explorer
 
     record = fbdm_record(report)
-    return write_explorer(record, path, frames=report["clip"].frames)
+    subject = " ".join(report["case"].reference_subject)
+    description = (
+        f"What FBDM found in the reference video, per denoising step (slider). The menu picks one of three"
+        f" maps over the reference frames: how strongly the subject words '{subject}' and each video token"
+        " attend to each other (both directions, averaged over heads and FBDM's layers, scaled to 0..1 per"
+        f" latent frame); that map at or above fg_threshold = {report['config'].fg_threshold}, the foreground"
+        " RMTM shares with the target at the next step; and the ground truth, the rendered subject's mask"
+        " pooled to the token grid. A good mask looks like the ground truth and leaves out the background"
+        " and any distractor. docs/method.md explains the method."
+    )
+    return write_explorer(record, path, frames=report["clip"].frames, description=description)
 
 
 def demo_table(scores: dict[str, dict]) -> str:
