@@ -46,14 +46,32 @@ def test_model_path_snippet_runs_with_local_folders(tiny_clip_dir, tiny_pickscor
     assert set(namespace["scores"]) == {"align", "consistency", "pick"}
 
 
-@pytest.mark.parametrize("language", ["py", "yaml"])
-def test_shown_only_blocks_parse(language):
+def test_shown_only_py_blocks_name_real_api():
+    # The `py` blocks need downloaded models, so they are only compiled; the classes they import and the
+    # constructors they call must still exist, or a reader copying them meets an AttributeError.
+    import importlib
+
+    shown = blocks("py")
+    assert len(shown) >= 2
+    for block in shown:
+        compile(block, "evaluation.md py block", "exec")
+        imports = re.findall(r"^from ([\w.]+) import (\w+)$", block, flags=re.M)
+        assert imports, f"a shown-only block imports nothing from attnkit_lmp:\n{block}"
+        for module_name, name in imports:
+            owner = getattr(importlib.import_module(module_name), name)
+            for called in re.findall(rf"\b{name}\.(\w+)\(", block):
+                assert callable(getattr(owner, called, None)), f"{name}.{called} does not exist"
+
+
+def test_prompts_file_example_is_a_valid_prompts_file():
     import yaml
 
-    for block in blocks(language):
-        if language == "py":
-            compile(block, "evaluation.md py block", "exec")
-        else:
-            from attnkit_lmp.eval.datasets import PromptsFile
+    from attnkit_lmp.eval.datasets import PromptsFile
 
-            PromptsFile.from_dict(yaml.safe_load(block))
+    (block,) = blocks("yaml")
+    prompts = PromptsFile.from_dict(yaml.safe_load(block))
+    items = {item.split: item for item in prompts.eval_items()}
+    assert list(prompts.videos) == ["blackswan"]
+    assert (items["ori"].subject, items["sub"].subject, items["back"].subject) == ("swan", "duck", "swan")
+    assert items["sub"].prompt == "A white duck glides across a calm pond."
+    assert all(item.reference_prompt == "A black swan glides across a calm pond." for item in items.values())
