@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,11 @@ class LMPConfig:
     # --- outputs ---
     fps: int = 8
 
+    def __post_init__(self) -> None:
+        # Checked here too, not only in validate(): a config that cannot run must not exist long enough to
+        # be saved beside a run or handed to a sweep.
+        self.validate()
+
     @classmethod
     def for_steps(cls, num_inference_steps: int, **overrides) -> LMPConfig:
         """The paper's config for a run of ``num_inference_steps``: the 40/45/35-of-50 thresholds scaled.
@@ -106,6 +112,15 @@ class LMPConfig:
     def validate(self) -> LMPConfig:
         """Raise :class:`LMPConfigError` naming the first bad field; return ``self`` when all is well."""
         steps = self.num_inference_steps
+        for name in FLOAT_FIELDS:
+            value = getattr(self, name)
+            # inf and NaN pass the range checks below (inf > 0) and make NaN latents, i.e. a black video.
+            _require(
+                _is_finite_number(value),
+                name,
+                value,
+                "a finite number (inf and NaN make the latents NaN, i.e. a black video)",
+            )
         _require(
             isinstance(steps, int) and steps >= 1, "num_inference_steps", steps, "a positive integer, e.g. 50"
         )
@@ -218,7 +233,8 @@ class LMPConfig:
         return cls(**values)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        # allow_nan=False: JSON has no Infinity or NaN, and other readers reject them.
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     def to_yaml(self) -> str:
         import yaml
@@ -255,6 +271,13 @@ class LMPConfig:
         if isinstance(values, dict) and isinstance(values.get("config"), dict) and "run" in values:
             values = values["config"]  # a run record written by `attnkit-lmp transfer`
         return cls.from_dict(values or {}).validate()
+
+
+FLOAT_FIELDS = ("guidance_scale", "true_cfg_scale", "fg_threshold", "rmtm_lambda", "asm_eta", "asm_top_fraction")
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_yaml(path: Path) -> bool:
