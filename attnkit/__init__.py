@@ -3,7 +3,14 @@
 __version__ = "0.1.0"
 
 from .call import AttentionCall
-from .errors import AlreadyAttachedError, AttnkitError, PluginError, UnsupportedModelError, UnsupportedRoleError
+from .errors import (
+    AlreadyAttachedError,
+    AttnkitError,
+    NonFiniteError,
+    PluginError,
+    UnsupportedModelError,
+    UnsupportedRoleError,
+)
 from .kernel import ExtraKV
 from .layout import TokenLayout
 from .plugins import hookimpl
@@ -15,6 +22,7 @@ __all__ = [
     "AttnkitError",
     "ExtraKV",
     "ModelInputs",
+    "NonFiniteError",
     "PluginError",
     "Session",
     "TokenLayout",

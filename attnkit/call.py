@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from .errors import PluginError
 from .kernel import TokenIndex, chunked_logsumexp, default_scale, softmax_slice
 from .layout import TokenLayout
 
@@ -262,3 +263,129 @@ class AttentionCall:
 
 def _contiguous(rows: list[int]) -> bool:
     return bool(rows) and rows == list(range(rows[0], rows[0] + len(rows)))
+
+
+# --- checks of what plugins hand back ---------------------------------------------------------------------
+# A plugin's wrong return would otherwise surface as a raw torch error deep in the kernel or the next layer,
+# naming neither the plugin nor where it ran. Each check raises PluginError naming plugin, hook, layer, step.
+
+
+def _plugin_error(message: str, plugin: str, hook: str, call: AttentionCall) -> PluginError:
+    return PluginError(
+        f"plugin {plugin!r} in {hook} at layer {call.layer} ({call.name}), step {call.step}: {message}",
+        plugin=plugin,
+        hook=hook,
+        layer=call.name,
+        step=call.step,
+    )
+
+
+def _tensor_problem(value, like: torch.Tensor, what: str) -> str | None:
+    """Why ``value`` cannot stand in for ``like`` (same shape, dtype and device), or None."""
+    if not isinstance(value, torch.Tensor):
+        return f"{what} is {type(value).__name__}, expected a tensor like the one it replaces"
+    if value.shape != like.shape or value.dtype != like.dtype or value.device != like.device:
+        return (
+            f"{what} is {tuple(value.shape)} {value.dtype} on {value.device}, expected "
+            f"{tuple(like.shape)} {like.dtype} on {like.device} (rewrite values, not shapes; cast with .to())"
+        )
+    return None
+
+
+def check_hidden_states(call: AttentionCall, before: torch.Tensor, plugin: str) -> None:
+    """After one ``attnkit_before_attention`` impl: the hidden states still fit the layer's projections."""
+    problem = _tensor_problem(call.hidden_states, before, "call.hidden_states")
+    if problem:
+        raise _plugin_error(problem, plugin, "attnkit_before_attention", call)
+
+
+def check_qkv(call: AttentionCall, before: tuple[torch.Tensor, torch.Tensor, torch.Tensor], plugin: str) -> None:
+    """After one ``attnkit_qkv`` impl: q, k, v keep their shapes, dtypes and devices."""
+    for name, old in zip("qkv", before):
+        problem = _tensor_problem(getattr(call, name), old, f"call.{name}")
+        if problem:
+            raise _plugin_error(f"{problem}; use attnkit_extra_kv to add keys", plugin, "attnkit_qkv", call)
+
+
+def check_output_replacement(call: AttentionCall, output: torch.Tensor, replacement, plugin: str) -> None:
+    """An ``attnkit_attention_output`` return must look exactly like the output it replaces (or be None)."""
+    problem = _tensor_problem(replacement, output, "the returned output")
+    if problem:
+        raise _plugin_error(f"{problem}; or return None", plugin, "attnkit_attention_output", call)
+
+
+def check_extra_kv(extra, call: AttentionCall, plugin: str) -> None:
+    """An ``attnkit_extra_kv`` block fits this call: shapes, dtype, device, rows, query tokens and bias."""
+    from .kernel import ExtraKV
+
+    q = call.q
+    problems = []
+    if not isinstance(extra, ExtraKV):
+        problems.append(f"returned {type(extra).__name__}, expected attnkit.ExtraKV")
+    else:
+        rows = len(extra.rows)
+        leading = "1" if rows == 1 else f"{rows} or 1"
+        expected = f"({leading}, {q.shape[1]}, M, {q.shape[3]})"
+        for label, tensor in (("key", extra.key), ("value", extra.value)):
+            if not isinstance(tensor, torch.Tensor):
+                problems.append(f"{label} is {type(tensor).__name__}, expected a tensor {expected}")
+                continue
+            if tensor.dim() != 4 or tensor.shape[0] not in (1, rows) or tensor.shape[1] != q.shape[1]:
+                problems.append(f"{label} has shape {tuple(tensor.shape)}, expected {expected}")
+            elif tensor.shape[3] != q.shape[3]:
+                problems.append(f"{label} has head_dim {tensor.shape[3]}, expected {q.shape[3]}")
+            if tensor.dtype != q.dtype or tensor.device != q.device:
+                problems.append(f"{label} is {tensor.dtype} on {tensor.device}, expected {q.dtype} on {q.device}")
+        if not problems and extra.key.shape[-2] != extra.value.shape[-2]:
+            problems.append(f"key has {extra.key.shape[-2]} tokens but value has {extra.value.shape[-2]}")
+        bad_rows = [row for row in extra.rows if not 0 <= row < q.shape[0]]
+        if bad_rows or not extra.rows:
+            problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
+        problems += _query_token_problems(extra.query_tokens, q.shape[2])
+        if not problems:
+            problems += _score_bias_problems(extra.score_bias, extra.key.shape[-2])
+    if problems:
+        raise _plugin_error("returned bad extra K/V: " + "; ".join(problems), plugin, "attnkit_extra_kv", call)
+
+
+def _query_token_problems(tokens, num_queries: int) -> list[str]:
+    if tokens is None or isinstance(tokens, slice):
+        return []
+    try:
+        index = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        return [f"query_tokens {tokens!r} must be None, a slice, or indices into the {num_queries} queries"]
+    if index.dtype == torch.bool:
+        if index.dim() != 1 or index.numel() != num_queries:
+            return [f"query_tokens is a boolean mask of shape {tuple(index.shape)}, expected ({num_queries},)"]
+        return []
+    if index.dtype.is_floating_point or index.dim() > 1:
+        return [f"query_tokens must be integer indices (a list or 1-D tensor), got {index.dtype} {tuple(index.shape)}"]
+    if index.numel() and (index.min() < 0 or index.max() >= num_queries):
+        return [
+            f"query_tokens {index.min().item()}..{index.max().item()} out of range: this call has "
+            f"{num_queries} queries (valid indices 0..{num_queries - 1})"
+        ]
+    return []
+
+
+def _score_bias_problems(bias, num_extra_keys: int) -> list[str]:
+    if bias is None or (isinstance(bias, (int, float)) and not isinstance(bias, bool)):
+        return []
+    if not isinstance(bias, torch.Tensor):
+        return [f"score_bias is {type(bias).__name__}, expected a number or a tensor of shape ({num_extra_keys},)"]
+    # The kernel adds one bias row to every query of the block, so it may vary over the extra keys only.
+    if bias.numel() != 1 and (bias.shape[-1:] != (num_extra_keys,) or any(size != 1 for size in bias.shape[:-1])):
+        return [
+            f"score_bias has shape {tuple(bias.shape)}, expected a number or ({num_extra_keys},) "
+            "(one value per extra key, shared by the queries)"
+        ]
+    return []
+
+
+def first_non_finite(tensors: dict[str, torch.Tensor | None]) -> str | None:
+    """The name of the first tensor holding inf or NaN, or None when all are finite."""
+    for name, tensor in tensors.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None

@@ -29,3 +29,12 @@ class UnsupportedRoleError(PluginError):
 
 class AlreadyAttachedError(AttnkitError, RuntimeError):
     """The model already has an active attnkit session."""
+
+
+class NonFiniteError(PluginError, FloatingPointError):
+    """With ``attach(..., check_finite=True)``: a tensor went inf or NaN.
+
+    ``plugin`` and ``hook`` name the plugin call whose result was the first non-finite one; where no plugin
+    produced it (the model's own layers, or the pipeline between steps) ``plugin`` is None and the message
+    names the last plugin that changed something before it, if any. ``layer`` and ``step`` say where.
+    """
