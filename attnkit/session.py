@@ -17,8 +17,16 @@ from typing import Any, Callable
 import torch
 
 from .adapter import Adapter
-from .call import AttentionCall, Branches
-from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
+from .call import (
+    AttentionCall,
+    Branches,
+    check_extra_kv,
+    check_hidden_states,
+    check_output_replacement,
+    check_qkv,
+    first_non_finite,
+)
+from .errors import AlreadyAttachedError, NonFiniteError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
 from .layout import ROLES
 from .plugins import make_plugin_manager, plugin_roles
@@ -27,15 +35,19 @@ BranchSpec = Branches | Callable[[int], Branches] | None
 _SESSION_ATTRIBUTE = "_attnkit_session"
 
 
-def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None) -> Session:
+def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None, check_finite: bool = False) -> Session:
     """A session on a diffusers transformer, or on a pipeline holding one (as ``.transformer``, or wherever
     its adapter says: Wan 2.2's second expert ``.transformer_2`` is instrumented too).
 
     ``branches`` names the batch rows the pipeline passes: a dict (``{"uncond": [0], "cond": [1]}``) or a
     function of the batch size returning one. By default a pipeline running classifier-free guidance
     has ``uncond`` rows then ``cond`` rows (the diffusers order); anything else is all ``cond``.
+
+    ``check_finite`` checks every plugin result, the model's own q/k/v and outputs, and each step's latents
+    for inf and NaN, and raises :class:`attnkit.NonFiniteError` naming the first plugin call (or layer and
+    step) where one appeared. It costs a pass over each tensor, so it is off by default.
     """
-    return Session(model_or_pipeline, plugins=plugins, branches=branches)
+    return Session(model_or_pipeline, plugins=plugins, branches=branches, check_finite=check_finite)
 
 
 class ModelInputs:
@@ -84,7 +96,7 @@ class ModelInputs:
 class Session:
     """An active attachment of plugins to one model. Use it as a context manager."""
 
-    def __init__(self, model_or_pipeline, plugins=(), branches: BranchSpec = None):
+    def __init__(self, model_or_pipeline, plugins=(), branches: BranchSpec = None, check_finite: bool = False):
         self.pipeline = None if isinstance(model_or_pipeline, torch.nn.Module) else model_or_pipeline
         # (component name, transformer) of every model the session instruments; found on entering, when the
         # registered adapters can say which pipeline attributes hold transformers.
@@ -95,6 +107,9 @@ class Session:
         self.model = self.components[0][1] if self.components else None
         self.plugins = list(plugins)
         self.branch_spec = branches
+        self.check_finite = check_finite
+        # The last plugin call that changed a tensor, named when a non-finite value appears downstream of it.
+        self._last_edit: str | None = None
         self.plugin_manager = None
         self.adapter: Adapter | None = None  # the adapter of the transformer whose forward runs
         self.adapters: list[Adapter] = []
@@ -133,6 +148,9 @@ class Session:
                     "`with` block) before attaching again, or pass all plugins to one attach()"
                 )
         self.plugin_manager = plugin_manager
+        self._check_not_blocked()
+        # A session entered again starts a new run: its steps count from 0 again.
+        self.step, self.timestep, self._forward_in_step, self._last_edit = -1, None, 0, None
         self.adapters = []
         for name, model in self.components:
             with self._naming_component(name):
@@ -162,6 +180,12 @@ class Session:
             if self._active:
                 self._end_step()
                 self._call_hook("attnkit_session_end", session=self, error=exc)
+        except Exception as plugin_error:
+            if exc is None:
+                raise
+            # The body's error is the one the user must see; a plugin failing while cleaning up after it
+            # is attached as a note, not raised in its place.
+            exc.add_note(f"while ending the attnkit session: {plugin_error}")
         finally:
             self._restore()
 
@@ -189,6 +213,20 @@ class Session:
                 f"{type(self.pipeline).__name__}.{component}: {error}. The pipeline runs {names} in turn, "
                 "so attnkit instruments both or refuses"
             ) from error
+
+    def _check_not_blocked(self) -> None:
+        """A plugin passed to attach() that the block list dropped would silently not run: refuse instead."""
+        from .plugins import BLOCK_ENV, plugin_name
+
+        for plugin in self.plugins:
+            if not self.plugin_manager.is_registered(plugin):
+                name = plugin_name(plugin)
+                raise PluginError(
+                    f"plugin {name!r} was passed to attach() but {BLOCK_ENV} blocks it, so it would not run; "
+                    f"remove {name!r} from {BLOCK_ENV}, or do not pass it",
+                    plugin=name,
+                    hook="attach",
+                )
 
     def get_plugin(self, name: str):
         return self.plugin_manager.get_plugin(name)
@@ -246,12 +284,22 @@ class Session:
         )
         self.wants_logsumexp = bool(self._impls.get("attnkit_attention_output"))
 
-    def _call_hook(self, name: str, context: AttentionCall | None = None, **kwargs) -> list[tuple[str, Any]]:
+    def _call_hook(
+        self,
+        name: str,
+        context: AttentionCall | None = None,
+        check: Callable[[str, Any, Any], None] | None = None,
+        snapshot: Callable[[], Any] | None = None,
+        **kwargs,
+    ) -> list[tuple[str, Any]]:
+        """Call each impl; ``check(plugin, result, before)``, if given, runs after each one, ``before`` being
+        what ``snapshot()`` returned just before it, so a bad result names the plugin that produced it."""
         results = []
         for impl, roles in self._impls.get(name, ()):
             if roles is not None and context is not None and context.layout.role not in roles:
                 continue
             arguments = {argument: kwargs[argument] for argument in impl.argnames}
+            before = snapshot() if snapshot is not None else None
             try:
                 result = impl.function(**arguments)
             except Exception as error:
@@ -264,6 +312,8 @@ class Session:
                     layer=context.name if context is not None else None,
                     step=self.step,
                 ) from error
+            if check is not None:
+                check(impl.plugin_name, result, before)
             if result is not None:
                 results.append((impl.plugin_name, result))
         return results
@@ -281,8 +331,10 @@ class Session:
 
     def compute_qkv(self, call: AttentionCall) -> None:
         """``attnkit_before_attention``, the projections of the (maybe edited) hidden states, ``attnkit_qkv``."""
+        self._check_finite(call, {"the hidden states entering the layer": call.hidden_states})
         self.run_before_attention(call)
         call.q, call.k, call.v = call.project(call.hidden_states)
+        self._check_finite(call, {"q (projected)": call.q, "k (projected)": call.k, "v (projected)": call.v})
         self.run_qkv(call)
 
     def run_kernel(self, call: AttentionCall, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -297,31 +349,40 @@ class Session:
         else:
             output, logsumexp = sdpa(call.q, key, value, mask), None
         call._logsumexp = logsumexp
+        self._check_finite(call, {"the attention kernel's output": output})
         return output
 
     def run_before_attention(self, call: AttentionCall) -> None:
-        self._call_hook("attnkit_before_attention", call, call=call)
+        def check(plugin, result, before):
+            if call.hidden_states is not before:
+                check_hidden_states(call, before, plugin)
+                self._plugin_edited(call, plugin, "attnkit_before_attention", {"call.hidden_states": call.hidden_states})
+
+        self._call_hook("attnkit_before_attention", call, check, lambda: call.hidden_states, call=call)
 
     def run_qkv(self, call: AttentionCall) -> None:
-        shapes = (call.q.shape, call.k.shape, call.v.shape)
-        self._call_hook("attnkit_qkv", call, call=call)
-        if (call.q.shape, call.k.shape, call.v.shape) != shapes:
-            raise PluginError(
-                f"an attnkit_qkv plugin changed q/k/v shapes from {[tuple(s) for s in shapes]} to "
-                f"{[tuple(call.q.shape), tuple(call.k.shape), tuple(call.v.shape)]} at layer {call.name}; "
-                "rewrite values, not shapes (use attnkit_extra_kv to add keys)",
-                plugin="attnkit_qkv",
-                hook="attnkit_qkv",
-                layer=call.name,
-                step=self.step,
-            )
+        def check(plugin, result, before):
+            if any(now is not old for now, old in zip((call.q, call.k, call.v), before)):
+                check_qkv(call, before, plugin)
+                self._plugin_edited(call, plugin, "attnkit_qkv", {"call.q": call.q, "call.k": call.k, "call.v": call.v})
+
+        self._call_hook("attnkit_qkv", call, check, lambda: (call.q, call.k, call.v), call=call)
 
     def run_extra_kv(self, call: AttentionCall) -> list[ExtraKV]:
         extras = []
         for plugin, result in self._call_hook("attnkit_extra_kv", call, call=call):
             for extra in result if isinstance(result, (list, tuple)) else [result]:
+                check_extra_kv(extra, call, plugin)
                 extra.source = plugin
-                _validate_extra(extra, call, plugin, self.step)
+                bias = extra.score_bias if isinstance(extra.score_bias, torch.Tensor) else None
+                # A score bias of -inf masks keys on purpose; only NaN is a fault there.
+                self._plugin_edited(
+                    call,
+                    plugin,
+                    "attnkit_extra_kv",
+                    {"ExtraKV.key": extra.key, "ExtraKV.value": extra.value},
+                    {"ExtraKV.score_bias": bias},
+                )
                 extras.append(extra)
         return extras
 
@@ -339,18 +400,54 @@ class Session:
                 step=self.step,
             )
         plugin, replacement = replacements[0]
-        if not isinstance(replacement, torch.Tensor) or replacement.shape != output.shape:
-            got = tuple(replacement.shape) if isinstance(replacement, torch.Tensor) else type(replacement).__name__
-            raise PluginError(
-                f"plugin {plugin!r} returned {got} from attnkit_attention_output at layer {call.name}; "
-                f"expected a tensor of shape {tuple(output.shape)} or None",
-                plugin=plugin,
-                hook="attnkit_attention_output",
-                layer=call.name,
-                step=self.step,
-            )
+        check_output_replacement(call, output, replacement, plugin)
+        self._plugin_edited(call, plugin, "attnkit_attention_output", {"the returned output": replacement})
         call.output = replacement
         return replacement
+
+    # --- the finiteness check (attach(..., check_finite=True)) ---------------------------------------
+
+    def _plugin_edited(self, call: AttentionCall | None, plugin: str, hook: str, tensors: dict, nan_only=None) -> None:
+        """Note ``plugin``'s edit; with the check on, its tensors must be finite (``nan_only``: not NaN)."""
+        where = f"{plugin!r} in {hook}" + (f" at layer {call.layer} ({call.name})" if call is not None else "")
+        self._last_edit = f"{where}, step {self.step}"
+        if not self.check_finite:
+            return
+        bad = first_non_finite(tensors)
+        if bad is None and nan_only:
+            bad = next((name for name, t in nan_only.items() if t is not None and t.isnan().any()), None)
+        if bad is not None:
+            raise NonFiniteError(
+                f"plugin {where}, step {self.step} produced inf or NaN in {bad}; its inputs were finite. "
+                "Check the plugin's settings (a huge scale or step size overflows)",
+                plugin=plugin,
+                hook=hook,
+                layer=call.name if call is not None else None,
+                step=self.step,
+            )
+
+    def _check_finite(self, call: AttentionCall | None, tensors: dict, where: str | None = None) -> None:
+        """With the check on: raise if a tensor no plugin produced holds inf or NaN, naming where it was seen."""
+        if not self.check_finite:
+            return
+        bad = first_non_finite(tensors)
+        if bad is None:
+            return
+        if where is None:
+            where = f"at layer {call.layer} ({call.name}), step {self.step}"
+        cause = (
+            f"the last plugin to change a tensor before it was {self._last_edit}"
+            if self._last_edit is not None
+            else "no plugin changed a tensor before it, so the model or the pipeline made it (e.g. an "
+            "infinite guidance scale, or inputs that were already non-finite)"
+        )
+        raise NonFiniteError(
+            f"{bad} {where} holds inf or NaN; {cause}",
+            plugin=None,
+            hook=None,
+            layer=call.name if call is not None else None,
+            step=self.step,
+        )
 
     # --- per transformer forward ---------------------------------------------------------------------
 
@@ -364,7 +461,7 @@ class Session:
     def _before_forward(self, module, args, kwargs):
         inputs = self.adapter.bind_inputs(args, kwargs)
         timestep = self.adapter.timestep(inputs)
-        if self.step < 0 or timestep != self.timestep:
+        if self.step < 0 or timestep != self.timestep or self._forward_in_step + 1 >= self._forwards_per_step():
             self._end_step()
             self.step += 1
             self.timestep = timestep
@@ -374,18 +471,41 @@ class Session:
             self._forward_in_step += 1
         self._base_batch = self.adapter.batch_size(inputs)
         self.branches = self._base_branches(self._base_batch)
+        step = f"step {self.step} (timestep {timestep:g})" if timestep is not None else f"step {self.step}"
+        self._check_finite(None, {"the latents passed to the transformer": self.adapter.latents(inputs)}, f"at {step}")
         model_inputs = ModelInputs(self, inputs)
         self._call_hook("attnkit_model_inputs", session=self, inputs=model_inputs)
+        if model_inputs.added:
+            added = ", ".join(branch for branch, _ in model_inputs.added)
+            self._check_finite(
+                None, {f"the rows added by attnkit_model_inputs ({added})": self.adapter.latents(inputs)}, f"at {step}"
+            )
         self.adapter.begin_forward(inputs)
         return (), inputs
 
     def _after_forward(self, module, args, kwargs, output):
-        if not self._impls.get("attnkit_model_output") and self.adapter.batch_size(kwargs) == self._base_batch:
+        if (
+            not self.check_finite
+            and not self._impls.get("attnkit_model_output")
+            and self.adapter.batch_size(kwargs) == self._base_batch
+        ):
             return output
         output, sample = self.adapter.split_output(output, self._base_batch)
+        self._check_finite(None, {"the transformer's output": sample}, f"at step {self.step}")
         outputs = {branch: sample[rows] for branch, rows in self.branches.items()}
         self._call_hook("attnkit_model_output", session=self, outputs=outputs)
         return output
+
+    def _forwards_per_step(self) -> float:
+        """How many forwards of a pipeline's call share one timestep: one, or two where the pipeline runs
+        each guidance branch as its own forward. A forward beyond them at an unchanged timestep starts a new
+        step (a second call of a pipeline whose steps repeat the first's timesteps)."""
+        if self.pipeline is None:
+            return float("inf")  # a bare model may be called any number of times per step
+        if self.adapter.forward_branches(self.pipeline, 1, 1) == self.adapter.forward_branches(self.pipeline, 1, 0):
+            return 1  # a second forward would be labelled like the first: guidance is batched in one forward
+        # Only an explicit flag says guidance is off: HunyuanVideo's true CFG is decided inside its __call__.
+        return 1 if getattr(self.pipeline, "do_classifier_free_guidance", None) is False else 2
 
     def _end_step(self) -> None:
         if self.step >= 0:
@@ -403,6 +523,15 @@ class Session:
                     f"rows must be in 0..{batch_size - 1}"
                 )
             return {name: list(branch_rows) for name, branch_rows in spec.items()}
+        if self.pipeline is not None and getattr(self.pipeline, "_current_timestep", 0) is None:
+            # diffusers pipelines set _current_timestep inside their denoising loop only; a forward while it
+            # is None comes from elsewhere, and the attached pipeline's guidance says nothing about its rows.
+            raise ValueError(
+                f"the transformer ran outside the attached {type(self.pipeline).__name__}'s denoising loop "
+                "(another pipeline sharing it, or a direct call), so that pipeline's guidance setting cannot "
+                "say which rows are uncond and cond; attach the pipeline that runs it, or pass "
+                "attach(..., branches={...})"
+            )
         # The adapter knows its pipelines' loop: batched guidance halves, or one forward per branch.
         return self.adapter.forward_branches(self.pipeline, batch_size, self._forward_in_step)
 
@@ -415,9 +544,20 @@ class Session:
         return self.adapter.num_steps(self.pipeline)
 
 
+
 def _registered_adapters(plugin_manager) -> list[type[Adapter]]:
     adapters: list[type[Adapter]] = []
-    plugin_manager.hook.attnkit_register_adapters(register=adapters.append)
+    caller = plugin_manager.hook.attnkit_register_adapters
+    try:
+        caller(register=adapters.append)
+    except Exception as error:
+        plugin = _raising_plugin(error, caller.get_hookimpls())
+        raise PluginError(
+            f"plugin {plugin!r} raised in attnkit_register_adapters: {type(error).__name__}: {error}; fix or "
+            "uninstall it (or block it with ATTNKIT_BLOCK_PLUGINS)",
+            plugin=plugin,
+            hook="attnkit_register_adapters",
+        ) from error
     return adapters
 
 
@@ -443,32 +583,12 @@ def find_adapter(model, plugin_manager) -> Adapter:
     )
 
 
-def _validate_extra(extra: ExtraKV, call: AttentionCall, plugin: str, step: int) -> None:
-    q = call.q
-    problems = []
-    if not isinstance(extra, ExtraKV):
-        problems.append(f"returned {type(extra).__name__}, expected attnkit.ExtraKV")
-    else:
-        rows = len(extra.rows)
-        leading = "1" if rows == 1 else f"{rows} or 1"
-        expected = f"({leading}, {q.shape[1]}, M, {q.shape[3]})"
-        for label, tensor in (("key", extra.key), ("value", extra.value)):
-            if tensor.dim() != 4 or tensor.shape[0] not in (1, rows) or tensor.shape[1] != q.shape[1]:
-                problems.append(f"{label} has shape {tuple(tensor.shape)}, expected {expected}")
-            elif tensor.shape[3] != q.shape[3]:
-                problems.append(f"{label} has head_dim {tensor.shape[3]}, expected {q.shape[3]}")
-            if tensor.dtype != q.dtype or tensor.device != q.device:
-                problems.append(f"{label} is {tensor.dtype} on {tensor.device}, expected {q.dtype} on {q.device}")
-        if extra.key.shape[-2] != extra.value.shape[-2]:
-            problems.append(f"key has {extra.key.shape[-2]} tokens but value has {extra.value.shape[-2]}")
-        bad_rows = [row for row in extra.rows if not 0 <= row < q.shape[0]]
-        if bad_rows or not extra.rows:
-            problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
-    if problems:
-        raise PluginError(
-            f"plugin {plugin!r} returned bad extra K/V at layer {call.name}, step {step}: " + "; ".join(problems),
-            plugin=plugin,
-            hook="attnkit_extra_kv",
-            layer=call.name,
-            step=step,
-        )
+def _raising_plugin(error: BaseException, impls) -> str:
+    """Which impl's function the traceback of ``error`` passes through (pluggy does not say)."""
+    codes = {impl.function.__code__: impl.plugin_name for impl in impls if hasattr(impl.function, "__code__")}
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_code in codes:
+            return codes[traceback.tb_frame.f_code]
+        traceback = traceback.tb_next
+    return "unknown"
