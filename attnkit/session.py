@@ -110,6 +110,9 @@ class Session:
         self.check_finite = check_finite
         # The last plugin call that changed a tensor, named when a non-finite value appears downstream of it.
         self._last_edit: str | None = None
+        # plugin name -> {"calls", "steps", "layers"} of the attention calls it changed: what it did, not
+        # what it was configured to do.
+        self.activity: dict[str, dict[str, Any]] = {}
         self.plugin_manager = None
         self.adapter: Adapter | None = None  # the adapter of the transformer whose forward runs
         self.adapters: list[Adapter] = []
@@ -151,6 +154,7 @@ class Session:
         self._check_not_blocked()
         # A session entered again starts a new run: its steps count from 0 again.
         self.step, self.timestep, self._forward_in_step, self._last_edit = -1, None, 0, None
+        self.activity = {}
         self.adapters = []
         for name, model in self.components:
             with self._naming_component(name):
@@ -411,6 +415,11 @@ class Session:
         """Note ``plugin``'s edit; with the check on, its tensors must be finite (``nan_only``: not NaN)."""
         where = f"{plugin!r} in {hook}" + (f" at layer {call.layer} ({call.name})" if call is not None else "")
         self._last_edit = f"{where}, step {self.step}"
+        done = self.activity.setdefault(plugin, {"calls": 0, "steps": set(), "layers": set()})
+        done["calls"] += 1
+        done["steps"].add(self.step)
+        if call is not None:
+            done["layers"].add(call.layer)
         if not self.check_finite:
             return
         bad = first_non_finite(tensors)

@@ -214,6 +214,25 @@ class LMPConfig:
         _require(isinstance(self.fps, int) and self.fps > 0, "fps", self.fps, "a positive integer")
         return self
 
+    def check_layers(self, num_layers: int) -> None:
+        """Every layer index of an enabled module exists in a model of ``num_layers`` attention layers.
+
+        An index past the end would not fail anywhere else: the module would just never meet it and
+        silently do nothing, while the run record says it ran.
+        """
+        for module, name in (("fbdm", "fbdm_layers"), ("rmtm", "rmtm_layers"), ("asm", "asm_layers")):
+            layers = getattr(self, name)
+            if not getattr(self, f"enable_{module}") or layers is None:
+                continue
+            missing = sorted(index for index in layers if index >= num_layers)
+            _require(
+                not missing,
+                name,
+                layers,
+                f"layer indices in 0..{num_layers - 1}: this model has {num_layers} attention layers, so "
+                f"{missing} would never run",
+            )
+
     # --- serialisation ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,12 +28,12 @@ import torch
 import attnkit
 
 from .asm import ASM
-from .config import LMPConfig
+from .config import LMPConfig, LMPConfigError
 from .fbdm import FBDM, FBDMRecord
 from .families import Family, driven_pipelines, family_of, foreign_config_fields, not_driven_reason
 from .reference import ReferenceBranch
 from .rmtm import RMTM
-from .video_io import read_video
+from .video_io import VideoReadError, cover_image, load_image, read_video
 
 
 class MotionTransferError(ValueError):
@@ -42,6 +42,10 @@ class MotionTransferError(ValueError):
 
 class UnsupportedPipelineError(MotionTransferError, TypeError):
     """The pipeline is not one ``motion_transfer`` drives."""
+
+
+class NonFiniteOutputError(attnkit.AttnkitError, FloatingPointError):
+    """The generated video holds NaN or inf (it would be written as black); the message says from which step."""
 
 
 @dataclass
@@ -99,6 +103,7 @@ def motion_transfer(
     progress: bool = True,
     num_videos_per_prompt: int = 1,
     output_type: str = "pt",
+    check_finite: bool = False,
     **pipeline_kwargs,
 ):
     """Generate ``prompt``'s video with the motion of ``reference``: ``(F, 3, H, W)`` frames in [0, 1].
@@ -115,6 +120,10 @@ def motion_transfer(
     list of images) or ``"latent"``; other keyword arguments (``callback_on_step_end``,
     ``attention_kwargs``, ...) go to the pipeline call. ``progress`` decides every progress bar: one bar
     over the denoising steps, or none.
+
+    A result holding NaN or inf is a :class:`NonFiniteOutputError` naming the first step whose transformer
+    output went non-finite; ``check_finite`` (slower) checks every plugin call as it runs and raises
+    :class:`attnkit.NonFiniteError` naming the first plugin call or layer that produced one.
     """
     if output_type not in OUTPUT_TYPES:
         raise MotionTransferError(f"output_type={output_type!r} is not one of {list(OUTPUT_TYPES)}")
@@ -130,7 +139,8 @@ def motion_transfer(
         for video_generator in generators:
             results.append(
                 _transfer_one(
-                    pipe, plan, reference_prompt, prompt, image, video_generator, progress, output_type, pipeline_kwargs
+                    pipe, plan, reference_prompt, prompt, image, video_generator, progress, output_type, pipeline_kwargs,
+                    check_finite,
                 )
             )
     if num_videos_per_prompt == 1:
@@ -175,8 +185,13 @@ def _check_pipeline_kwargs(pipe, plan: TransferPlan, prompt, pipeline_kwargs: di
         )
 
 
-def _transfer_one(pipe, plan, reference_prompt, prompt, image, generator, progress, output_type, pipeline_kwargs):
+def _transfer_one(
+    pipe, plan, reference_prompt, prompt, image, generator, progress, output_type, pipeline_kwargs, check_finite=False
+):
     config = plan.config
+    if plan.variant == "i2v":
+        # Cropped like the reference frames, so both first frames show the same part of the scene.
+        image = cover_image(load_image(image), config.height, config.width)
     # The target's initial noise; passed to the pipeline as latents= so that eq. 10 can reuse it.
     noise = initial_noise(pipe, config, generator, plan.family)
     reference_branch = make_reference_branch(pipe, plan, reference_prompt, image, noise, generator)
@@ -188,8 +203,14 @@ def _transfer_one(pipe, plan, reference_prompt, prompt, image, generator, progre
         call_kwargs["latents"] = plan.family.pipeline_latents(pipe, noise, image, config, generator)
     if output_type == "latent":
         call_kwargs["output_type"] = "latent"
-    with attnkit.attach(pipe, plugins=plugins):
+    watch = FiniteWatch()
+    with attnkit.attach(pipe, plugins=[*plugins, watch], check_finite=check_finite) as session:
+        try:
+            config.check_layers(session.num_attention_modules)
+        except LMPConfigError as error:
+            raise MotionTransferError(str(error)) from None
         frames = pipe(**call_kwargs, **pipeline_kwargs).frames[0]
+    watch.check(frames)
 
     reference_frames = plan.reference_frames
     if reference_frames is None:
@@ -210,6 +231,7 @@ def _transfer_one(pipe, plan, reference_prompt, prompt, image, generator, progre
             "fbdm_layers": dict(sorted(fbdm.layer_names.items())) if fbdm is not None else {},
             "prompt": prompt,
             "subject_tokens": plan.target_subject_tokens,
+            "activity": module_activity(session, plugins, fbdm),
         },
     )
 
@@ -291,6 +313,62 @@ def loading_bars(enabled: bool):
         for module, was_enabled in zip(modules, previous):
             if was_enabled:
                 module.enable_progress_bar()
+
+
+def module_activity(session, plugins, fbdm) -> dict[str, dict]:
+    """What each LMP module actually did: attention calls changed (FBDM: mask refreshes), steps, layers."""
+    activity = {}
+    for plugin in plugins:
+        if plugin.name in ("lmp.rmtm", "lmp.asm"):
+            done = session.activity.get(session.plugin_manager.get_name(plugin) or plugin.name, {})
+            activity[plugin.name.removeprefix("lmp.")] = {
+                "calls_changed": done.get("calls", 0),
+                "steps": sorted(done.get("steps", ())),
+                "layers": sorted(done.get("layers", ())),
+            }
+    if fbdm is not None:
+        activity["fbdm"] = {
+            "mask_refreshes": len(fbdm.history),
+            "steps": [record.step for record in fbdm.history],
+            "layers": sorted(fbdm.layer_names),
+        }
+    return activity
+
+
+class FiniteWatch:
+    """Plugin: notes the first step whose transformer output held NaN or inf, to name it if the video does."""
+
+    name = "lmp.finite-watch"
+
+    def __init__(self):
+        self.first_bad: tuple[int, str] | None = None
+
+    @attnkit.hookimpl
+    def attnkit_session_start(self):
+        self.first_bad = None
+
+    @attnkit.hookimpl
+    def attnkit_model_output(self, session, outputs):
+        if self.first_bad is not None:
+            return
+        for branch, output in outputs.items():
+            if not torch.isfinite(output).all():
+                self.first_bad = (session.step, branch)
+                return
+
+    def check(self, frames: torch.Tensor) -> None:
+        if torch.isfinite(frames).all():
+            return
+        where = (
+            f"the transformer's {self.first_bad[1]} output first went non-finite at step {self.first_bad[0]}"
+            if self.first_bad is not None
+            else "every transformer output was finite, so the pipeline's guidance, scheduler or VAE made it"
+        )
+        raise NonFiniteOutputError(
+            f"the generated video holds NaN or inf values (it would be written black): {where}. Rerun with "
+            "check_finite=True (attnkit-lmp transfer --check-finite) to name the plugin call, and check the "
+            "config for huge values (rmtm_lambda, asm_eta, guidance_scale)"
+        )
 
 
 def make_reference_branch(pipe, plan: TransferPlan, reference_prompt: str, image, noise, generator):
@@ -383,6 +461,11 @@ def prepare_transfer(
             f"{type(pipe).__name__} is image-to-video and needs image= (the target's first frame: a PIL "
             "image or a (3, H, W) tensor in [0, 1]); or use a text-to-video pipeline"
         )
+    if variant == "i2v":
+        try:
+            load_image(image)
+        except VideoReadError as error:
+            raise MotionTransferError(str(error)) from None
     for name, value in (("prompt", prompt), ("reference_prompt", reference_prompt)):
         if not isinstance(value, str) or not value.strip():
             raise MotionTransferError(f"{name}={value!r} must be a non-empty text prompt")

@@ -136,6 +136,12 @@ def _frames_from_array(array: torch.Tensor, where: str) -> torch.Tensor:
         frames = array.float() / 255.0
     elif array.is_floating_point():
         frames = array.float()
+        if not torch.isfinite(frames).all():
+            # NaN fails every comparison, so the range check below would let it through to the VAE.
+            bad = int((~torch.isfinite(frames)).sum())
+            raise VideoReadError(
+                f"{where}: {bad} value(s) are NaN or infinite; frames must be finite floats in [0, 1]"
+            )
         if frames.numel() and (frames.min() < -1e-3 or frames.max() > 1 + 1e-3):
             raise VideoReadError(
                 f"{where}: float frames must be in [0, 1], got values in "
@@ -191,6 +197,48 @@ def resize_and_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tens
     top = (resized_height - height) // 2
     left = (resized_width - width) // 2
     return resized[:, :, top : top + height, left : left + width].clamp(0, 1).contiguous()
+
+
+def load_image(image, where: str = "image"):
+    """An image-to-video first frame as a PIL image (from PIL or an image file) or a ``(3, H, W)`` float
+    tensor in [0, 1]; anything else, or NaN/out-of-range pixels, is a :class:`VideoReadError` saying why."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as opened:
+                return opened.convert("RGB")
+        except (OSError, ValueError) as error:
+            raise VideoReadError(f"{where} {str(image)!r} is not a readable image file: {error}") from None
+    if isinstance(image, (torch.Tensor, np.ndarray)):
+        tensor = torch.as_tensor(image)
+        if tensor.dim() == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        if tensor.dim() != 3 or tensor.shape[0] != 3:
+            raise VideoReadError(
+                f"{where} has shape {tuple(tensor.shape)}; expected (3, H, W) (channels first), or pass a PIL image"
+            )
+        return _frames_from_array(tensor[None], where)[0]
+    raise VideoReadError(
+        f"{where} is a {type(image).__name__}; pass a PIL image, an image file path, or a (3, H, W) tensor in [0, 1]"
+    )
+
+
+def cover_image(image, height: int, width: int):
+    """``image`` (from :func:`load_image`) cropped like a reference frame: scaled to cover ``height x width``
+    with its aspect kept, centre-cropped. A PIL image is only cropped to the aspect (the pipeline then
+    resizes it), so an image of the right aspect reaches the pipeline untouched."""
+    if isinstance(image, torch.Tensor):
+        return resize_and_crop(image[None], height, width)[0]
+    source_width, source_height = image.size
+    if source_width * height == source_height * width:
+        return image
+    scale = max(height / source_height, width / source_width)
+    crop_width, crop_height = round(width / scale), round(height / scale)
+    left, top = (source_width - crop_width) // 2, (source_height - crop_height) // 2
+    return image.crop((left, top, left + crop_width, top + crop_height))
 
 
 def _describe(source) -> str:
