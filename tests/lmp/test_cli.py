@@ -164,9 +164,9 @@ def test_config_with_thresholds_above_the_steps(tmp_path, capsys, reference_gif,
 
 
 def test_lambda_not_positive_in_the_config(tmp_path, capsys, reference_gif, model_never_loaded):
-    config = LMPConfig.for_steps(2, rmtm_lambda=-1.0)
+    values = {**LMPConfig.for_steps(2).to_dict(), "rmtm_lambda": -1.0}  # an LMPConfig refuses it when built
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config.to_dict()))
+    path.write_text(json.dumps(values))
     assert "rmtm_lambda=-1.0 is invalid" in bad_run(
         capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--config", str(path))
     )

@@ -117,7 +117,7 @@ def test_the_reference_is_renoised_each_step_with_the_targets_noise(t2v_pipe, re
     monkeypatch.setattr(
         transfer_module.attnkit,
         "attach",
-        lambda pipe, plugins: original_attach(pipe, plugins=[*plugins, recorder]),
+        lambda pipe, plugins, **options: original_attach(pipe, plugins=[*plugins, recorder], **options),
     )
     transfer(t2v_pipe, reference_gif)
     monkeypatch.undo()
