@@ -124,9 +124,12 @@ def load_record(path: str | os.PathLike) -> AttentionRecord:
 
 def _check_consistent(metadata: dict, shapes: dict[str, tuple[int, ...]], path) -> None:
     """Raise RecordFileError unless the metadata describes exactly these arrays."""
+    if not isinstance(metadata, dict):
+        raise RecordFileError(f"{path}: record metadata is a {type(metadata).__name__}, expected a JSON object")
     missing = [name for name in REQUIRED_FIELDS if name not in metadata]
     if missing:
         raise RecordFileError(f"{path}: record metadata lacks {missing}; it was not written by save_record")
+    _check_field_types(metadata, path)
     branches = list(metadata["branches"])
     if sorted(branches) != sorted(shapes):
         raise RecordFileError(
@@ -159,4 +162,60 @@ def _check_consistent(metadata: dict, shapes: dict[str, tuple[int, ...]], path) 
                 f"{path}: array of branch {branch!r} has shape {tuple(shape)} but the metadata describes "
                 f"{expected} (steps, layers, tokens, frames, height, width); "
                 "the metadata does not match the arrays"
+            )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _list_of(check, allow_none_items: bool = False):
+    def checker(value) -> bool:
+        return isinstance(value, list) and all(
+            (item is None and allow_none_items) or check(item) for item in value
+        )
+
+    return checker
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+# Each metadata field and the JSON shape it must have; a hand-edited or foreign file that breaks one would
+# otherwise crash deep in the page builder (``None`` has no len, ``"999" + 1``) instead of naming the field.
+_FIELD_TYPES = {
+    "branches": (_list_of(lambda v: isinstance(v, str)), "a list of branch names"),
+    "grid": (lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(n) and n > 0 for n in v),
+             "[frames, height, width], positive integers"),
+    "tokens": (_list_of(lambda v: isinstance(v, str)), "a list of token labels"),
+    "token_positions": (_list_of(_list_of(lambda v: _is_int(v) and v >= 0)),
+                        "a list of lists of non-negative token positions"),
+    "steps": (_list_of(_is_int), "a list of step numbers"),
+    "timesteps": (_list_of(_is_number, allow_none_items=True), "a list of numbers (or null), one per step"),
+    "layers": (_list_of(_is_int), "a list of layer indices"),
+    "layer_names": (_list_of(lambda v: isinstance(v, str)), "a list of layer names"),
+    "direction": (lambda v: isinstance(v, str), "a string"),
+    "heads": (lambda v: isinstance(v, str) or _list_of(_is_int)(v), '"mean" or a list of head indices'),
+    "step_reduction": (_optional(lambda v: isinstance(v, str)), "null or a reduction name"),
+    "layer_reduction": (_optional(lambda v: isinstance(v, str)), "null or a reduction name"),
+    "layout": (lambda v: isinstance(v, dict) and all(_list_of(_is_int)(span) and len(span) == 2 for span in v.values()),
+               "an object of span name -> [start, stop]"),
+    "prompt": (_optional(lambda v: isinstance(v, str)), "null or a string"),
+    "prompt_tokens": (_optional(_list_of(lambda v: isinstance(v, str))), "null or a list of strings"),
+    "num_heads": (_optional(_is_int), "null or an integer"),
+    "complete": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_field_types(metadata: dict, path) -> None:
+    for name, (check, expected) in _FIELD_TYPES.items():
+        if name in metadata and not check(metadata[name]):
+            raise RecordFileError(
+                f"{path}: record metadata field {name!r} is {json.dumps(metadata[name])[:80]}, expected "
+                f"{expected}; the file was edited or not written by save_record. Record and save it again"
             )
