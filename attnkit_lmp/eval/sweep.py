@@ -10,8 +10,13 @@
    written with the same settings (:class:`SweepSettingsMismatchError`).
 2. **Items.** The plan lists the items video by video (so a video's reference tracks are computed once);
    process ``rank`` of ``world`` takes items ``rank, rank + world, ...`` of the plan. Items already in
-   any results file are skipped. Each finished item writes its video (temporary file, then rename) and
-   then appends its record (see :mod:`~attnkit_lmp.eval.results`), so a record always has its video.
+   any results file with the same identity are skipped: an item's identity (:func:`item_identities`)
+   covers its prompt, subject and reference texts, a digest of its reference video's files, the model's
+   files, its method's LMPConfig and the loaded attnkit plugins with their versions, so an item whose
+   inputs changed is computed again (the summary says how many and what changed). Each finished item
+   writes its video (temporary file, fsynced, then rename) and then appends its record (see
+   :mod:`~attnkit_lmp.eval.results`), so a record always has its video. Generation runs with attnkit's
+   finiteness check: a NaN is an error naming the item and the plugin call, never a black video.
 3. **Aggregate.** After a barrier, process 0 builds the table from every record of the plan
    (:mod:`~attnkit_lmp.eval.report`).
 
@@ -24,8 +29,10 @@ reports the harness overhead (everything but the generations) per item and over 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -158,6 +165,8 @@ class SweepSummary:
     in_shard: int
     skipped: int
     ran: int
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    """Items of this shard recomputed because what decides their numbers changed: key -> what changed."""
     generation_seconds: float = 0.0
     item_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -185,6 +194,12 @@ class SweepSummary:
             f"rank {self.rank}/{self.world_size}: {self.ran} item(s) run, {self.skipped} already done "
             f"(shard of {self.in_shard}, plan of {self.planned})"
         ]
+        if self.stale:
+            changed = sorted({part for parts in self.stale.values() for part in parts})
+            lines.append(
+                f"  recomputed {len(self.stale)} item(s) whose inputs changed since their results were written "
+                f"({', '.join(changed)}), e.g. {next(iter(self.stale))}"
+            )
         if self.repaired_bytes:
             lines.append(
                 f"  repaired a torn last line ({self.repaired_bytes} bytes) left by an interrupted run"
@@ -335,6 +350,109 @@ def write_settings(out: Path, settings: SweepSettings, fingerprint: dict[str, An
     atomic_write_bytes(out / SETTINGS_FILE, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
+# --- what decides an item's numbers ------------------------------------------------------------------
+
+IDENTITY_PARTS = ("texts", "reference_video", "model", "lmp_config", "plugins")
+_LARGE_FILE = 1 << 20
+
+
+def item_identities(items: Sequence[SweepItem], settings: SweepSettings, dataset: DavisDataset, base_config):
+    """Item key -> digests of everything that decides its numbers besides the sweep-wide settings.
+
+    ``texts``: prompt, subject, reference prompt and subject; ``reference_video``: the bytes of its frame
+    (and mask) files; ``model``: the model folder's files; ``lmp_config``: the method's config;
+    ``plugins``: names and versions of the attnkit plugins loaded from entry points and built in.
+    """
+    model = model_digest(settings.model)
+    plugins = plugins_digest()
+    videos: dict[str, str] = {}
+    configs: dict[str, str] = {}
+    identities = {}
+    for item in items:
+        target = item.target
+        if target.video not in videos:
+            videos[target.video] = video_digest(dataset, target.video)
+        if item.method.name not in configs:
+            configs[item.method.name] = _digest(method_config(base_config, item.method).to_dict())
+        identities[item.key] = {
+            "texts": _digest([target.prompt, target.subject, target.reference_prompt, target.reference_subject]),
+            "reference_video": videos[target.video],
+            "model": model,
+            "lmp_config": configs[item.method.name],
+            "plugins": plugins,
+        }
+    return identities
+
+
+def changed_parts(recorded: Any, expected: dict[str, str]) -> list[str]:
+    """The identity parts in which a record differs from the item now (all, for a record without one)."""
+    if not isinstance(recorded, dict):
+        return ["no identity recorded"]
+    return [part for part in IDENTITY_PARTS if recorded.get(part) != expected.get(part)]
+
+
+def current_records(store: ResultsStore, identities: dict[str, dict[str, str]]):
+    """``(records, stale)``: by key, the first record whose identity is the item's now; and, for keys with
+    only other records, what changed."""
+    records: dict[str, dict[str, Any]] = {}
+    stale: dict[str, list[str]] = {}
+    for record in store.records():
+        key = record["key"]
+        if key in records or key not in identities:
+            continue
+        if record.get("identity") == identities[key]:
+            records[key] = record
+            stale.pop(key, None)
+        else:
+            stale.setdefault(key, changed_parts(record.get("identity"), identities[key]))
+    return records, stale
+
+
+def video_digest(dataset: DavisDataset, name: str) -> str:
+    """A digest of a video's frame files and, if any, its annotation files (names and bytes)."""
+    paths = list(dataset.frame_paths(name))
+    if dataset.annotations_dir is not None and (dataset.annotations_dir / name).is_dir():
+        paths += sorted((dataset.annotations_dir / name).glob("*.png"))
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.parent.name}/{path.name}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def model_digest(model: str) -> str:
+    """A digest of the model's name and its folder's files: small files whole, large ones (weights) by size
+    and their first and last megabyte, which differ between checkpoints without reading gigabytes."""
+    digest = hashlib.sha256(model.encode())
+    folder = Path(model)
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            size = path.stat().st_size
+            digest.update(f"{path.relative_to(folder)}\0{size}\0".encode())
+            with open(path, "rb") as file:
+                if size <= 2 * _LARGE_FILE:
+                    digest.update(file.read())
+                else:
+                    digest.update(file.read(_LARGE_FILE))
+                    file.seek(-_LARGE_FILE, os.SEEK_END)
+                    digest.update(file.read())
+    return digest.hexdigest()[:16]
+
+
+def plugins_digest() -> str:
+    """Names and versions of the plugins every session loads (built-ins and entry points)."""
+    from attnkit.plugins import describe_plugins, make_plugin_manager
+
+    import attnkit_lmp
+
+    loaded = sorted((info.name, info.version) for info in describe_plugins(make_plugin_manager()))
+    return _digest({"plugins": loaded, "attnkit_lmp": getattr(attnkit_lmp, "__version__", None)})
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 # --- one process's work -----------------------------------------------------------------------------
 
 
@@ -426,7 +544,7 @@ class ItemRunner:
         config = self.config_for(item.method)
         generator = torch.Generator(device="cpu").manual_seed(item.seed)
         if item.method.kind == "lmp":
-            return motion_transfer(
+            frames = motion_transfer(
                 self.pipe,
                 reference=reference_view,
                 reference_prompt=target.reference_prompt,
@@ -436,8 +554,16 @@ class ItemRunner:
                 config=config,
                 generator=generator,
                 progress=False,
+                check_finite=True,
             )
-        return plain_generation(self.pipe, target, config, generator)
+        else:
+            frames = plain_generation(self.pipe, target, config, generator)
+        if not torch.isfinite(frames).all():
+            raise FloatingPointError(
+                "the generated video holds NaN or inf (the unmodified pipeline made it: check "
+                "--guidance-scale and the config)"
+            )
+        return frames
 
     def score(self, item: SweepItem, frames: np.ndarray, reference: dict[str, Any]) -> dict[str, Any]:
         """MF always; Align/Cons./Pick. when their models were given; the toy checks when asked for."""
@@ -481,7 +607,12 @@ class ItemRunner:
         geometry = self.config_for(item.method)
         reference = self.reference(item.target.video, geometry)
         generation_started = time.perf_counter()
-        frames = self.generate(item, reference["model_view"])
+        try:
+            frames = self.generate(item, reference["model_view"])
+        except FloatingPointError as error:  # attnkit's NonFiniteError and motion_transfer's are ones too
+            raise SweepError(
+                f"item '{item.key}': {error}. Nothing was written for it; fix the settings and rerun"
+            ) from error
         generation_seconds = time.perf_counter() - generation_started
         generated = to_uint8(frames)
         scores = self.score(item, generated, reference)
@@ -520,7 +651,10 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
         frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # yuv420p needs even sides
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # mkstemp: an unpredictable name that no other process (or a stale file from a kill) can hold.
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(descriptor)
+    temporary = Path(name)
     try:
         with av.open(str(temporary), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=fps)
@@ -531,11 +665,30 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
                     stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
                 )
             container.mux(stream.encode())
+        # The results line that points at this video is fsynced next; the video must be on disk first.
+        fsync_path(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
+        fsync_path(path.parent)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def plain_generation(pipe, target: EvalItem, config, generator):
@@ -628,18 +781,20 @@ def run_sweep(
     except DatasetError as error:
         raise SweepError(str(error)) from None
     fingerprint = settings.fingerprint(base_config.to_dict())
-    check_output_settings(settings.out, fingerprint)
-    group.barrier()  # every process has checked the folder before process 0 writes its settings
-    if group.rank == 0:
-        write_settings(settings.out, settings, fingerprint)
-
     items = plan_items(targets, methods, settings.seeds)
+    identities = item_identities(items, settings, dataset, base_config)
     mine = shard(items, group.rank, group.world_size)
     store = ResultsStore(settings.out, group.rank)
+    # The settings are checked and written under this rank's lock: a concurrent sweep that loses the lock
+    # must fail before it touches sweep.json, or the file would describe settings of a run that never ran.
     store.lock()
     try:
+        check_output_settings(settings.out, fingerprint)
+        group.barrier()  # every process has checked the folder before process 0 writes its settings
+        if group.rank == 0:
+            write_settings(settings.out, settings, fingerprint)
         repaired = store.repair()
-        done = store.finished()
+        done, stale = current_records(store, identities)
         pending = [item for item in mine if item.key not in done]
         summary = SweepSummary(
             rank=group.rank,
@@ -648,6 +803,7 @@ def run_sweep(
             in_shard=len(mine),
             skipped=len(mine) - len(pending),
             ran=0,
+            stale={item.key: stale[item.key] for item in mine if item.key in stale},
             repaired_bytes=repaired,
         )
         runner = ItemRunner(settings, pipe, base_config, dataset, tracker, text_metrics, pick_only)
@@ -663,6 +819,7 @@ def run_sweep(
             for item in bar:
                 bar.set_postfix_str(item.key, refresh=False)
                 record = runner.run(item, settings.out, group.rank)
+                record["identity"] = identities[item.key]
                 store.append(record)
                 summary.ran += 1
                 summary.generation_seconds += record["seconds"]["generation"]
@@ -674,7 +831,7 @@ def run_sweep(
     if group.rank == 0:
         from .report import write_report
 
-        finished = store.finished()
+        finished, _ = current_records(store, identities)
         summary.report = {
             name: str(path) for name, path in write_report(settings.out, items, finished, settings).items()
         }
