@@ -277,15 +277,26 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8, upscale: i
     os.close(descriptor)
     try:
         iio.imwrite(temporary, video, extension=suffix, **kwargs)
+        # On disk before the rename, and the rename on disk before the caller writes a record naming it.
+        _fsync(temporary)
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
+        _fsync(path.parent)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync(path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 2) -> torch.Tensor:
