@@ -4,8 +4,9 @@
         --methods baseline,lmp,lmp-no-fbdm,lmp-no-asm --clip /models/clip-vit-large-patch14 --out runs/table1
     accelerate launch --num_processes 8 -m attnkit_lmp.cli eval ...      # one shard per process
 
-Rerunning the same command skips finished items (also after a kill). Everything that can be checked is
-checked before the model generates anything; a problem exits with status 2 and says what to fix.
+Rerunning the same command skips finished items whose inputs are unchanged (also after a kill), and
+recomputes those whose inputs changed. Everything that can be checked is checked before the model
+generates anything; a problem, or a NaN in a generation, exits with status 2 and says what to fix.
 """
 
 from __future__ import annotations
@@ -126,9 +127,11 @@ def run(args: argparse.Namespace) -> int:
     from .results import ResultsFileError, SweepLockedError
     from .sweep import SweepError, run_sweep
 
+    from attnkit import AttnkitError
+
     try:
         summary = run_sweep(settings_from_args(args), started_at=started_at)
-    except (SweepError, PromptsFileError, DatasetError, ResultsFileError, SweepLockedError) as error:
+    except (SweepError, PromptsFileError, DatasetError, ResultsFileError, SweepLockedError, AttnkitError) as error:
         print(f"attnkit-lmp eval: error: {error}", file=sys.stderr)
         return 2
     print(summary.describe())

@@ -54,6 +54,7 @@ TRACKER_ALIASES = {
     "cotracker": "cotracker",
 }
 PAPER_GRID_SIZE = 55
+LMP_PLUGIN_NAMES = frozenset({"lmp.reference", "lmp.fbdm", "lmp.rmtm", "lmp.asm"})
 
 
 class SweepError(ValueError):
@@ -869,8 +870,28 @@ def check_targets(pipe, targets: Sequence[EvalItem], methods: Sequence[Method], 
             f"{type(pipe).__name__} is image-to-video; the sweep evaluates text-to-video pipelines (the prompts "
             "file holds no first frame for the Sub and Back targets). Pass a text-to-video checkpoint"
         )
+    import attnkit
+
+    from attnkit_lmp.config import LMPConfigError
+
+    from attnkit.plugins import BLOCK_ENV, blocked_plugin_names
+
+    blocked = sorted(blocked_plugin_names() & LMP_PLUGIN_NAMES)
+    if blocked and any(method.kind == "lmp" for method in methods):
+        raise SweepError(
+            f"{BLOCK_ENV} blocks LMP's own modules {blocked}, so every LMP item would fail; unset them, or "
+            "use the methods that switch modules off (e.g. lmp-no-asm)"
+        )
+    with attnkit.attach(pipe) as session:
+        depth = session.num_attention_modules
     for method in methods:
-        method_config(base_config, method)  # each method's changes make a valid config
+        config = method_config(base_config, method)  # each method's changes make a valid config
+        if method.kind != "lmp":
+            continue  # the baseline runs no module, so its layer lists are unused
+        try:
+            config.check_layers(depth)  # else its first item would fail after the others' generations
+        except LMPConfigError as error:
+            raise SweepError(f"method '{method.name}': {error}") from None
     resolved = None
     for target in targets:
         try:

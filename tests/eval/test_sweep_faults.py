@@ -123,3 +123,28 @@ def test_the_temporary_video_name_is_unpredictable(tmp_path):
     sweep_module.write_mp4(path, np.zeros((3, 16, 16, 3), dtype=np.uint8), fps=8)
     assert predictable.read_text() == "another process's file"
     assert path.stat().st_size > 0 and [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == [predictable.name]
+
+
+def test_a_layer_index_beyond_the_models_depth_is_refused_before_any_generation(toy_dataset, tmp_path, monkeypatch):
+    from attnkit_lmp import LMPConfig
+
+    config = tmp_path / "config.json"
+    LMPConfig.for_steps(2, rmtm_layers=[0, 99]).save(config)
+    generated = count_generations(monkeypatch)
+    with pytest.raises(SweepError, match=r"method 'lmp': LMPConfig.rmtm_layers=\[0, 99\] .*would never run"):
+        sweep(fast_settings(toy_dataset, tmp_path / "out", config=config))
+    assert generated == []
+
+
+def test_blocked_lmp_modules_are_refused_before_any_generation_and_the_command_exits_2(
+    toy_dataset, tmp_path, monkeypatch, capsys
+):
+    from attnkit_lmp.cli import main
+
+    monkeypatch.setenv("ATTNKIT_BLOCK_PLUGINS", "lmp.rmtm")
+    generated = count_generations(monkeypatch)
+    arguments = ["eval", "--dataset", str(toy_dataset), "--prompts", str(toy_dataset / "prompts.json")]
+    arguments += ["--model", "tiny:t2v", "--out", str(tmp_path / "out"), "--steps", "2", "--no-progress"]
+    assert main(arguments) == 2
+    assert "blocks LMP's own modules ['lmp.rmtm']" in capsys.readouterr().err
+    assert generated == []
