@@ -103,8 +103,10 @@ def test_the_first_frame_is_cover_cropped_like_the_reference():
 
 @pytest.mark.parametrize("field", ["rmtm_layers", "fbdm_layers", "asm_layers"])
 def test_a_layer_index_beyond_the_models_depth_is_an_error(t2v_pipe, field):
+    from attnkit_lmp import MotionTransferError
+
     depth = len(t2v_pipe.transformer.transformer_blocks)
-    with pytest.raises(LMPConfigError, match=rf"{field}=\[0, 99\] .*0\.\.{depth - 1}.*\[99\] would never run"):
+    with pytest.raises(MotionTransferError, match=rf"{field}=\[0, 99\] .*0\.\.{depth - 1}.*\[99\] would never run"):
         transfer(t2v_pipe, reference=torch.rand(9, 3, 32, 32), config=LMPConfig.for_steps(2, **{field: [0, 99]}))
     assert not hasattr(t2v_pipe.transformer, "_attnkit_session")
 
