@@ -217,3 +217,15 @@ def test_a_failing_session_end_plugin_does_not_hide_the_bodys_error(pipe):
     with pytest.raises(attnkit.PluginError, match="could not flush"):  # alone, the plugin's error is raised
         with attnkit.attach(pipe, plugins=[FailsAtEnd()]):
             pass
+
+
+def test_a_shared_wan_transformer_run_by_another_pipeline_is_refused():
+    from diffusers import WanPipeline
+
+    wan = tiny_wan_pipeline("t2v")
+    kwargs = dict(WAN_CALL_KWARGS, num_inference_steps=1)
+    wan(prompt="a red dog runs", generator=torch.Generator().manual_seed(0), **{**kwargs, "guidance_scale": 1.0})
+    other = WanPipeline(**wan.components)  # shares the transformer, runs guidance as a second forward
+    with attnkit.attach(wan, plugins=[StepLog()]):
+        with pytest.raises(ValueError, match="outside the attached WanPipeline's denoising loop"):
+            other(prompt="a red dog runs", generator=torch.Generator().manual_seed(0), **{**kwargs, "guidance_scale": 5.0})
