@@ -343,7 +343,7 @@ def check_extra_kv(extra, call: AttentionCall, plugin: str) -> None:
             problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
         problems += _query_token_problems(extra.query_tokens, q.shape[2])
         if not problems:
-            problems += _score_bias_problems(extra.score_bias, extra.key.shape[-2])
+            problems += _score_bias_problems(extra.score_bias, q, extra.key.shape[-2])
     if problems:
         raise _plugin_error("returned bad extra K/V: " + "; ".join(problems), plugin, "attnkit_extra_kv", call)
 
@@ -369,18 +369,24 @@ def _query_token_problems(tokens, num_queries: int) -> list[str]:
     return []
 
 
-def _score_bias_problems(bias, num_extra_keys: int) -> list[str]:
+def _score_bias_problems(bias, q: torch.Tensor, num_extra_keys: int) -> list[str]:
     if bias is None or (isinstance(bias, (int, float)) and not isinstance(bias, bool)):
         return []
+    expected = (
+        f"a number or a tensor of shape ({num_extra_keys},), (heads, {num_extra_keys}) or "
+        f"(heads, {q.shape[2]}, {num_extra_keys}) (heads = {q.shape[1]}; any dimension may be 1)"
+    )
     if not isinstance(bias, torch.Tensor):
-        return [f"score_bias is {type(bias).__name__}, expected a number or a tensor of shape ({num_extra_keys},)"]
-    # The kernel adds one bias row to every query of the block, so it may vary over the extra keys only.
-    if bias.numel() != 1 and (bias.shape[-1:] != (num_extra_keys,) or any(size != 1 for size in bias.shape[:-1])):
-        return [
-            f"score_bias has shape {tuple(bias.shape)}, expected a number or ({num_extra_keys},) "
-            "(one value per extra key, shared by the queries)"
-        ]
-    return []
+        return [f"score_bias is {type(bias).__name__}, expected {expected}"]
+    # The kernel reads a bias as (1, heads, query tokens, extra keys), each dimension possibly 1.
+    shape = tuple(bias.shape)
+    if len(shape) == 2:
+        shape = (shape[0], 1, shape[1])
+    shape = (1,) * (4 - len(shape)) + shape if len(shape) <= 4 else shape
+    fits = len(shape) == 4 and all(
+        size in (1, limit) for size, limit in zip(shape, (1, q.shape[1], q.shape[2], num_extra_keys))
+    )
+    return [] if fits else [f"score_bias has shape {tuple(bias.shape)}, expected {expected}"]
 
 
 def first_non_finite(tensors: dict[str, torch.Tensor | None]) -> str | None:
