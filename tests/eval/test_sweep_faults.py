@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-import pluggy
 import pytest
+
+from attnkit import plugins as plugins_module
 
 from attnkit_lmp.eval import sweep as sweep_module
 from attnkit_lmp.eval.results import ResultsStore, SweepLockedError
@@ -69,10 +70,10 @@ def test_installing_a_plugin_recomputes_every_item(finished_sweep, monkeypatch):
     class ThirdParty:
         """An entry-point plugin that could change attention."""
 
-    def load_entry_points(self, group):
-        self.register(ThirdParty(), name="thirdparty-attention")
+    def load_entry_points(manager, group):
+        manager.register(ThirdParty(), name="thirdparty-attention")
 
-    monkeypatch.setattr(pluggy.PluginManager, "load_setuptools_entrypoints", load_entry_points)
+    monkeypatch.setattr(plugins_module, "load_entry_point_plugins", load_entry_points)
     generated = count_generations(monkeypatch)
     summary = sweep(fast_settings(dataset, out, methods=("baseline",)))
     assert len(generated) == 4 and set(map(tuple, summary.stale.values())) == {("plugins",)}
