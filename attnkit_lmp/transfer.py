@@ -366,7 +366,7 @@ class FiniteWatch:
         )
         raise NonFiniteOutputError(
             f"the generated video holds NaN or inf values (it would be written black): {where}. Rerun with "
-            "check_finite=True (attnkit-lmp transfer --check-finite) to name the plugin call, and check the "
+            "check_finite=True (attnkit-lmp transfer always does) to name the plugin call, and check the "
             "config for huge values (rmtm_lambda, asm_eta, guidance_scale)"
         )
 

@@ -426,7 +426,9 @@ def transfer(
 ) -> int:
     import torch
 
-    from .transfer import MotionTransferError, motion_transfer
+    import attnkit
+
+    from .transfer import MotionTransferError, NonFiniteOutputError, motion_transfer
     from .video_io import VideoReadError
 
     image = _load_image(args.image) if args.image is not None else None
@@ -445,8 +447,10 @@ def transfer(
             generator=generator,
             return_details=True,
             progress=not args.no_progress,
+            # A NaN from a plugin would otherwise be written as a black video; the check names the call.
+            check_finite=True,
         )
-    except (MotionTransferError, VideoReadError) as error:
+    except (MotionTransferError, VideoReadError, NonFiniteOutputError, attnkit.NonFiniteError) as error:
         raise InputError(str(error)) from None
     written = write_outputs(args, result, sources or {}, threads)
     print("wrote " + ", ".join(str(args.out / name) for name in written))
