@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "attnkit_lmp.transfer_command",
     "attnkit_lmp.eval.command",
     "attnkit_lmp.eval.annotate",
+    "attnkit_lmp.toy.cli",
 )
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from attnkit_lmp.cli import register_command
 from attnkit_lmp.toy.model import ARCHITECTURES, ToyModelConfig
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig
 
@@ -123,3 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     add_toy_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.handler(args)
+
+
+def _add_toy_subcommand(parser: argparse.ArgumentParser) -> None:
+    add_toy_commands(parser.add_subparsers(dest="toy_command", metavar="TOY_COMMAND", required=True))
+
+
+def _run_toy_subcommand(args: argparse.Namespace) -> int:
+    return args.handler(args)
+
+
+# `attnkit-lmp toy train|quality|measure|diagnose ...`: the same commands as `python -m attnkit_lmp.toy`.
+register_command(
+    "toy",
+    "the toy world: train, quality, measure, diagnose (the same as python -m attnkit_lmp.toy)",
+    _add_toy_subcommand,
+    _run_toy_subcommand,
+)

@@ -378,9 +378,11 @@ def grid_motion_fidelity(
 
 
 def path_errors(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Mean distance (px) of a generated centroid path to the reference path and to the two controls.
+    """Mean distance (px) of a generated centroid path to the reference path and to the two controls, and
+    the reference's own distance to its mean position (``path_error_parked_control``: the path error an
+    object parked there would have).
 
-    Frames without an object are left out of the mean (``present_fraction`` says how many counted).
+    Frames without an object are left out of the means (``present_fraction`` says how many counted).
     """
     present = np.isfinite(generated).all(axis=1)
     controls = {
@@ -392,6 +394,10 @@ def path_errors(generated: np.ndarray, reference: np.ndarray) -> dict[str, float
     for name, path in controls.items():
         distances = np.linalg.norm(generated[present] - path[present], axis=1)
         errors[name] = float(distances.mean()) if present.any() else float("nan")
+    # The control a clip that ignored the reference's motion could still match: an object parked at the
+    # reference's mean position, scored against the reference like any generated clip.
+    parked = np.linalg.norm(reference - reference.mean(axis=0, keepdims=True), axis=1)
+    errors["path_error_parked_control"] = float(parked[present].mean()) if present.any() else float("nan")
     errors["present_fraction"] = float(present.mean())
     return errors
 
@@ -485,7 +491,7 @@ def score_transfer(frames, clip: Clip, case: TransferCase, fbdm_records=None, tr
         ),
         "motion_fidelity_grid": grid_motion_fidelity(video, clip.frames, tracker, clip.masks[0]),
         **errors,
-        "path_error_vs_parked": errors["path_error"] / max(errors["path_error_mean_position"], 1e-6),
+        "path_error_vs_parked": errors["path_error"] / max(errors["path_error_parked_control"], 1e-6),
         "present_every_frame": float(errors["present_fraction"] == 1.0),
         "motion_extent": motion_extent(reading.centroids, clip.centroids),
         "background_kept": float(reading.background_name == case.reference.background),
@@ -505,6 +511,7 @@ SUMMARY_KEYS = (
     "path_error_reversed",
     "path_error_mean_position",
     "path_error_vs_parked",
+    "path_error_parked_control",
     "present_fraction",
     "present_every_frame",
     "motion_extent",

@@ -67,6 +67,9 @@ def test_a_perfect_transfer_scores_full_motion_fidelity_zero_path_error_and_kept
     assert scores["motion_fidelity_grid"] > max(reversed_scores["motion_fidelity_grid"], 0.05)
     assert 0.9 < scores["motion_extent"] < 1.1 and scores["present_every_frame"] == 1.0
     assert scores["path_error_vs_parked"] < 0.2 and scores["background_kept"] == 1.0
+    still = np.repeat(clip.path.mean(axis=0, keepdims=True), len(clip.path), axis=0)
+    parked = score_transfer(_target_on(still, case), clip, case)
+    assert parked["path_error_vs_parked"] == pytest.approx(1.0, abs=0.1)  # the control itself scores 1
     assert scores["path_error"] < 1.0
     assert scores["path_error_reversed"] > scores["path_error"] + 2
     assert scores["appearance_kept"] and scores["reference_colour_share"] == 0.0

@@ -161,3 +161,13 @@ def test_train_toy_script_resumes_its_committed_run_with_the_v2_recipe(tmp_path)
     assert arguments[:5] == ["-m", "attnkit_lmp.toy", "train", "--out", "training/cogvideox-v2"]
     assert "--resume" in arguments and arguments[arguments.index("--device") + 1] == "cuda"
     assert int(arguments[arguments.index("--data-workers") + 1]) >= 1
+
+
+def test_the_toy_commands_are_reachable_from_attnkit_lmp():
+    from attnkit_lmp.cli import build_parser
+    from attnkit_lmp.toy.measure import run_measure_cli
+
+    args = build_parser().parse_args(["toy", "measure", "--out", "runs/x", "--clips", "2"])
+    assert args.command == "toy" and args.handler is run_measure_cli and args.clips == 2
+    train_args = build_parser().parse_args(["toy", "train", "--out", "runs/t", "--steps", "3", "--device", "cpu"])
+    assert train_args.steps == 3 and train_args.device == "cpu"
