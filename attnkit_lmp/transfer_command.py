@@ -308,11 +308,16 @@ def check_output_folder(folder: Path, overwrite: bool) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there (for commands that fill a folder over time,
-    like eval sweeps; the transfer command stages its outputs instead)."""
+    """Prove a file can be written in ``folder``, or, while it does not exist yet, in the nearest existing
+    folder above it, without creating anything (for commands that fill a folder over time, like eval
+    sweeps, and create it when they start writing: a run refused by a later check leaves no folder)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{str(existing)!r} is a file")
+        descriptor, probe = tempfile.mkstemp(prefix=".write-test.", dir=existing)
         os.close(descriptor)
         os.unlink(probe)
     except OSError as error:

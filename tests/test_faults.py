@@ -229,3 +229,13 @@ def test_a_shared_wan_transformer_run_by_another_pipeline_is_refused():
     with attnkit.attach(wan, plugins=[StepLog()]):
         with pytest.raises(ValueError, match="outside the attached WanPipeline's denoising loop"):
             other(prompt="a red dog runs", generator=torch.Generator().manual_seed(0), **{**kwargs, "guidance_scale": 5.0})
+
+
+def test_checking_an_output_folder_creates_nothing_and_refuses_a_file_in_the_way(tmp_path):
+    from attnkit_lmp.transfer_command import InputError, check_writable
+
+    check_writable(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not writable"):
+        check_writable(tmp_path / "file" / "out")
