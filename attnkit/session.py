@@ -532,8 +532,8 @@ class Session:
                     f"rows must be in 0..{batch_size - 1}"
                 )
             return {name: list(branch_rows) for name, branch_rows in spec.items()}
-        if self.pipeline is not None and getattr(self.pipeline, "_current_timestep", 0) is None:
-            # diffusers pipelines set _current_timestep inside their denoising loop only; a forward while it
+        if self.pipeline is not None and getattr(self.pipeline, "current_timestep", 0) is None:
+            # diffusers pipelines set current_timestep inside their denoising loop only; a forward while it
             # is None comes from elsewhere, and the attached pipeline's guidance says nothing about its rows.
             raise ValueError(
                 f"the transformer ran outside the attached {type(self.pipeline).__name__}'s denoising loop "
