@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from .call import AttentionCall, Branches
+from .errors import UnsupportedModelError
 
 
 class Adapter(ABC):
@@ -41,8 +42,20 @@ class Adapter(ABC):
     name: ClassVar[str]
     model_classes: ClassVar[tuple[str, ...]]
     roles: ClassVar[frozenset[str]]
+    # Transformer classes of the family that this adapter recognises but cannot drive (class name -> what
+    # it is): ``supports`` claims them so that attaching one is refused by name, not generically.
+    unsupported_variants: ClassVar[dict[str, str]] = {}
+    # What the supported classes are, for that refusal ("Wan 2.1/2.2 text-to-video, ...").
+    supported_description: ClassVar[str] = ""
 
     def __init__(self, model: torch.nn.Module):
+        variant = self.unsupported_variants.get(type(model).__name__)
+        if variant is not None:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is {variant}; the attnkit {self.name!r} adapter supports "
+                f"{', '.join(self.model_classes)} ({self.supported_description}) only. Write an adapter for this "
+                "variant (see docs/porting.md) or use a supported model"
+            )
         self.model = model
         self._forward_signature = inspect.signature(model.forward)
         self._original_processors: dict[torch.nn.Module, Any] = {}
@@ -52,6 +65,30 @@ class Adapter(ABC):
     @abstractmethod
     def supports(cls, model: torch.nn.Module) -> bool:
         """True if this adapter handles ``model`` (a diffusers transformer)."""
+
+    @classmethod
+    def is_unsupported_variant(cls, model: torch.nn.Module) -> bool:
+        return type(model).__name__ in cls.unsupported_variants
+
+    def require_stock_processor(self, attention: torch.nn.Module, stock_class: type, name: str) -> None:
+        """Refuse (after undoing what is installed) an attention module whose processor attnkit does not
+        reproduce: another processor class, or a non-native attention backend."""
+        from .adapters.dispatch import require_native_attention
+
+        problem = None
+        if type(attention.processor) is not stock_class:
+            problem = (
+                f"{name} uses {type(attention.processor).__name__}; attnkit reproduces {stock_class.__name__} only"
+                f" (set_attn_processor({stock_class.__name__}()) on the attention modules first)"
+            )
+        else:
+            try:
+                require_native_attention(attention.processor, name)
+            except TypeError as error:
+                problem = str(error)
+        if problem is not None:
+            self.uninstall()
+            raise UnsupportedModelError(problem)
 
     @abstractmethod
     def install(self, session) -> int:

@@ -21,10 +21,8 @@ from typing import Any
 import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
-from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .dispatch import require_native_attention
 
 _BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
 
@@ -42,24 +40,16 @@ class HunyuanVideoAdapter(Adapter):
     name = "hunyuan_video"
     model_classes = ("HunyuanVideoTransformer3DModel",)
     per_row_inputs = ("encoder_attention_mask", "pooled_projections", "timestep", "guidance")
+    unsupported_variants = UNSUPPORTED_VARIANTS
+    supported_description = "text-to-video and image-to-video"
     roles = frozenset({"joint"})
-
-    def __init__(self, model: torch.nn.Module):
-        variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
-        if variant is not None:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} is {variant}; the attnkit 'hunyuan_video' adapter supports "
-                f"{', '.join(self.model_classes)} (text-to-video and image-to-video) only. Write an adapter for "
-                "this variant (see docs/porting.md) or use a supported model"
-            )
-        super().__init__(model)
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
         # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
         name = type(model).__name__
         has_blocks = all(hasattr(model, blocks) for blocks in _BLOCK_LISTS)
-        return (name in cls.model_classes and has_blocks) or name in UNSUPPORTED_VARIANTS
+        return (name in cls.model_classes and has_blocks) or cls.is_unsupported_variant(model)
 
     def install(self, session) -> int:
         from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
@@ -68,21 +58,7 @@ class HunyuanVideoAdapter(Adapter):
         for blocks in _BLOCK_LISTS:
             for index, block in enumerate(getattr(self.model, blocks)):
                 attention, name = block.attn, f"{blocks}.{index}.attn"
-                problem = None
-                if type(attention.processor) is not HunyuanVideoAttnProcessor2_0:
-                    problem = (
-                        f"{name} uses {type(attention.processor).__name__}; attnkit reproduces "
-                        "HunyuanVideoAttnProcessor2_0 only (set_attn_processor(HunyuanVideoAttnProcessor2_0()) "
-                        "on the attention modules first)"
-                    )
-                else:
-                    try:
-                        require_native_attention(attention.processor, name)
-                    except TypeError as error:
-                        problem = str(error)
-                if problem is not None:
-                    self.uninstall()
-                    raise UnsupportedModelError(problem)
+                self.require_stock_processor(attention, HunyuanVideoAttnProcessor2_0, name)
                 self.replace_processor(
                     attention, HunyuanVideoProcessor(session, self, attention.processor, layer, name)
                 )

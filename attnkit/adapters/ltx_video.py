@@ -24,7 +24,6 @@ from ..adapter import Adapter, InstrumentedProcessor
 from ..errors import UnsupportedModelError
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .dispatch import require_native_attention
 
 # LTX-family transformers whose attention or token stream differs from LTXVideoTransformer3DModel's.
 UNSUPPORTED_VARIANTS = {
@@ -36,23 +35,15 @@ class LTXVideoAdapter(Adapter):
     name = "ltx_video"
     model_classes = ("LTXVideoTransformer3DModel",)
     per_row_inputs = ("timestep", "encoder_attention_mask")
+    unsupported_variants = UNSUPPORTED_VARIANTS
+    supported_description = "LTX-Video text-to-video and image-to-video"
     roles = frozenset({"self", "cross"})
-
-    def __init__(self, model: torch.nn.Module):
-        variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
-        if variant is not None:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} is {variant}; the attnkit 'ltx_video' adapter supports "
-                f"{', '.join(self.model_classes)} (LTX-Video text-to-video and image-to-video) only. Write an "
-                "adapter for this variant (see docs/porting.md) or use a supported model"
-            )
-        super().__init__(model)
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
         # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
         name = type(model).__name__
-        return (name in cls.model_classes and hasattr(model, "transformer_blocks")) or name in UNSUPPORTED_VARIANTS
+        return (name in cls.model_classes and hasattr(model, "transformer_blocks")) or cls.is_unsupported_variant(model)
 
     def install(self, session) -> int:
         from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
@@ -61,20 +52,7 @@ class LTXVideoAdapter(Adapter):
         for index, block in enumerate(self.model.transformer_blocks):
             for role, attention in (("self", block.attn1), ("cross", block.attn2)):
                 name = f"transformer_blocks.{index}.{'attn1' if role == 'self' else 'attn2'}"
-                problem = None
-                if type(attention.processor) is not LTXVideoAttnProcessor:
-                    problem = (
-                        f"{name} uses {type(attention.processor).__name__}; attnkit reproduces LTXVideoAttnProcessor "
-                        "only (set_attn_processor(LTXVideoAttnProcessor()) first)"
-                    )
-                else:
-                    try:
-                        require_native_attention(attention.processor, name)
-                    except TypeError as error:
-                        problem = str(error)
-                if problem is not None:
-                    self.uninstall()
-                    raise UnsupportedModelError(problem)
+                self.require_stock_processor(attention, LTXVideoAttnProcessor, name)
                 processor = LTXVideoProcessor(session, self, attention.processor, layer, name, role)
                 self.replace_processor(attention, processor)
                 layer += 1

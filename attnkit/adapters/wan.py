@@ -23,11 +23,9 @@ import torch
 
 from ..adapter import Adapter, InstrumentedProcessor
 from ..call import AttentionCall
-from ..errors import UnsupportedModelError
 from ..kernel import sdpa, sdpa_with_logsumexp
 from ..layout import TokenLayout
 from ..plugins import hookimpl
-from .dispatch import require_native_attention
 
 # diffusers' WanAttnProcessor splits encoder_hidden_states at len - 512 to find the image tokens.
 WAN_TEXT_CONTEXT_LENGTH = 512
@@ -47,25 +45,17 @@ class WanAdapter(Adapter):
     model_classes = ("WanTransformer3DModel",)
     # Image-to-video rows reuse the last row's image tokens.
     per_row_inputs = ("encoder_hidden_states_image", "timestep")
+    unsupported_variants = UNSUPPORTED_VARIANTS
+    supported_description = "Wan 2.1/2.2 text-to-video, image-to-video, first-last-frame"
     roles = frozenset({"self", "cross"})
     # Wan 2.2 A14B pipelines switch to transformer_2 for the low-noise steps; both are instrumented.
     pipeline_transformers = ("transformer", "transformer_2")
-
-    def __init__(self, model: torch.nn.Module):
-        variant = UNSUPPORTED_VARIANTS.get(type(model).__name__)
-        if variant is not None:
-            raise UnsupportedModelError(
-                f"{type(model).__name__} is {variant}; the attnkit 'wan' adapter supports "
-                f"{', '.join(self.model_classes)} (Wan 2.1/2.2 text-to-video, image-to-video, first-last-frame) "
-                "only. Write an adapter for this variant (see docs/porting.md) or use a supported model"
-            )
-        super().__init__(model)
 
     @classmethod
     def supports(cls, model: torch.nn.Module) -> bool:
         # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
         name = type(model).__name__
-        return (name in cls.model_classes and hasattr(model, "blocks")) or name in UNSUPPORTED_VARIANTS
+        return (name in cls.model_classes and hasattr(model, "blocks")) or cls.is_unsupported_variant(model)
 
     def install(self, session) -> int:
         from diffusers.models.transformers.transformer_wan import WanAttnProcessor
@@ -74,20 +64,7 @@ class WanAdapter(Adapter):
         for index, block in enumerate(self.model.blocks):
             for role, attention in (("self", block.attn1), ("cross", block.attn2)):
                 name = f"blocks.{index}.{'attn1' if role == 'self' else 'attn2'}"
-                problem = None
-                if type(attention.processor) is not WanAttnProcessor:
-                    problem = (
-                        f"{name} uses {type(attention.processor).__name__}; attnkit reproduces WanAttnProcessor only "
-                        "(set_attn_processor(WanAttnProcessor()) first)"
-                    )
-                else:
-                    try:
-                        require_native_attention(attention.processor, name)
-                    except TypeError as error:
-                        problem = str(error)
-                if problem is not None:
-                    self.uninstall()
-                    raise UnsupportedModelError(problem)
+                self.require_stock_processor(attention, WanAttnProcessor, name)
                 processor_class = WanSelfProcessor if role == "self" else WanCrossProcessor
                 self.replace_processor(attention, processor_class(session, self, attention.processor, layer, name))
                 layer += 1
