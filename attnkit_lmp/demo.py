@@ -8,7 +8,8 @@ With the trained toy model bundled in the package (``attnkit_lmp/toy/pretrained`
 2. generates the target prompt (another colour and shape) twice from the same noise: with the stock
    pipeline (baseline) and with LMP (FBDM + RMTM + ASM);
 3. writes to ``--out``: ``reference``/``baseline``/``lmp`` as ``.mp4`` and ``.gif``, ``comparison.mp4``/
-   ``.gif`` (reference | baseline | LMP side by side, each labelled with its prompt), ``fbdm_explorer.html`` (FBDM's subject attention and
+   ``.gif`` (reference | baseline | LMP side by side, each labelled with its prompt),
+   ``fbdm_explorer.html`` (FBDM's subject attention and
    foreground mask per step over the reference frames, next to the ground truth) and ``metrics.json``
    (scores, the full LMP config, timings);
 4. prints motion fidelity, path error and whether the target's look was kept, for baseline vs LMP.

@@ -95,10 +95,11 @@ def motion_kept_by_level(
     # The model's own training mix: its backgrounds evenly and, in a world that has them, distractors.
     mix = background_mix(world, 1 / len(world.backgrounds))
     distractors = TrainConfig.distractor_probability if world.distractor_size else 0.0
-    clips = [
-        render_clip(random_clip_spec(seed + index, "train", mix, distractor_probability=distractors, world=world), world)
+    specs = [
+        random_clip_spec(seed + index, "train", mix, distractor_probability=distractors, world=world)
         for index in range(num_clips)
     ]
+    clips = [render_clip(spec, world) for spec in specs]
     clean = torch.from_numpy(np.stack([clip.frames for clip in clips])).float().div(127.5).sub(1.0)
     clean = clean.permute(0, 1, 4, 2, 3).contiguous()
     rows = []

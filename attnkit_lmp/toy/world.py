@@ -324,7 +324,8 @@ def background_mix(world: WorldConfig, default_probability: float) -> dict[str, 
     others = world.backgrounds[1:]
     if not others:
         return {DEFAULT_BACKGROUND: 1.0}
-    return {DEFAULT_BACKGROUND: default_probability, **{name: (1 - default_probability) / len(others) for name in others}}
+    shared = (1 - default_probability) / len(others)
+    return {DEFAULT_BACKGROUND: default_probability, **{name: shared for name in others}}
 
 
 def substitute_subject(spec: ClipSpec) -> tuple[str, str]:

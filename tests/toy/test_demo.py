@@ -148,5 +148,6 @@ def test_the_demo_case_is_fixed_by_rule_from_the_held_out_test_split():
 
 def test_comparison_labels_grow_to_hold_long_prompts():
     short = demo.labelled_row([("LMP", torch.zeros(1, 3, 8, 8))], upscale=4)
-    long = demo.labelled_row([("LMP: a blue triangle and a small yellow circle on a checkered background", torch.zeros(1, 3, 8, 8))], upscale=4)
+    prompt = "LMP: a blue triangle and a small yellow circle on a checkered background"
+    long = demo.labelled_row([(prompt, torch.zeros(1, 3, 8, 8))], upscale=4)
     assert long.shape[2] > short.shape[2] and long.shape[3] == short.shape[3]

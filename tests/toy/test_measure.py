@@ -209,7 +209,9 @@ def test_following_the_distractor_is_scored_as_such():
     world = ToyModelConfig().world
     case = next(case for case in measurement_cases(40, "test", world=world) if case.reference.distractor)
     clip = render_clip(case.reference, world)
-    frames, _ = render_path(case.target_colour, case.target_shape, clip.distractor_centroids, case.reference.background, world)
+    frames, _ = render_path(
+        case.target_colour, case.target_shape, clip.distractor_centroids, case.reference.background, world
+    )
     scores = score_transfer(frames, clip, case)
     assert scores["follows_distractor"] == 1.0 and scores["path_error_to_distractor"] < 1.0
     own = score_transfer(_target_on(clip.path, case), clip, case)
