@@ -81,10 +81,14 @@ class ASM:
         self.chunk_size = chunk_size
         self.reference_branch = reference_branch
         self.losses: list[tuple[int, int, float]] = []  # (step, layer, L_attn before the step)
+        # (step, layer, |eta * gradient| / |h|): how far each step moved the target's video hidden states
+        # relative to their size, the scale to tune eta against for a given model.
+        self.relative_steps: list[tuple[int, int, float]] = []
 
     @attnkit.hookimpl
     def attnkit_session_start(self, session):
         self.losses = []
+        self.relative_steps = []
 
     @attnkit.hookimpl
     def attnkit_before_attention(self, call):
@@ -156,6 +160,9 @@ class ASM:
         """Eq. 9 on the target rows' video hidden states; record the loss before the step."""
         self.losses.append((call.step, call.layer, float(loss.detach()) / len(target_rows)))
         hidden_states = call.hidden_states
+        move = self.eta * gradient[:, video].float()
+        size = hidden_states[target_rows, video].float().norm().clamp_min(torch.finfo(torch.float32).tiny)
+        self.relative_steps.append((call.step, call.layer, float(move.norm() / size)))
         moved = hidden_states.clone()
         moved[target_rows, video] = hidden_states[target_rows, video] - self.eta * gradient[:, video].to(
             hidden_states.dtype

@@ -57,7 +57,8 @@ class MotionTransferResult:
     ``output_type`` asks for, with a leading video dimension when ``num_videos_per_prompt`` > 1 (then
     ``record["videos"]`` counts them and the masks, losses and record are the first video's). ``record``
     describes the run: which reference, the token positions, the layers FBDM read. ``masks`` is FBDM's
-    history (one record per refresh), ``asm_losses`` ASM's ``(step, layer, loss)`` list, ``modules`` which
+    history (one record per refresh), ``asm_losses`` ASM's ``(step, layer, loss)`` list and
+    ``asm_relative_steps`` its ``(step, layer, |eta * gradient| / |hidden states|)`` list, ``modules`` which
     modules ran, ``config`` the config used (geometry filled in).
     """
 
@@ -68,6 +69,7 @@ class MotionTransferResult:
     modules: dict[str, bool]
     config: LMPConfig
     record: dict[str, Any] = field(default_factory=dict)
+    asm_relative_steps: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -220,6 +222,7 @@ def _transfer_one(
         reference_frames=reference_frames,
         masks=list(fbdm.history) if fbdm is not None else [],
         asm_losses=list(asm.losses) if asm is not None else [],
+        asm_relative_steps=list(asm.relative_steps) if asm is not None else [],
         modules={"fbdm": fbdm is not None, "rmtm": config.enable_rmtm, "asm": asm is not None},
         config=config,
         record={
@@ -267,6 +270,7 @@ def _stacked(results: list[MotionTransferResult], output_type: str) -> MotionTra
         reference_frames=first.reference_frames,
         masks=first.masks,
         asm_losses=first.asm_losses,
+        asm_relative_steps=first.asm_relative_steps,
         modules=first.modules,
         config=first.config,
         record=record,

@@ -143,3 +143,19 @@ def test_inactive_from_asm_steps_on_and_outside_its_layers(t2v_pipe):
 def test_the_model_weights_get_no_gradient(t2v_pipe):
     run_forward(t2v_pipe, [ASM(SUBJECT, asm_steps=1)])
     assert all(parameter.grad is None for parameter in t2v_pipe.transformer.parameters())
+
+
+def test_asm_records_how_far_each_step_moved_the_hidden_states_relative_to_their_size():
+    from attnkit_lmp.asm import ASM
+
+    class Call:
+        step, layer = 3, 1
+        hidden_states = torch.ones(2, 6, 4)
+
+    plugin = ASM(subject_tokens=[0], eta=10.0)
+    gradient = torch.zeros(1, 6, 4)
+    gradient[:, 2:] = 0.5  # the video tokens are 2..5
+    plugin._take_step(Call(), [1], slice(2, 6), torch.tensor(0.2), gradient)
+    (step, layer, relative), = plugin.relative_steps
+    assert (step, layer) == (3, 1)
+    assert relative == pytest.approx(10.0 * 0.5 * 4 / 4)  # |eta g| / |h| over the 16 moved values
