@@ -43,7 +43,8 @@ class LTXVideoAdapter(Adapter):
     def supports(cls, model: torch.nn.Module) -> bool:
         # Known variants are claimed too, so that attaching one names it instead of a generic refusal.
         name = type(model).__name__
-        return (name in cls.model_classes and hasattr(model, "transformer_blocks")) or cls.is_unsupported_variant(model)
+        has_blocks = hasattr(model, "transformer_blocks")
+        return (name in cls.model_classes and has_blocks) or cls.is_unsupported_variant(model)
 
     def install(self, session) -> int:
         from diffusers.models.transformers.transformer_ltx import LTXVideoAttnProcessor
