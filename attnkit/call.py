@@ -9,6 +9,7 @@ import torch
 from .errors import PluginError
 from .kernel import TokenIndex, chunked_logsumexp, default_scale, softmax_slice
 from .layout import TokenLayout
+from .masks import additive_bias
 
 Branches = dict[str, list[int]]
 
@@ -241,14 +242,7 @@ class AttentionCall:
 
     def _mask_bias(self) -> torch.Tensor | None:
         """The attention mask as a 4-D additive bias (0 or -inf for a boolean mask), or None."""
-        mask = self.attention_mask
-        if mask is None:
-            return None
-        while mask.dim() < 4:
-            mask = mask.unsqueeze(0)
-        if mask.dtype == torch.bool:
-            return torch.zeros(mask.shape, dtype=self.q.dtype, device=mask.device).masked_fill(~mask, float("-inf"))
-        return mask.to(self.q.dtype)
+        return None if self.attention_mask is None else additive_bias(self.attention_mask, self.q.dtype)
 
     @property
     def softmax_scale(self) -> float:

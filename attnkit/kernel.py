@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .masks import additive_bias, as_4d
+
 TokenIndex = slice | torch.Tensor | list[int] | range
 
 
@@ -67,7 +69,7 @@ def sdpa_with_logsumexp(
     costs nothing extra. Otherwise the output comes from :func:`sdpa` and the log-sum-exp from
     :func:`chunked_logsumexp`, in blocks of bounded size.
     """
-    bias = None if attn_mask is None else _as_4d_bias(attn_mask, q)
+    bias = None if attn_mask is None else additive_bias(attn_mask, q.dtype)
     fused = _fused_with_logsumexp(q, k, v, bias)
     if fused is not None:
         return fused
@@ -158,8 +160,7 @@ def chunked_logsumexp(
     """
     scale = default_scale(q.shape[-1]) if scale is None else scale
     if bias is not None:
-        while bias.dim() < 4:
-            bias = bias.unsqueeze(0)
+        bias = as_4d(bias)
     batch = max(q.shape[0], k.shape[0])
     heads = max(q.shape[1], k.shape[1])
     q = q.expand(batch, heads, *q.shape[2:])
@@ -312,7 +313,7 @@ def attention_with_extras(
     extra keys are never masked by it. Returns ``(output, logsumexp or None)``; the log-sum-exp is over
     each query's visible keys.
     """
-    mask_bias = _as_4d_bias(attn_mask, q) if attn_mask is not None else None
+    mask_bias = additive_bias(attn_mask, q.dtype) if attn_mask is not None else None
     batch, _, num_tokens, _ = q.shape
     output = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp else None
@@ -383,15 +384,6 @@ def _rows_of(attn_mask: torch.Tensor | None, index: torch.Tensor) -> torch.Tenso
     if attn_mask is None or attn_mask.dim() < 4 or attn_mask.shape[0] == 1:
         return attn_mask
     return attn_mask[index]
-
-
-def _as_4d_bias(attn_mask: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """A boolean (True = attend) or additive mask as a 4-D additive bias in q's dtype."""
-    while attn_mask.dim() < 4:
-        attn_mask = attn_mask.unsqueeze(0)
-    if attn_mask.dtype == torch.bool:
-        return torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
-    return attn_mask.to(q.dtype)
 
 
 def _bias_4d(bias: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:

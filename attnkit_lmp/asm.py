@@ -45,6 +45,7 @@ import torch
 
 import attnkit
 from attnkit.kernel import chunked_logsumexp
+from attnkit.masks import visible_keys
 
 from .rmtm import TARGET_BRANCHES
 
@@ -136,17 +137,12 @@ class ASM:
         A text token counts when the call's attention mask lets every query of the reference row see it
         (all tokens without a mask); subject positions are renumbered within the kept tokens.
         """
-        mask = call.attention_mask
-        if mask is None:
+        if call.attention_mask is None:
             return slice(None), self.subject_tokens
         num_text = text.stop - text.start
-        while mask.dim() < 4:
-            mask = mask.unsqueeze(0)
-        row_mask = mask[reference_row if mask.shape[0] > 1 else 0][..., text]
-        # An additive mask hides a key with -inf (HunyuanVideo) or a large finite bias (LTX-Video: -10000),
-        # either of which leaves it no weight.
-        visible = row_mask if row_mask.dtype == torch.bool else row_mask > -1e4
-        kept = torch.nonzero(visible.reshape(-1, num_text).all(dim=0)).flatten().cpu()
+        visible = visible_keys(call.attention_mask)
+        row_visible = visible[reference_row if visible.shape[0] > 1 else 0][..., text]
+        kept = torch.nonzero(row_visible.reshape(-1, num_text).all(dim=0)).flatten().cpu()
         position = {int(token): index for index, token in enumerate(kept)}
         hidden = [token for token in self.subject_tokens if token not in position]
         if hidden:

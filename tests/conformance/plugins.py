@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 import attnkit
+from attnkit.masks import MASKED_BIAS, additive_bias
 
 
 def key_groups(layout) -> list[list[int]]:
@@ -21,19 +22,9 @@ def key_groups(layout) -> list[list[int]]:
 
 def mask_bias(call) -> torch.Tensor:
     """The call's attention mask as an additive (B or 1, heads or 1, Nq or 1, Nk) bias; zeros if none."""
-    mask = call.attention_mask
-    if mask is None:
+    if call.attention_mask is None:
         return torch.zeros(1, 1, 1, call.k.shape[2], dtype=call.q.dtype)
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
-    if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=call.q.dtype).masked_fill(~mask, float("-inf"))
-    return mask.to(call.q.dtype)
-
-
-# Additive masks at or below this are masked keys: HunyuanVideo masks with -inf, LTX-Video with -10000 (whose
-# weight underflows to exactly 0 in float32).
-MASKED_BIAS = -1e4
+    return additive_bias(call.attention_mask, call.q.dtype)
 
 
 def masked_keys(call) -> torch.Tensor:
