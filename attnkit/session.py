@@ -17,21 +17,16 @@ from typing import Any, Callable
 import torch
 
 from .adapter import Adapter
-from .call import (
-    AttentionCall,
-    Branches,
-    check_extra_kv,
-    check_hidden_states,
-    check_output_replacement,
-    check_qkv,
-    first_non_finite,
-)
-from .errors import AlreadyAttachedError, NonFiniteError, PluginError, UnsupportedModelError, UnsupportedRoleError
-from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
+from .adapter_lookup import find_adapter, pipeline_transformer_names
+from .branches import BranchSpec, branch_rows, forwards_per_step
+from .call import AttentionCall, Branches
+from .edits import EditLog
+from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
+from .hooked_attention import HookedAttention
 from .layout import ROLES
+from .model_inputs import ModelInputs
 from .plugins import make_plugin_manager, plugin_roles
 
-BranchSpec = Branches | Callable[[int], Branches] | None
 _SESSION_ATTRIBUTE = "_attnkit_session"
 
 
@@ -50,49 +45,6 @@ def attach(model_or_pipeline, plugins=(), branches: BranchSpec = None, check_fin
     return Session(model_or_pipeline, plugins=plugins, branches=branches, check_finite=check_finite)
 
 
-class ModelInputs:
-    """One transformer forward's inputs, as ``attnkit_model_inputs`` sees them."""
-
-    def __init__(self, session: Session, inputs: dict[str, Any]):
-        self.session = session
-        self.inputs = inputs
-        self.added: list[tuple[str, int]] = []
-
-    @property
-    def batch_size(self) -> int:
-        return self.session.adapter.batch_size(self.inputs)
-
-    @property
-    def latents(self) -> torch.Tensor:
-        """The model-input latents of the pipeline's rows (and of rows added so far)."""
-        return self.session.adapter.latents(self.inputs)
-
-    @property
-    def encoder_hidden_states(self) -> torch.Tensor:
-        return self.inputs["encoder_hidden_states"]
-
-    @property
-    def per_row_inputs(self) -> tuple[str, ...]:
-        """Forward inputs, besides latents and text, that added rows may give per row (the adapter's list)."""
-        return self.session.adapter.per_row_inputs
-
-    def add_rows(
-        self, branch: str, latents: torch.Tensor, encoder_hidden_states: torch.Tensor, **row_inputs: torch.Tensor
-    ) -> None:
-        """Append rows of a new branch; the pipeline will not see them in the output.
-
-        ``row_inputs`` are the rows' own values of other per-row forward inputs, by forward argument name
-        (see :attr:`per_row_inputs`, e.g. ``pooled_projections=`` and ``encoder_attention_mask=`` on
-        HunyuanVideo); inputs not given repeat the last row's (HunyuanVideo: a text mask of ones).
-        """
-        if branch in self.session.branches:
-            raise ValueError(f"branch {branch!r} already exists in this batch ({sorted(self.session.branches)})")
-        start = self.batch_size
-        self.session.adapter.add_rows(self.inputs, latents, encoder_hidden_states, **row_inputs)
-        self.session.branches[branch] = list(range(start, start + latents.shape[0]))
-        self.added.append((branch, latents.shape[0]))
-
-
 class Session:
     """An active attachment of plugins to one model. Use it as a context manager."""
 
@@ -108,11 +60,9 @@ class Session:
         self.plugins = list(plugins)
         self.branch_spec = branches
         self.check_finite = check_finite
-        # The last plugin call that changed a tensor, named when a non-finite value appears downstream of it.
-        self._last_edit: str | None = None
-        # plugin name -> {"calls", "steps", "layers"} of the attention calls it changed: what it did, not
-        # what it was configured to do.
-        self.activity: dict[str, dict[str, Any]] = {}
+        # What plugins changed, and the finiteness check; a new log each time the session is entered.
+        self.edits = EditLog(check_finite)
+        self.attention = HookedAttention(self)
         self.plugin_manager = None
         self.adapter: Adapter | None = None  # the adapter of the transformer whose forward runs
         self.adapters: list[Adapter] = []
@@ -153,8 +103,8 @@ class Session:
         self.plugin_manager = plugin_manager
         self._check_not_blocked()
         # A session entered again starts a new run: its steps count from 0 again.
-        self.step, self.timestep, self._forward_in_step, self._last_edit = -1, None, 0, None
-        self.activity = {}
+        self.step, self.timestep, self._forward_in_step = -1, None, 0
+        self.edits = EditLog(self.check_finite)
         self.adapters = []
         for name, model in self.components:
             with self._naming_component(name):
@@ -329,134 +279,20 @@ class Session:
 
         Returns the (possibly replaced) output, ``(B, heads, N, head_dim)``, before the output projection.
         """
-        self.compute_qkv(call)
-        call.output = self.run_kernel(call, call.k, call.v)
-        return self.run_attention_output(call, call.output)
+        return self.attention.run(call)
 
     def compute_qkv(self, call: AttentionCall) -> None:
         """``attnkit_before_attention``, the projections of the (maybe edited) hidden states, ``attnkit_qkv``."""
-        self._check_finite(call, {"the hidden states entering the layer": call.hidden_states})
-        self.run_before_attention(call)
-        call.q, call.k, call.v = call.project(call.hidden_states)
-        self._check_finite(call, {"q (projected)": call.q, "k (projected)": call.k, "v (projected)": call.v})
-        self.run_qkv(call)
+        self.attention.compute_qkv(call)
 
     def run_kernel(self, call: AttentionCall, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """The kernel of ``call.q`` over ``key``/``value`` (the call's own, or one softmax group of them) with
-        the plugins' extra K/V; the log-sum-exp is kept on the call when a plugin will read maps."""
-        extras = self.run_extra_kv(call)
-        mask = call.attention_mask
-        if extras:
-            output, logsumexp = attention_with_extras(call.q, key, value, extras, self.wants_logsumexp, mask)
-        elif self.wants_logsumexp:
-            output, logsumexp = sdpa_with_logsumexp(call.q, key, value, mask)
-        else:
-            output, logsumexp = sdpa(call.q, key, value, mask), None
-        call._logsumexp = logsumexp
-        self._check_finite(call, {"the attention kernel's output": output})
-        return output
-
-    def run_before_attention(self, call: AttentionCall) -> None:
-        def check(plugin, result, before):
-            if call.hidden_states is not before:
-                check_hidden_states(call, before, plugin)
-                self._plugin_edited(call, plugin, "attnkit_before_attention", {"call.hidden_states": call.hidden_states})
-
-        self._call_hook("attnkit_before_attention", call, check, lambda: call.hidden_states, call=call)
-
-    def run_qkv(self, call: AttentionCall) -> None:
-        def check(plugin, result, before):
-            if any(now is not old for now, old in zip((call.q, call.k, call.v), before)):
-                check_qkv(call, before, plugin)
-                self._plugin_edited(call, plugin, "attnkit_qkv", {"call.q": call.q, "call.k": call.k, "call.v": call.v})
-
-        self._call_hook("attnkit_qkv", call, check, lambda: (call.q, call.k, call.v), call=call)
-
-    def run_extra_kv(self, call: AttentionCall) -> list[ExtraKV]:
-        extras = []
-        for plugin, result in self._call_hook("attnkit_extra_kv", call, call=call):
-            for extra in result if isinstance(result, (list, tuple)) else [result]:
-                check_extra_kv(extra, call, plugin)
-                extra.source = plugin
-                bias = extra.score_bias if isinstance(extra.score_bias, torch.Tensor) else None
-                # A score bias of -inf masks keys on purpose; only NaN is a fault there.
-                self._plugin_edited(
-                    call,
-                    plugin,
-                    "attnkit_extra_kv",
-                    {"ExtraKV.key": extra.key, "ExtraKV.value": extra.value},
-                    {"ExtraKV.score_bias": bias},
-                )
-                extras.append(extra)
-        return extras
+        """The kernel of ``call.q`` over ``key``/``value`` with the plugins' extra K/V (see
+        :meth:`HookedAttention.run_kernel`)."""
+        return self.attention.run_kernel(call, key, value)
 
     def run_attention_output(self, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
-        replacements = self._call_hook("attnkit_attention_output", call, call=call, output=output)
-        if not replacements:
-            return output
-        if len(replacements) > 1:
-            names = [plugin for plugin, _ in replacements]
-            raise PluginError(
-                f"plugins {names} all replaced the attention output at layer {call.name}; only one may",
-                plugin=names[1],
-                hook="attnkit_attention_output",
-                layer=call.name,
-                step=self.step,
-            )
-        plugin, replacement = replacements[0]
-        check_output_replacement(call, output, replacement, plugin)
-        self._plugin_edited(call, plugin, "attnkit_attention_output", {"the returned output": replacement})
-        call.output = replacement
-        return replacement
-
-    # --- the finiteness check (attach(..., check_finite=True)) ---------------------------------------
-
-    def _plugin_edited(self, call: AttentionCall | None, plugin: str, hook: str, tensors: dict, nan_only=None) -> None:
-        """Note ``plugin``'s edit; with the check on, its tensors must be finite (``nan_only``: not NaN)."""
-        where = f"{plugin!r} in {hook}" + (f" at layer {call.layer} ({call.name})" if call is not None else "")
-        self._last_edit = f"{where}, step {self.step}"
-        done = self.activity.setdefault(plugin, {"calls": 0, "steps": set(), "layers": set()})
-        done["calls"] += 1
-        done["steps"].add(self.step)
-        if call is not None:
-            done["layers"].add(call.layer)
-        if not self.check_finite:
-            return
-        bad = first_non_finite(tensors)
-        if bad is None and nan_only:
-            bad = next((name for name, t in nan_only.items() if t is not None and t.isnan().any()), None)
-        if bad is not None:
-            raise NonFiniteError(
-                f"plugin {where}, step {self.step} produced inf or NaN in {bad}; its inputs were finite. "
-                "Check the plugin's settings (a huge scale or step size overflows)",
-                plugin=plugin,
-                hook=hook,
-                layer=call.name if call is not None else None,
-                step=self.step,
-            )
-
-    def _check_finite(self, call: AttentionCall | None, tensors: dict, where: str | None = None) -> None:
-        """With the check on: raise if a tensor no plugin produced holds inf or NaN, naming where it was seen."""
-        if not self.check_finite:
-            return
-        bad = first_non_finite(tensors)
-        if bad is None:
-            return
-        if where is None:
-            where = f"at layer {call.layer} ({call.name}), step {self.step}"
-        cause = (
-            f"the last plugin to change a tensor before it was {self._last_edit}"
-            if self._last_edit is not None
-            else "no plugin changed a tensor before it, so the model or the pipeline made it (e.g. an "
-            "infinite guidance scale, or inputs that were already non-finite)"
-        )
-        raise NonFiniteError(
-            f"{bad} {where} holds inf or NaN; {cause}",
-            plugin=None,
-            hook=None,
-            layer=call.name if call is not None else None,
-            step=self.step,
-        )
+        """``attnkit_attention_output``: plugins read maps or replace the output."""
+        return self.attention.run_attention_output(call, output)
 
     # --- per transformer forward ---------------------------------------------------------------------
 
@@ -470,7 +306,7 @@ class Session:
     def _before_forward(self, module, args, kwargs):
         inputs = self.adapter.bind_inputs(args, kwargs)
         timestep = self.adapter.timestep(inputs)
-        if self.step < 0 or timestep != self.timestep or self._forward_in_step + 1 >= self._forwards_per_step():
+        if self.step < 0 or timestep != self.timestep or self._forward_in_step + 1 >= forwards_per_step(self.pipeline, self.adapter):
             self._end_step()
             self.step += 1
             self.timestep = timestep
@@ -479,15 +315,17 @@ class Session:
         else:
             self._forward_in_step += 1
         self._base_batch = self.adapter.batch_size(inputs)
-        self.branches = self._base_branches(self._base_batch)
+        self.branches = branch_rows(
+            self.branch_spec, self.pipeline, self.adapter, self._base_batch, self._forward_in_step
+        )
         step = f"step {self.step} (timestep {timestep:g})" if timestep is not None else f"step {self.step}"
-        self._check_finite(None, {"the latents passed to the transformer": self.adapter.latents(inputs)}, f"at {step}")
+        self._require_finite({"the latents passed to the transformer": self.adapter.latents(inputs)}, f"at {step}")
         model_inputs = ModelInputs(self, inputs)
         self._call_hook("attnkit_model_inputs", session=self, inputs=model_inputs)
         if model_inputs.added:
             added = ", ".join(branch for branch, _ in model_inputs.added)
-            self._check_finite(
-                None, {f"the rows added by attnkit_model_inputs ({added})": self.adapter.latents(inputs)}, f"at {step}"
+            self._require_finite(
+                {f"the rows added by attnkit_model_inputs ({added})": self.adapter.latents(inputs)}, f"at {step}"
             )
         self.adapter.begin_forward(inputs)
         return (), inputs
@@ -500,49 +338,23 @@ class Session:
         ):
             return output
         output, sample = self.adapter.split_output(output, self._base_batch)
-        self._check_finite(None, {"the transformer's output": sample}, f"at step {self.step}")
+        self._require_finite({"the transformer's output": sample}, f"at step {self.step}")
         outputs = {branch: sample[rows] for branch, rows in self.branches.items()}
         self._call_hook("attnkit_model_output", session=self, outputs=outputs)
         return output
-
-    def _forwards_per_step(self) -> float:
-        """How many forwards of a pipeline's call share one timestep: one, or two where the pipeline runs
-        each guidance branch as its own forward. A forward beyond them at an unchanged timestep starts a new
-        step (a second call of a pipeline whose steps repeat the first's timesteps)."""
-        if self.pipeline is None:
-            return float("inf")  # a bare model may be called any number of times per step
-        if self.adapter.forward_branches(self.pipeline, 1, 1) == self.adapter.forward_branches(self.pipeline, 1, 0):
-            return 1  # a second forward would be labelled like the first: guidance is batched in one forward
-        # Only an explicit flag says guidance is off: HunyuanVideo's true CFG is decided inside its __call__.
-        return 1 if getattr(self.pipeline, "do_classifier_free_guidance", None) is False else 2
 
     def _end_step(self) -> None:
         if self.step >= 0:
             self._call_hook("attnkit_step_end", session=self, step=self.step, timestep=self.timestep)
 
-    def _base_branches(self, batch_size: int) -> Branches:
-        spec = self.branch_spec
-        if callable(spec):
-            spec = spec(batch_size)
-        if spec is not None:
-            rows = sorted(row for branch_rows in spec.values() for row in branch_rows)
-            if rows and (rows[-1] >= batch_size or rows[0] < 0):
-                raise ValueError(
-                    f"branches {spec} name rows outside the batch of {batch_size}; "
-                    f"rows must be in 0..{batch_size - 1}"
-                )
-            return {name: list(branch_rows) for name, branch_rows in spec.items()}
-        if self.pipeline is not None and getattr(self.pipeline, "current_timestep", 0) is None:
-            # diffusers pipelines set current_timestep inside their denoising loop only; a forward while it
-            # is None comes from elsewhere, and the attached pipeline's guidance says nothing about its rows.
-            raise ValueError(
-                f"the transformer ran outside the attached {type(self.pipeline).__name__}'s denoising loop "
-                "(another pipeline sharing it, or a direct call), so that pipeline's guidance setting cannot "
-                "say which rows are uncond and cond; attach the pipeline that runs it, or pass "
-                "attach(..., branches={...})"
-            )
-        # The adapter knows its pipelines' loop: batched guidance halves, or one forward per branch.
-        return self.adapter.forward_branches(self.pipeline, batch_size, self._forward_in_step)
+    def _require_finite(self, tensors: dict, where: str) -> None:
+        self.edits.require_finite(None, self.step, tensors, where)
+
+    @property
+    def activity(self) -> dict[str, dict[str, Any]]:
+        """plugin name -> ``{"calls", "steps", "layers"}`` of the attention calls it changed: what it did, not
+        what it was configured to do."""
+        return self.edits.activity
 
     @property
     def num_steps(self) -> int | None:
@@ -551,53 +363,3 @@ class Session:
         if self.pipeline is None or self.adapter is None:
             return None
         return self.adapter.num_steps(self.pipeline)
-
-
-
-def _registered_adapters(plugin_manager) -> list[type[Adapter]]:
-    adapters: list[type[Adapter]] = []
-    caller = plugin_manager.hook.attnkit_register_adapters
-    try:
-        caller(register=adapters.append)
-    except Exception as error:
-        plugin = _raising_plugin(error, caller.get_hookimpls())
-        raise PluginError(
-            f"plugin {plugin!r} raised in attnkit_register_adapters: {type(error).__name__}: {error}; fix or "
-            "uninstall it (or block it with ATTNKIT_BLOCK_PLUGINS)",
-            plugin=plugin,
-            hook="attnkit_register_adapters",
-        ) from error
-    return adapters
-
-
-def pipeline_transformer_names(plugin_manager) -> list[str]:
-    """Every pipeline attribute some registered adapter says may hold a transformer, in their order."""
-    names: list[str] = []
-    for adapter_class in _registered_adapters(plugin_manager):
-        names.extend(name for name in adapter_class.pipeline_transformers if name not in names)
-    return names
-
-
-def find_adapter(model, plugin_manager) -> Adapter:
-    """The first registered adapter that supports ``model``; a clear error if none does."""
-    adapters = _registered_adapters(plugin_manager)
-    for adapter_class in adapters:
-        if adapter_class.supports(model):
-            return adapter_class(model)
-    supported = sorted({name for adapter_class in adapters for name in adapter_class.model_classes})
-    raise UnsupportedModelError(
-        f"no attnkit adapter supports {type(model).__name__}; supported model classes: {supported}. "
-        "Pass a diffusers transformer or a pipeline with .transformer, or register an adapter for it "
-        "with an attnkit_register_adapters(register) hook (see docs/hooks.md)"
-    )
-
-
-def _raising_plugin(error: BaseException, impls) -> str:
-    """Which impl's function the traceback of ``error`` passes through (pluggy does not say)."""
-    codes = {impl.function.__code__: impl.plugin_name for impl in impls if hasattr(impl.function, "__code__")}
-    traceback = error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_code in codes:
-            return codes[traceback.tb_frame.f_code]
-        traceback = traceback.tb_next
-    return "unknown"
