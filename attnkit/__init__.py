@@ -15,6 +15,7 @@ from .kernel import ExtraKV
 from .layout import TokenLayout
 from .plugins import hookimpl
 from .session import ModelInputs, Session, attach
+from .where import Where
 
 __all__ = [
     "AlreadyAttachedError",
@@ -28,6 +29,7 @@ __all__ = [
     "TokenLayout",
     "UnsupportedModelError",
     "UnsupportedRoleError",
+    "Where",
     "attach",
     "hookimpl",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .adapter import Adapter
+from .dispatch import raising_plugin
 from .errors import PluginError, UnsupportedModelError
 
 
@@ -44,13 +45,3 @@ def find_adapter(model, plugin_manager) -> Adapter:
         "with an attnkit_register_adapters(register) hook (see docs/hooks.md)"
     )
 
-
-def raising_plugin(error: BaseException, impls) -> str:
-    """Which impl's function the traceback of ``error`` passes through (pluggy does not say)."""
-    codes = {impl.function.__code__: impl.plugin_name for impl in impls if hasattr(impl.function, "__code__")}
-    traceback = error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_code in codes:
-            return codes[traceback.tb_frame.f_code]
-        traceback = traceback.tb_next
-    return "unknown"

@@ -63,7 +63,7 @@ class HookedAttention:
                 check_hidden_states(call, before, plugin)
                 self._edited(call, plugin, "attnkit_before_attention", {"call.hidden_states": call.hidden_states})
 
-        self.session._call_hook("attnkit_before_attention", call, check, lambda: call.hidden_states, call=call)
+        self.session.dispatch.call_attention_hook("attnkit_before_attention", call, check, lambda: call.hidden_states)
 
     def run_qkv(self, call: AttentionCall) -> None:
         def check(plugin, result, before):
@@ -71,11 +71,11 @@ class HookedAttention:
                 check_qkv(call, before, plugin)
                 self._edited(call, plugin, "attnkit_qkv", {"call.q": call.q, "call.k": call.k, "call.v": call.v})
 
-        self.session._call_hook("attnkit_qkv", call, check, lambda: (call.q, call.k, call.v), call=call)
+        self.session.dispatch.call_attention_hook("attnkit_qkv", call, check, lambda: (call.q, call.k, call.v))
 
     def run_extra_kv(self, call: AttentionCall) -> list[ExtraKV]:
         extras = []
-        for plugin, result in self.session._call_hook("attnkit_extra_kv", call, call=call):
+        for plugin, result in self.session.dispatch.call_attention_hook("attnkit_extra_kv", call):
             for extra in result if isinstance(result, (list, tuple)) else [result]:
                 check_extra_kv(extra, call, plugin)
                 extra.source = plugin
@@ -92,7 +92,9 @@ class HookedAttention:
         return extras
 
     def run_attention_output(self, call: AttentionCall, output: torch.Tensor) -> torch.Tensor:
-        replacements = self.session._call_hook("attnkit_attention_output", call, call=call, output=output)
+        replacements = self.session.dispatch.call_attention_hook(
+            "attnkit_attention_output", call, output=output
+        )
         if not replacements:
             return output
         if len(replacements) > 1:

@@ -1,14 +1,17 @@
 """The pluggy hook specifications of attnkit: every point where a plugin can read or change attention.
 
 Implement any of these in a plugin (a module, class or object) with ``@attnkit.hookimpl``; an
-implementation takes only the arguments it needs. Per-attention hooks (``attnkit_before_attention``,
-``attnkit_qkv``, ``attnkit_extra_kv``, ``attnkit_attention_output``) are called for every attention module
-of every forward, so the session asks once which of them have implementations and skips the rest.
+implementation takes only the arguments it needs. pluggy calls them: in its order (``tryfirst`` /
+``trylast``), with ``wrapper=True`` implementations around the others. Per-attention hooks
+(``attnkit_before_attention``, ``attnkit_qkv``, ``attnkit_extra_kv``, ``attnkit_attention_output``) are
+called for every attention module of every forward, so the session asks once which of them have
+implementations and skips the rest.
 
-A plugin may declare the attention roles it handles (``attnkit_roles = {"joint", "cross"}``; roles are
-``"joint"``, ``"self"``, ``"cross"``, see :class:`attnkit.layout.TokenLayout`). Its per-attention hooks are
-then called only for calls of those roles, and attaching it to a model none of whose calls has one of
-them raises :class:`attnkit.UnsupportedRoleError`.
+A plugin may declare where its per-attention hooks fire, as data: ``attnkit_where =
+attnkit.Where(roles=..., layers=..., steps=..., branches=...)`` (see :mod:`attnkit.where`). They are then
+called only for the attention calls inside it. ``attnkit_roles = {"joint", "cross"}`` declares the roles
+alone (roles are ``"joint"``, ``"self"``, ``"cross"``, see :class:`attnkit.layout.TokenLayout`); attaching
+a plugin to a model none of whose calls has one of its roles raises :class:`attnkit.UnsupportedRoleError`.
 """
 
 from __future__ import annotations

@@ -7,12 +7,17 @@ pipeline with two (Wan 2.2: ``transformer`` for the high-noise steps, ``transfor
 ones) has both instrumented, so plugins see every step. What the session needs to know about the
 pipeline (guidance rows, step count) it asks the adapter. Leaving, also through an exception, puts every
 processor back and removes every hook, so the models are the objects they were.
+
+The session owns this lifecycle and the step count; it leaves to other modules how hooks are called
+(:mod:`attnkit.dispatch`, with the plugins' gates of :mod:`attnkit.where`), one attention call's hooked
+sequence (:mod:`attnkit.hooked_attention`), which rows are which branch (:mod:`attnkit.branches`), what
+plugins changed (:mod:`attnkit.edits`) and how an adapter is found (:mod:`attnkit.adapter_lookup`).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -20,12 +25,14 @@ from .adapter import Adapter
 from .adapter_lookup import find_adapter, pipeline_transformer_names
 from .branches import BranchSpec, branch_rows, forwards_per_step
 from .call import AttentionCall, Branches
+from .dispatch import ATTENTION_HOOKS, HookDispatch
 from .edits import EditLog
 from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .hooked_attention import HookedAttention
 from .layout import ROLES
 from .model_inputs import ModelInputs
 from .plugins import make_plugin_manager, plugin_roles
+from .where import Where, plugin_where
 
 _SESSION_ATTRIBUTE = "_attnkit_session"
 
@@ -123,7 +130,7 @@ class Session:
             # Layer indices count the attention modules of one forward, i.e. of one transformer.
             self.num_attention_modules = max(counts)
             self._active = True
-            self._call_hook("attnkit_session_start", session=self)
+            self.dispatch.call_hook("attnkit_session_start", session=self)
         except BaseException:
             self._restore()
             raise
@@ -133,7 +140,7 @@ class Session:
         try:
             if self._active:
                 self._end_step()
-                self._call_hook("attnkit_session_end", session=self, error=exc)
+                self.dispatch.call_hook("attnkit_session_end", session=self, error=exc)
         except Exception as plugin_error:
             if exc is None:
                 raise
@@ -188,20 +195,26 @@ class Session:
     # --- hooks, asked once per session ---------------------------------------------------------------
 
     def _check_roles(self) -> None:
-        """A plugin declaring ``attnkit_roles`` must handle at least one role this model's attention has."""
+        """Read each plugin's gate (``attnkit_where``, ``attnkit_roles``, see :mod:`attnkit.where`); a plugin
+        that declares roles must handle at least one role this model's attention has."""
         model_roles = set().union(*(adapter.roles for adapter in self.adapters or [self.adapter]))
-        self._plugin_roles: dict[str, frozenset[str]] = {}
+        self._gates: dict[str, Where] = {}
         for name, plugin in self.plugin_manager.list_name_plugin():
-            roles = plugin_roles(plugin)
+            where = plugin_where(name, plugin)
+            if where is None:
+                continue
+            self._gates[name] = where
+            roles = where.roles
             if roles is None:
                 continue
+            declared = "attnkit_roles" if plugin_roles(plugin) is not None else "attnkit_where"
             unknown = sorted(roles - set(ROLES))
             if unknown:
                 raise UnsupportedRoleError(
-                    f"plugin {name!r} declares attnkit_roles {sorted(roles)}; {unknown} are not roles "
+                    f"plugin {name!r} declares {declared} {sorted(roles)}; {unknown} are not roles "
                     f"(roles are {list(ROLES)})",
                     plugin=name,
-                    hook="attnkit_roles",
+                    hook=declared,
                 )
             if not roles & model_roles:
                 raise UnsupportedRoleError(
@@ -210,67 +223,14 @@ class Session:
                     f"{sorted(model_roles)} calls, so it would do nothing; use a plugin that handles "
                     f"{' or '.join(sorted(model_roles))} calls, or extend this one",
                     plugin=name,
-                    hook="attnkit_roles",
+                    hook=declared,
                 )
-            self._plugin_roles[name] = roles
 
     def _collect_hooks(self) -> None:
-        self._impls = {}
-        for name in self.plugin_manager.hook.__dict__:
-            if not name.startswith("attnkit_"):
-                continue
-            caller = getattr(self.plugin_manager.hook, name)
-            impls = caller.get_hookimpls()
-            wrappers = [impl.plugin_name for impl in impls if impl.hookwrapper or impl.wrapper]
-            if wrappers:
-                raise PluginError(
-                    f"plugins {wrappers} implement {name} as a wrapper; attnkit calls its hooks directly, "
-                    "so implement it as a plain hook (use tryfirst/trylast for order)",
-                    plugin=wrappers[0],
-                    hook=name,
-                )
-            # pluggy calls the last registered first; keep that order. Each impl carries the roles its
-            # plugin handles (None = all) so per-call hooks skip calls of other roles.
-            self._impls[name] = [(impl, self._plugin_roles.get(impl.plugin_name)) for impl in reversed(impls)]
-        self.hooks_attention = any(
-            self._impls.get(name)
-            for name in ("attnkit_before_attention", "attnkit_qkv", "attnkit_extra_kv", "attnkit_attention_output")
-        )
-        self.wants_logsumexp = bool(self._impls.get("attnkit_attention_output"))
-
-    def _call_hook(
-        self,
-        name: str,
-        context: AttentionCall | None = None,
-        check: Callable[[str, Any, Any], None] | None = None,
-        snapshot: Callable[[], Any] | None = None,
-        **kwargs,
-    ) -> list[tuple[str, Any]]:
-        """Call each impl; ``check(plugin, result, before)``, if given, runs after each one, ``before`` being
-        what ``snapshot()`` returned just before it, so a bad result names the plugin that produced it."""
-        results = []
-        for impl, roles in self._impls.get(name, ()):
-            if roles is not None and context is not None and context.layout.role not in roles:
-                continue
-            arguments = {argument: kwargs[argument] for argument in impl.argnames}
-            before = snapshot() if snapshot is not None else None
-            try:
-                result = impl.function(**arguments)
-            except Exception as error:
-                where = f" at layer {context.layer} ({context.name})" if context is not None else ""
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} raised in {name}{where}, step {self.step}: "
-                    f"{type(error).__name__}: {error}",
-                    plugin=impl.plugin_name,
-                    hook=name,
-                    layer=context.name if context is not None else None,
-                    step=self.step,
-                ) from error
-            if check is not None:
-                check(impl.plugin_name, result, before)
-            if result is not None:
-                results.append((impl.plugin_name, result))
-        return results
+        self.dispatch = HookDispatch(self.plugin_manager, self._gates, lambda: self.step)
+        # Adapters run the model's own processors untouched when no per-attention hook is implemented.
+        self.hooks_attention = any(self.dispatch.implements(name) for name in ATTENTION_HOOKS)
+        self.wants_logsumexp = self.dispatch.implements("attnkit_attention_output")
 
     # --- per attention call, called by the adapter's processor --------------------------------------
 
@@ -306,12 +266,13 @@ class Session:
     def _before_forward(self, module, args, kwargs):
         inputs = self.adapter.bind_inputs(args, kwargs)
         timestep = self.adapter.timestep(inputs)
-        if self.step < 0 or timestep != self.timestep or self._forward_in_step + 1 >= forwards_per_step(self.pipeline, self.adapter):
+        step_full = self._forward_in_step + 1 >= forwards_per_step(self.pipeline, self.adapter)
+        if self.step < 0 or timestep != self.timestep or step_full:
             self._end_step()
             self.step += 1
             self.timestep = timestep
             self._forward_in_step = 0
-            self._call_hook("attnkit_step_start", session=self, step=self.step, timestep=timestep)
+            self.dispatch.call_hook("attnkit_step_start", session=self, step=self.step, timestep=timestep)
         else:
             self._forward_in_step += 1
         self._base_batch = self.adapter.batch_size(inputs)
@@ -321,7 +282,7 @@ class Session:
         step = f"step {self.step} (timestep {timestep:g})" if timestep is not None else f"step {self.step}"
         self._require_finite({"the latents passed to the transformer": self.adapter.latents(inputs)}, f"at {step}")
         model_inputs = ModelInputs(self, inputs)
-        self._call_hook("attnkit_model_inputs", session=self, inputs=model_inputs)
+        self.dispatch.call_hook("attnkit_model_inputs", session=self, inputs=model_inputs)
         if model_inputs.added:
             added = ", ".join(branch for branch, _ in model_inputs.added)
             self._require_finite(
@@ -333,19 +294,19 @@ class Session:
     def _after_forward(self, module, args, kwargs, output):
         if (
             not self.check_finite
-            and not self._impls.get("attnkit_model_output")
+            and not self.dispatch.implements("attnkit_model_output")
             and self.adapter.batch_size(kwargs) == self._base_batch
         ):
             return output
         output, sample = self.adapter.split_output(output, self._base_batch)
         self._require_finite({"the transformer's output": sample}, f"at step {self.step}")
         outputs = {branch: sample[rows] for branch, rows in self.branches.items()}
-        self._call_hook("attnkit_model_output", session=self, outputs=outputs)
+        self.dispatch.call_hook("attnkit_model_output", session=self, outputs=outputs)
         return output
 
     def _end_step(self) -> None:
         if self.step >= 0:
-            self._call_hook("attnkit_step_end", session=self, step=self.step, timestep=self.timestep)
+            self.dispatch.call_hook("attnkit_step_end", session=self, step=self.step, timestep=self.timestep)
 
     def _require_finite(self, tensors: dict, where: str) -> None:
         self.edits.require_finite(None, self.step, tensors, where)

@@ -74,15 +74,20 @@ def test_misspelt_hook_implementation_is_an_error(pipe):
             pass
 
 
-def test_wrapper_on_a_per_call_hook_is_refused(pipe):
+def test_a_wrapper_on_a_per_call_hook_wraps_the_plain_ones(pipe):
+    events = []
+
     class Wraps:
         @attnkit.hookimpl(wrapper=True)
         def attnkit_qkv(self, call):
-            return (yield)
+            events.append("before")
+            result = yield
+            events.append("after")
+            return result
 
-    with pytest.raises(attnkit.PluginError, match="wrapper"):
-        with attnkit.attach(pipe, plugins=[Wraps()]):
-            pass
+    with attnkit.attach(pipe, plugins=[OnQKV(lambda call: events.append("plain")), Wraps()]):
+        run(pipe)
+    assert events[:3] == ["before", "plain", "after"]
     assert not hasattr(pipe.transformer, "_attnkit_session")
 
 
