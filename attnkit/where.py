@@ -61,7 +61,14 @@ class Where:
 def plugin_where(name: str, plugin) -> Where | None:
     """The gate of a plugin: its ``attnkit_where``, with the roles of its ``attnkit_roles`` if it declares
     those; None when it declares neither (it fires for every attention call)."""
-    where = getattr(plugin, "attnkit_where", None)
+    try:
+        where = getattr(plugin, "attnkit_where", None)
+    except Exception as error:  # a plugin may compute its gate from its settings; say whose failed
+        raise PluginError(
+            f"plugin {name!r}'s attnkit_where raised {type(error).__name__}: {error}; check its settings",
+            plugin=name,
+            hook="attnkit_where",
+        ) from error
     roles = plugin_roles(plugin)
     if where is None:
         return None if roles is None else Where(roles=roles)

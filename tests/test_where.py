@@ -313,3 +313,14 @@ def test_roles_declared_differently_twice_are_refused_and_the_same_twice_accepte
     with attnkit.attach(pipe, plugins=[plugin]):
         run(pipe)
     assert plugin.layers() == {0}
+
+
+def test_a_gate_computed_from_bad_settings_names_its_plugin(pipe):
+    class BadSettings(Seen):
+        @property
+        def attnkit_where(self):
+            return attnkit.Where(steps=range(2.5))
+
+    with pytest.raises(attnkit.PluginError, match="plugin 'bad-settings''s attnkit_where raised TypeError"):
+        with attnkit.attach(pipe, plugins=[BadSettings(name="bad-settings")]):
+            pass
