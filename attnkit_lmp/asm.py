@@ -86,6 +86,13 @@ class ASM:
         # relative to their size, the scale to tune eta against for a given model.
         self.relative_steps: list[tuple[int, int, float]] = []
 
+    @property
+    def attnkit_where(self) -> attnkit.Where:
+        """Where steps are taken: calls holding the reference branch, in the first ``asm_steps`` steps, in
+        ``layers`` (all by default). ``eta`` 0 takes no step, so it fires at no step."""
+        steps = range(self.asm_steps) if self.eta != 0 else ()
+        return attnkit.Where(steps=steps, layers=self.layers, branches=(self.reference_branch,))
+
     @attnkit.hookimpl
     def attnkit_session_start(self, session):
         self.losses = []
@@ -93,10 +100,6 @@ class ASM:
 
     @attnkit.hookimpl
     def attnkit_before_attention(self, call):
-        if call.step >= self.asm_steps or self.eta == 0 or not call.has_branch(self.reference_branch):
-            return
-        if self.layers is not None and call.layer not in self.layers:
-            return
         target_rows = [
             row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)
         ]

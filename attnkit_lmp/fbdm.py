@@ -72,6 +72,12 @@ class FBDM:
         self.layer_names: dict[int, str] = {}  # the attention calls averaged: index -> module path
         self._reset_accumulator()
 
+    @property
+    def attnkit_where(self) -> attnkit.Where:
+        """Where maps are read: calls holding the reference branch, in the first ``fbdm_steps`` steps, in
+        ``layers`` (all by default)."""
+        return attnkit.Where(steps=range(self.fbdm_steps), layers=self.layers, branches=(self.branch,))
+
     def _reset_accumulator(self) -> None:
         self._map_sum: torch.Tensor | None = None
         self._num_layers = 0
@@ -86,10 +92,6 @@ class FBDM:
 
     @attnkit.hookimpl
     def attnkit_attention_output(self, call):
-        if call.step >= self.fbdm_steps or not call.has_branch(self.branch):
-            return None
-        if self.layers is not None and call.layer not in self.layers:
-            return None
         subject = [call.layout.key_span("text").start + position for position in self.subject_tokens]
         # (rows, video, subject), head-mean; and in a joint call (rows, subject, video).
         video_to_text = call.attention_probs("video", subject, branch=self.branch, heads="mean")

@@ -57,12 +57,14 @@ class RMTM:
         self.scale_values = scale_values
         self.reference_branch = reference_branch
 
+    @property
+    def attnkit_where(self) -> attnkit.Where:
+        """Where keys are added: calls holding the reference branch, in the first ``rmtm_steps`` steps, in
+        ``layers`` (all by default)."""
+        return attnkit.Where(steps=range(self.rmtm_steps), layers=self.layers, branches=(self.reference_branch,))
+
     @attnkit.hookimpl
     def attnkit_extra_kv(self, call):
-        if call.step >= self.rmtm_steps or not call.has_branch(self.reference_branch):
-            return None
-        if self.layers is not None and call.layer not in self.layers:
-            return None
         target_rows = [
             row for branch in self.target_branches if call.has_branch(branch) for row in call.rows(branch)
         ]

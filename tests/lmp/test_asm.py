@@ -159,3 +159,12 @@ def test_asm_records_how_far_each_step_moved_the_hidden_states_relative_to_their
     (step, layer, relative), = plugin.relative_steps
     assert (step, layer) == (3, 1)
     assert relative == pytest.approx(10.0 * 0.5 * 4 / 4)  # |eta g| / |h| over the 16 moved values
+
+
+def test_asm_declares_its_gate_and_eta_zero_fires_at_no_step(t2v_pipe):
+    asm = ASM(SUBJECT, asm_steps=3, layers=[1], reference_branch="ref")
+    assert asm.attnkit_where == attnkit.Where(steps=range(3), layers={1}, branches=("ref",))
+    switched_off = ASM(SUBJECT, eta=0.0, asm_steps=1)
+    assert switched_off.attnkit_where.steps == frozenset()
+    run_forward(t2v_pipe, [switched_off])
+    assert switched_off.losses == []

@@ -83,3 +83,9 @@ def test_without_a_reference_branch_fbdm_does_nothing(t2v_pipe):
         t2v_pipe, [fbdm], inputs=forward_inputs(t2v_pipe, batch=2), branches={"uncond": [0], "cond": [1]}
     )
     assert fbdm.mask is None and fbdm.history == []
+
+
+def test_fbdm_declares_where_it_reads_maps():
+    fbdm = FBDM(SUBJECT, fbdm_steps=2, layers=[0, 3], branch="ref")
+    assert fbdm.attnkit_where == attnkit.Where(steps=range(2), layers={0, 3}, branches=("ref",))
+    assert FBDM(SUBJECT).attnkit_where.layers is None  # every layer by default

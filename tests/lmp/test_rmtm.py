@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import attnkit
 from attnkit_lmp.fbdm import FBDM
 from attnkit_lmp.rmtm import RMTM
 
@@ -119,3 +120,8 @@ def test_inactive_from_rmtm_steps_on(t2v_pipe):
     run_steps_with(t2v_pipe, [RMTM(LAMBDA, rmtm_steps=1, fbdm=FixedMask(FOREGROUND)), recorder], [900, 500])
     call = recorder.calls[0]  # recorded at step 1, the last
     torch.testing.assert_close(call["output"][1], plain_attention(call, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_rmtm_declares_where_it_adds_keys():
+    rmtm = RMTM(LAMBDA, rmtm_steps=4, layers=[1], reference_branch="ref")
+    assert rmtm.attnkit_where == attnkit.Where(steps=range(4), layers={1}, branches=("ref",))
