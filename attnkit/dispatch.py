@@ -43,7 +43,7 @@ class _Invocation:
 
     def check_wrappers(self) -> None:
         """Check, as the wrappers' edit, whatever changed since the state was last checked."""
-        if self.wrappers and self.check is not None:
+        if self.check is not None:
             self.check(self.wrappers, None, self.latest)
             self.latest = self.snapshot()
 
@@ -135,7 +135,8 @@ class HookDispatch:
         invocation = self._invocation = _Invocation(hook, call, check, snapshot, impls.wrapper_names)
         try:
             result = self._execute(hook, impls.impls, kwargs, self._firstresult[hook])
-            invocation.check_wrappers()
+            if wrappers:
+                invocation.check_wrappers()
         except PluginError:
             raise
         except Exception as error:
@@ -175,7 +176,8 @@ class HookDispatch:
         invocation = self._invocation
         before = None
         if invocation.check is not None:
-            invocation.check_wrappers()
+            if invocation.wrappers:
+                invocation.check_wrappers()
             before = invocation.snapshot()
         try:
             result = function(*args, **kwargs)
