@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .adapter import Adapter
-from .dispatch import raising_plugin
+from .hook_dispatch import raising_plugin
 from .errors import PluginError, UnsupportedModelError
 
 

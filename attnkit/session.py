@@ -9,7 +9,7 @@ pipeline (guidance rows, step count) it asks the adapter. Leaving, also through 
 processor back and removes every hook, so the models are the objects they were.
 
 The session owns this lifecycle and the step count; it leaves to other modules how hooks are called
-(:mod:`attnkit.dispatch`, with the plugins' gates of :mod:`attnkit.where`), one attention call's hooked
+(:mod:`attnkit.hook_dispatch`, with the plugins' gates of :mod:`attnkit.where`), one attention call's hooked
 sequence (:mod:`attnkit.hooked_attention`), which rows are which branch (:mod:`attnkit.branches`), what
 plugins changed (:mod:`attnkit.edits`) and how an adapter is found (:mod:`attnkit.adapter_lookup`).
 """
@@ -25,7 +25,7 @@ from .adapter import Adapter
 from .adapter_lookup import find_adapter, pipeline_transformer_names
 from .branches import BranchSpec, branch_rows, forwards_per_step
 from .call import AttentionCall, Branches
-from .dispatch import ATTENTION_HOOKS, HookDispatch
+from .hook_dispatch import ATTENTION_HOOKS, HookDispatch
 from .edits import EditLog
 from .errors import AlreadyAttachedError, PluginError, UnsupportedModelError, UnsupportedRoleError
 from .hooked_attention import HookedAttention
