@@ -69,7 +69,7 @@ def sdpa_with_logsumexp(
     costs nothing extra. Otherwise the output comes from :func:`sdpa` and the log-sum-exp from
     :func:`chunked_logsumexp`, in blocks of bounded size.
     """
-    bias = None if attn_mask is None else additive_bias(attn_mask, q.dtype)
+    bias = None if attn_mask is None else additive_bias(attn_mask, q.dtype, q.device)
     fused = _fused_with_logsumexp(q, k, v, bias)
     if fused is not None:
         return fused
@@ -313,7 +313,7 @@ def attention_with_extras(
     extra keys are never masked by it. Returns ``(output, logsumexp or None)``; the log-sum-exp is over
     each query's visible keys.
     """
-    mask_bias = additive_bias(attn_mask, q.dtype) if attn_mask is not None else None
+    mask_bias = additive_bias(attn_mask, q.dtype, q.device) if attn_mask is not None else None
     batch, _, num_tokens, _ = q.shape
     output = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp else None

@@ -21,12 +21,13 @@ def as_4d(mask: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def additive_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def additive_bias(mask: torch.Tensor, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
     """``mask`` as a 4-D additive bias in ``dtype``: a boolean mask gives 0 where a key is visible and -inf
-    where it is hidden; an additive mask is only cast. On the mask's device."""
+    where it is hidden (made on ``device``, by default the mask's); an additive mask is only cast."""
     mask = as_4d(mask)
     if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+        device = mask.device if device is None else device
+        return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, float("-inf"))
     return mask.to(dtype)
 
 
