@@ -267,6 +267,21 @@ def test_a_wrappers_bad_edit_names_the_wrapper(pipe):
     assert raised.value.plugin == "shrinks"
 
 
+def test_a_wrappers_edit_before_it_yields_is_named_as_the_wrappers_not_the_next_plugins(pipe):
+    class ShrinksFirst:
+        name = "shrinks-first"
+
+        @attnkit.hookimpl(wrapper=True)
+        def attnkit_qkv(self, call):
+            call.k = call.k[:, :1]
+            return (yield)
+
+    with pytest.raises(attnkit.PluginError) as raised:
+        with attnkit.attach(pipe, plugins=[Seen(name="innocent"), ShrinksFirst()]):
+            run(pipe)
+    assert raised.value.plugin == "shrinks-first" and "call.k is" in str(raised.value)
+
+
 def test_hooks_run_through_pluggy_so_its_call_monitoring_sees_them(pipe):
     seen = []
 
