@@ -36,7 +36,7 @@ from diffusers import (
 )
 from transformers import T5Config, T5EncoderModel
 
-from attnkit.testing.tokenizer import build_word_tokenizer
+from attnkit.word_tokenizer import word_level_tokenizer
 from attnkit_lmp.toy.world import BACKGROUNDS, PROMPT_WORDS, V1_BACKGROUNDS, WorldConfig
 
 # Written beside a saved toy pipeline's weights: the ToyModelConfig it was built with, and training facts.
@@ -205,7 +205,7 @@ def toy_config_of(pipeline) -> ToyModelConfig:
 
 
 def build_tokenizer(config: ToyModelConfig):
-    return build_word_tokenizer(PROMPT_WORDS, model_max_length=config.text_length)
+    return word_level_tokenizer(PROMPT_WORDS, model_max_length=config.text_length)
 
 
 def text_encoder_settings(config: ToyModelConfig, vocab_size: int) -> dict:
