@@ -6,7 +6,8 @@
 
 ``--model`` is a local diffusers folder of a pipeline ``motion_transfer`` drives
 (``attnkit_lmp.families.driven_pipelines()`` lists them), or a hub id; ``attnkit_lmp/toy/pretrained`` and ``pretrained_wan`` are the bundled
-toy models, and ``tiny:t2v`` / ``tiny:i2v`` build the tiny random CogVideoX test pipelines (no download).
+toy models. The tiny random test pipelines of ``attnkit.testing`` run too, once saved to a folder
+(``tiny_cogvideox_pipeline("t2v").save_pretrained("tiny-t2v")``, then ``--model tiny-t2v``).
 A model folder may carry ``lmp_defaults.json`` (:mod:`attnkit_lmp.model_defaults`): its settings replace the
 paper's defaults, under ``--config`` and explicit flags; the run prints and records where each setting
 came from.
@@ -34,7 +35,8 @@ from pathlib import Path
 from .cli import register_command
 from .threads import add_threads_argument, apply_threads
 
-TINY_MODELS = {"tiny:t2v": "t2v", "tiny:i2v": "i2v"}
+# Names that once built the tiny random test pipelines here; they are test helpers, loaded by path now.
+FORMER_TINY_MODELS = ("tiny:t2v", "tiny:i2v")
 DTYPES = ("float32", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 UPSCALE_BELOW = 256  # tiny outputs are enlarged in the written files so they can be seen
@@ -80,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         help="local diffusers folder of a pipeline motion_transfer drives (CogVideoX, Wan, HunyuanVideo, "
         "LTX-Video; T2V or I2V) or a hub id, e.g. the bundled toy "
-        "attnkit_lmp/toy/pretrained (or pretrained_wan); tiny:t2v / tiny:i2v for random test pipelines",
+        "attnkit_lmp/toy/pretrained (or pretrained_wan)",
     )
     parser.add_argument(
         "--reference",
@@ -191,13 +193,13 @@ def check_inputs(args: argparse.Namespace):
                 f"download it first (huggingface-cli download {args.model} --local-dir DIR) and pass --model DIR, "
                 "or unset HF_HUB_OFFLINE"
             )
-    elif args.model not in TINY_MODELS and not (Path(args.model) / "model_index.json").is_file():
+    elif not (Path(args.model) / "model_index.json").is_file():
         from .families import driven_pipelines
 
         raise InputError(
             f"--model {args.model!r} is not a diffusers pipeline folder (no model_index.json); pass the local "
             f"folder of a checkpoint of a pipeline motion_transfer drives ({', '.join(driven_pipelines())}), a hub "
-            "id, the bundled toy attnkit_lmp/toy/pretrained, or tiny:t2v / tiny:i2v"
+            f"id, or the bundled toy attnkit_lmp/toy/pretrained{tiny_model_hint(args.model)}"
         )
     config, sources = resolve_config(args)
     if args.reference is not None:
@@ -208,14 +210,26 @@ def check_inputs(args: argparse.Namespace):
         args.reference_shape = tuple(frames.shape[-2:])
     if args.image is not None and not Path(args.image).is_file():
         raise InputError(f"--image {args.image!r} is not a file; pass the target's first frame as a png/jpg")
-    if args.model not in TINY_MODELS and not is_hub_id(args.model):
+    if not is_hub_id(args.model):
         check_subjects_with_tokenizer(args, config)
     return config, sources
 
 
+def tiny_model_hint(model: str) -> str:
+    """How to run a tiny test pipeline, for a ``--model`` that names one the old way (else nothing)."""
+    if model not in FORMER_TINY_MODELS:
+        return ""
+    variant = model.removeprefix("tiny:")
+    return (
+        f". {model} is no longer built by name: the tiny random test pipelines are test helpers; save one "
+        f"first, python -c \"from attnkit.testing import tiny_cogvideox_pipeline; "
+        f"tiny_cogvideox_pipeline('{variant}').save_pretrained('tiny-{variant}')\", and pass --model tiny-{variant}"
+    )
+
+
 def is_hub_id(model: str) -> bool:
     """``org/name`` that is not a local path: a Hugging Face hub repository, downloaded by from_pretrained."""
-    return model not in TINY_MODELS and not Path(model).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None
+    return not Path(model).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None
 
 
 def hub_offline() -> bool:
@@ -232,7 +246,7 @@ def resolve_config(args: argparse.Namespace):
     values: dict = {}
     sources: dict[str, str] = {}
     try:
-        local_folder = args.model not in TINY_MODELS and not is_hub_id(args.model)
+        local_folder = not is_hub_id(args.model)
         defaults = ModelDefaults.of_folder(args.model) if local_folder else None
     except ModelDefaultsError as error:
         raise InputError(f"{error}; fix the file or remove it to use the paper's defaults") from None
@@ -390,27 +404,22 @@ def load_pipeline(model: str, dtype: str, device: str, cpu_offload: bool, progre
     from .transfer import loading_bars
     import torch
 
+    from diffusers import DiffusionPipeline
+
     torch_dtype = getattr(torch, dtype)
-    if model in TINY_MODELS:
-        from attnkit.testing import tiny_cogvideox_pipeline
-
-        pipe = tiny_cogvideox_pipeline(TINY_MODELS[model])
-        if torch_dtype != torch.float32:
-            pipe = pipe.to(dtype=torch_dtype)
-    else:
-        from diffusers import DiffusionPipeline
-
-        try:
-            # Newer diffusers rename torch_dtype to dtype and warn; older ones lack dtype.
-            with warnings.catch_warnings(), loading_bars(progress):
-                warnings.simplefilter("ignore", FutureWarning)
-                # A folder never reaches the network; a hub id is downloaded (refused earlier when offline).
-                pipe = DiffusionPipeline.from_pretrained(
-                    model, torch_dtype=torch_dtype, local_files_only=not is_hub_id(model)
-                )
-        except Exception as error:
-            hint = "; check the id and your network, or download it and pass the folder" if is_hub_id(model) else ""
-            raise InputError(f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}{hint}") from None
+    try:
+        # Newer diffusers rename torch_dtype to dtype and warn; older ones lack dtype.
+        with warnings.catch_warnings(), loading_bars(progress):
+            warnings.simplefilter("ignore", FutureWarning)
+            # A folder never reaches the network; a hub id is downloaded (refused earlier when offline).
+            pipe = DiffusionPipeline.from_pretrained(
+                model, torch_dtype=torch_dtype, local_files_only=not is_hub_id(model)
+            )
+    except Exception as error:
+        hint = "; check the id and your network, or download it and pass the folder" if is_hub_id(model) else ""
+        raise InputError(
+            f"cannot load the pipeline in {model!r}: {type(error).__name__}: {error}{hint}{tiny_model_hint(model)}"
+        ) from None
     from .transfer import UnsupportedPipelineError, check_pipeline
 
     try:
@@ -575,7 +584,7 @@ def write_run_config(
         "config": result.config.to_dict(),
         "run": {
             **details,
-            "model": args.model if args.model in TINY_MODELS else str(Path(args.model).absolute()),
+            "model": str(Path(args.model).absolute()),
             "reference": str(Path(args.reference).absolute()) if args.reference is not None else None,
             "reference_prompt": args.reference_prompt,
             "reference_subject": args.reference_subject,

@@ -10,6 +10,7 @@ from attnkit.testing.tiny_models import (
     tiny_cogvideox_scheduler,
     tiny_cogvideox_transformer,
     tiny_cogvideox_vae,
+    saved_tiny_cogvideox_pipeline,
     tiny_image,
     tiny_t5_encoder,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "WAN_CALL_KWARGS",
     "WAN_I2V_CALL_KWARGS",
     "build_word_tokenizer",
+    "saved_tiny_cogvideox_pipeline",
     "tiny_cogvideox_pipeline",
     "tiny_cogvideox_scheduler",
     "tiny_cogvideox_transformer",

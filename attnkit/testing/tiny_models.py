@@ -27,6 +27,11 @@ released checkpoint does, so it only runs at its sample size (32 x 32 by default
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -218,6 +223,20 @@ def tiny_cogvideox_pipeline(
     pipe = cls(**components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@functools.cache
+def saved_tiny_cogvideox_pipeline(variant: Variant = "t2v") -> str:
+    """A folder holding ``tiny_cogvideox_pipeline(variant)`` as a downloaded checkpoint is laid out, for code
+    that loads models by path (``attnkit-lmp transfer --model``, ``attnkit-lmp eval --model``).
+
+    Saved once per process into a temporary folder that is removed at exit; do not write into it.
+    """
+    root = Path(tempfile.mkdtemp(prefix="attnkit-tiny-cogvideox-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    folder = root / f"tiny-{variant}"
+    tiny_cogvideox_pipeline(variant).save_pretrained(folder)
+    return str(folder)
 
 
 def tiny_image(seed: int = 0, height: int = TINY_HEIGHT, width: int = TINY_WIDTH) -> torch.Tensor:

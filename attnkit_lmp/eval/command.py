@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prompts", type=Path, required=True, help="prompts file of the three splits (YAML or JSON)"
     )
     parser.add_argument(
-        "--model", required=True, help="local diffusers CogVideoX text-to-video folder, or tiny:t2v"
+        "--model", required=True, help="local diffusers CogVideoX text-to-video folder"
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; rerun to resume)")
     parser.add_argument(

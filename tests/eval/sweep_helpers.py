@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from attnkit.testing import saved_tiny_cogvideox_pipeline
 from attnkit_lmp.eval.sweep import ProcessGroup, SweepSettings, run_sweep
 
 TINY_NUM_FRAMES = 9  # the tiny CogVideoX pipeline generates 4k + 1 frames
@@ -45,7 +46,7 @@ def fast_settings(dataset: Path, out: Path, **changes) -> SweepSettings:
     values = dict(
         dataset=dataset,
         prompts=dataset / "prompts.json",
-        model="tiny:t2v",
+        model=saved_tiny_cogvideox_pipeline("t2v"),
         out=out,
         methods=("baseline", "lmp"),
         splits=("ori", "sub"),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from attnkit.testing import saved_tiny_cogvideox_pipeline
 from attnkit_lmp.cli import main
 from attnkit_lmp.eval.datasets import PromptsFileError
 from attnkit_lmp.eval.sweep import ItemRunner, SweepError
@@ -158,7 +159,7 @@ def test_unknown_methods_splits_and_videos_are_named(toy_dataset, tmp_path):
 
 def test_the_command_exits_2_with_one_clear_message(toy_dataset, tmp_path, capsys):
     code = main(
-        ["eval", "--dataset", str(toy_dataset), "--prompts", str(toy_dataset / "prompts.json"), "--model", "tiny:t2v",
+        ["eval", "--dataset", str(toy_dataset), "--prompts", str(toy_dataset / "prompts.json"), "--model", saved_tiny_cogvideox_pipeline("t2v"),
          "--clip", str(tmp_path / "nowhere"), "--seeds", "0,x", "--out", str(tmp_path / "out")]
     )  # fmt: skip
     assert code == 2
@@ -167,7 +168,7 @@ def test_the_command_exits_2_with_one_clear_message(toy_dataset, tmp_path, capsy
     )
     code = main(
         ["eval", "--dataset", str(tmp_path / "no-dataset"), "--prompts", str(toy_dataset / "prompts.json"),
-         "--model", "tiny:t2v", "--out", str(tmp_path / "out")]
+         "--model", saved_tiny_cogvideox_pipeline("t2v"), "--out", str(tmp_path / "out")]
     )  # fmt: skip
     assert code == 2
     assert "no frames folder" in capsys.readouterr().err

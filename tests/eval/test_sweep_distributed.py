@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from attnkit.testing import saved_tiny_cogvideox_pipeline
+
 from sweep_helpers import fast_settings, result_lines, sweep, toy_dataset, toy_dataset_master  # noqa: F401
 
 
@@ -18,7 +20,7 @@ def accelerate_command(dataset: Path, out: Path) -> list[str]:
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
         "-m", "attnkit_lmp.cli", "eval", "--dataset", str(dataset), "--prompts", str(dataset / "prompts.json"),
-        "--model", "tiny:t2v", "--methods", "baseline,lmp", "--splits", "ori,sub", "--steps", "2", "--grid-size", "8",
+        "--model", saved_tiny_cogvideox_pipeline("t2v"), "--methods", "baseline,lmp", "--splits", "ori,sub", "--steps", "2", "--grid-size", "8",
         "--threads", "1", "--no-progress", "--out", str(out),
     ]  # fmt: skip
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from attnkit import plugins as plugins_module
+from attnkit.testing import saved_tiny_cogvideox_pipeline
 
 from attnkit_lmp.eval import sweep as sweep_module
 from attnkit_lmp.eval.results import ResultsStore, SweepLockedError
@@ -145,7 +146,7 @@ def test_blocked_lmp_modules_are_refused_before_any_generation_and_the_command_e
     monkeypatch.setenv("ATTNKIT_BLOCK_PLUGINS", "lmp.rmtm")
     generated = count_generations(monkeypatch)
     arguments = ["eval", "--dataset", str(toy_dataset), "--prompts", str(toy_dataset / "prompts.json")]
-    arguments += ["--model", "tiny:t2v", "--out", str(tmp_path / "out"), "--steps", "2", "--no-progress"]
+    arguments += ["--model", saved_tiny_cogvideox_pipeline("t2v"), "--out", str(tmp_path / "out"), "--steps", "2", "--no-progress"]
     assert main(arguments) == 2
     assert "blocks LMP's own modules ['lmp.rmtm']" in capsys.readouterr().err
     assert generated == []

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from attnkit.testing import saved_tiny_cogvideox_pipeline
 from attnkit_lmp.eval.results import ResultsFileError, ResultsStore, SweepLockedError, read_records
 from attnkit_lmp.eval.sweep import ItemRunner, SweepSettingsMismatchError
 
@@ -110,7 +111,7 @@ def test_a_killed_process_resumes_where_it_stopped(toy_dataset, tmp_path):
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "attnkit_lmp.cli", "eval", "--dataset", str(toy_dataset), "--prompts",
-        str(toy_dataset / "prompts.json"), "--model", "tiny:t2v", "--methods", "baseline,lmp", "--splits", "ori,sub",
+        str(toy_dataset / "prompts.json"), "--model", saved_tiny_cogvideox_pipeline("t2v"), "--methods", "baseline,lmp", "--splits", "ori,sub",
         "--steps", "2", "--grid-size", "8", "--threads", "1", "--no-progress", "--out", str(out),
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from attnkit.testing import (
+    saved_tiny_cogvideox_pipeline,
     tiny_cogvideox_pipeline,
     tiny_hunyuan_pipeline,
     tiny_image,
@@ -24,11 +25,11 @@ from attnkit_lmp.video_io import load_frames
 from .conftest import PROMPT, REFERENCE_PROMPT
 
 
-def arguments(out, reference, model="tiny:t2v", *extra):
+def arguments(out, reference, model=None, *extra):
     return [
         "transfer",
         "--model",
-        model,
+        model or saved_tiny_cogvideox_pipeline("t2v"),
         "--reference",
         str(reference),
         "--reference-prompt",
@@ -54,7 +55,7 @@ def test_transfer_is_registered_beside_the_other_subcommands():
 
 def test_transfer_writes_video_config_masks_and_side_by_side(tmp_path, reference_gif):
     out = tmp_path / "run"
-    assert main(arguments(out, reference_gif, "tiny:t2v", "--seed", "3")) == 0
+    assert main(arguments(out, reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--seed", "3")) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json",
         "masks.html",
@@ -168,7 +169,7 @@ def test_lambda_not_positive_in_the_config(tmp_path, capsys, reference_gif, mode
     path = tmp_path / "config.json"
     path.write_text(json.dumps(values))
     assert "rmtm_lambda=-1.0 is invalid" in bad_run(
-        capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--config", str(path))
+        capsys, arguments(tmp_path / "out", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--config", str(path))
     )
 
 
@@ -191,6 +192,6 @@ def test_image_for_a_t2v_model_and_none_for_an_i2v_model(
     image = tmp_path / "first.png"
     iio.imwrite(image, torch.zeros(32, 32, 3, dtype=torch.uint8).numpy())
     assert "is text-to-video" in bad_run(
-        capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--image", str(image))
+        capsys, arguments(tmp_path / "out", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--image", str(image))
     )
-    assert "needs image=" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:i2v"))
+    assert "needs image=" in bad_run(capsys, arguments(tmp_path / "out", reference_gif, saved_tiny_cogvideox_pipeline("i2v")))

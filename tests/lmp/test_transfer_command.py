@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from attnkit.testing import tiny_cogvideox_pipeline
+from attnkit.testing import saved_tiny_cogvideox_pipeline, tiny_cogvideox_pipeline
 from attnkit_lmp import LMPConfig, threads, transfer_command
 from attnkit_lmp.cli import build_parser, main
 from attnkit_lmp.model_defaults import ModelDefaults, ModelDefaultsError, scale_thresholds
@@ -44,7 +44,7 @@ def one_run(tmp_path_factory, reference_gif):
     stdout = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout):
-            assert main(arguments(folder / "run", reference_gif, "tiny:t2v", "--threads", "2")) == 0
+            assert main(arguments(folder / "run", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--threads", "2")) == 0
         threads_after = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
@@ -152,7 +152,7 @@ def test_the_bundled_toys_defaults_are_the_toy_measurement_settings():
 
 def test_a_run_repeats_from_its_config_json_alone(tmp_path, reference_gif):
     first, again = tmp_path / "first", tmp_path / "again"
-    assert main(arguments(first, reference_gif, "tiny:t2v", "--seed", "5")) == 0
+    assert main(arguments(first, reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--seed", "5")) == 0
     assert main(["transfer", "--config", str(first / "config.json"), "--out", str(again), "--no-progress"]) == 0
     recorded, repeated = (json.loads((folder / "config.json").read_text()) for folder in (first, again))
     assert repeated["config"] == recorded["config"] and repeated["run"]["seed"] == 5
@@ -165,8 +165,14 @@ def test_the_record_keeps_the_reference_path(one_run, reference_gif):
     assert run["reference"] == str(reference_gif.absolute()) and run["reference_kind"] == "video"
 
 
+def test_the_former_tiny_model_names_say_how_to_save_and_pass_a_tiny_pipeline(tmp_path, capsys, reference_gif):
+    error = bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:i2v"))
+    assert "no model_index.json" in error
+    assert "tiny_cogvideox_pipeline('i2v').save_pretrained('tiny-i2v')" in error and "--model tiny-i2v" in error
+
+
 def test_missing_inputs_say_how_to_repeat_a_run(tmp_path, capsys):
-    error = bad_run(capsys, ["transfer", "--model", "tiny:t2v", "--out", str(tmp_path / "out")])
+    error = bad_run(capsys, ["transfer", "--model", saved_tiny_cogvideox_pipeline("t2v"), "--out", str(tmp_path / "out")])
     assert "--reference-prompt, --reference-subject, --prompt, --subject are required" in error
     assert "--config RUN/config.json" in error
 
@@ -194,7 +200,7 @@ def test_the_run_sets_and_prints_its_threads(one_run):
 
 def test_threads_must_be_positive(tmp_path, reference_gif, capsys):
     with pytest.raises(SystemExit):
-        main(arguments(tmp_path / "run", reference_gif, "tiny:t2v", "--threads", "0"))
+        main(arguments(tmp_path / "run", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--threads", "0"))
     assert "--threads '0' must be a positive integer" in capsys.readouterr().err
 
 
@@ -202,14 +208,14 @@ def test_threads_must_be_positive(tmp_path, reference_gif, capsys):
 
 
 def test_a_device_that_is_not_a_torch_device(tmp_path, capsys, reference_gif, model_never_loaded):
-    error = bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--device", "gpu"))
+    error = bad_run(capsys, arguments(tmp_path / "out", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--device", "gpu"))
     assert "--device 'gpu' is not a torch device; expected cpu, cuda, cuda:N or mps" in error
     assert error.count("\n") == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda(tmp_path, capsys, reference_gif, model_never_loaded):
-    error = bad_run(capsys, arguments(tmp_path / "out", reference_gif, "tiny:t2v", "--device", "cuda"))
+    error = bad_run(capsys, arguments(tmp_path / "out", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--device", "cuda"))
     assert "--device 'cuda'" in error and "--device cpu" in error and error.count("\n") == 1
 
 
@@ -315,13 +321,13 @@ def test_overwrite_replaces_the_whole_folder(tmp_path, reference_gif):
     out.mkdir()
     (out / "config.json").write_text("{}")
     (out / "stale.txt").write_text("from before")
-    assert main(arguments(out, reference_gif, "tiny:t2v", "--overwrite")) == 0
+    assert main(arguments(out, reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--overwrite")) == 0
     assert not (out / "stale.txt").exists() and json.loads((out / "config.json").read_text())["run"]
     assert [path.name for path in tmp_path.iterdir()] == ["run"]
 
 
 def test_out_is_not_created_before_the_checks(tmp_path, capsys, reference_gif, model_never_loaded):
-    bad_run(capsys, arguments(tmp_path / "new" / "run", reference_gif, "tiny:t2v", "--device", "gpu"))
+    bad_run(capsys, arguments(tmp_path / "new" / "run", reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--device", "gpu"))
     assert not (tmp_path / "new").exists()
 
 
@@ -360,6 +366,6 @@ def test_eval_passes_the_default_threads_to_the_sweep(monkeypatch, tmp_path):
     from attnkit_lmp.eval import command
 
     monkeypatch.setattr(command, "default_threads", lambda per_process=False: 3 if per_process else 99)
-    argv = ["eval", "--dataset", str(tmp_path), "--prompts", str(tmp_path / "p.yaml"), "--model", "tiny:t2v", "--out", str(tmp_path / "o")]
+    argv = ["eval", "--dataset", str(tmp_path), "--prompts", str(tmp_path / "p.yaml"), "--model", saved_tiny_cogvideox_pipeline("t2v"), "--out", str(tmp_path / "o")]
     assert command.settings_from_args(build_parser().parse_args(argv)).threads == 3
     assert command.settings_from_args(build_parser().parse_args([*argv, "--threads", "2"])).threads == 2
