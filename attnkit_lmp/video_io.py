@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -248,19 +247,34 @@ def _describe(source) -> str:
 # --- writing --------------------------------------------------------------------------------------------
 
 
-def to_uint8(frames: torch.Tensor, upscale: int = 1) -> np.ndarray:
-    """``(F, 3, H, W)`` in [0, 1] -> ``(F, H * upscale, W * upscale, 3)`` uint8 (nearest neighbour)."""
-    video = (
-        (frames.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    )
+def to_uint8(frames, upscale: int = 1) -> np.ndarray:
+    """Frames as ``(F, H * upscale, W * upscale, 3)`` uint8, enlarged by whole pixels (nearest neighbour).
+
+    ``frames`` is a tensor or array, ``(F, 3, H, W)`` (the pipelines' layout) or ``(F, H, W, 3)``, in [0, 1]
+    (each value becomes the nearest of 0..255, computed in float32, halves to even) or already uint8.
+    """
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu()
+        array = (frames if frames.dtype == torch.uint8 else frames.float()).numpy()
+    else:
+        array = np.asarray(frames)
+    if array.ndim == 4 and array.shape[1] == 3 and array.shape[-1] != 3:
+        array = array.transpose(0, 2, 3, 1)
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise ValueError(f"frames have shape {array.shape}: expected (F, 3, H, W) or (F, H, W, 3).")
+    if array.dtype != np.uint8:
+        array = np.clip(array.astype(np.float32, copy=False), 0, 1)
+        array = (array * 255).round().astype(np.uint8)
     if upscale > 1:
-        video = video.repeat(upscale, axis=1).repeat(upscale, axis=2)
-    return video
+        array = array.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    return array
 
 
 def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8, upscale: int = 1) -> Path:
     """Write ``(F, 3, H, W)`` frames in [0, 1] to ``path`` (.mp4 with H.264, or .gif), atomically."""
     import imageio.v3 as iio
+
+    from attnkit.record.atomic import atomic_file
 
     path = Path(path)
     video = to_uint8(frames, upscale)
@@ -273,30 +287,9 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8, upscale: i
         kwargs = {"duration": 1000 / fps, "loop": 0}
     else:
         raise ValueError(f"cannot write {str(path)!r}: use a .mp4 or .gif file name")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(descriptor)
-    try:
+    with atomic_file(path, suffix=suffix) as temporary:
         iio.imwrite(temporary, video, extension=suffix, **kwargs)
-        # On disk before the rename, and the rename on disk before the caller writes a record naming it.
-        _fsync(temporary)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-        _fsync(path.parent)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
-
-
-def _fsync(path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 2) -> torch.Tensor:

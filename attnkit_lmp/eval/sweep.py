@@ -32,7 +32,6 @@ import datetime
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -647,16 +646,15 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
     """
     import av
 
+    from attnkit.record.atomic import atomic_file
+
     upscale = max(1, 128 // max(frames.shape[1:3]))
     if upscale > 1:
         frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
     frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # yuv420p needs even sides
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp: an unpredictable name that no other process (or a stale file from a kill) can hold.
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(descriptor)
-    temporary = Path(name)
-    try:
+    # The results line that points at this video is written next: atomic_file has it on disk first.
+    with atomic_file(path) as temporary:
         with av.open(str(temporary), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
@@ -666,30 +664,7 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
                     stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
                 )
             container.mux(stream.encode())
-        # The results line that points at this video is fsynced next; the video must be on disk first.
-        fsync_path(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-        fsync_path(path.parent)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's (or a folder's entries') data to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def plain_generation(pipe, target: EvalItem, config, generator):

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from attnkit import plugins as plugins_module
+from attnkit.record import atomic as atomic_module
 from attnkit.testing import saved_tiny_cogvideox_pipeline
 
 from attnkit_lmp.eval import sweep as sweep_module
@@ -104,8 +105,8 @@ def test_a_nan_generation_is_an_error_naming_the_item_and_writes_nothing(toy_dat
 
 def test_a_video_is_on_disk_before_the_results_line_that_points_at_it(toy_dataset, tmp_path, monkeypatch):
     events: list[str] = []
-    original_fsync, original_append = sweep_module.fsync_path, ResultsStore.append
-    monkeypatch.setattr(sweep_module, "fsync_path", lambda path: (events.append(f"fsync {path.name}"), original_fsync(path)))
+    original_fsync, original_append = atomic_module.fsync_path, ResultsStore.append
+    monkeypatch.setattr(atomic_module, "fsync_path", lambda path: (events.append(f"fsync {path.name}"), original_fsync(path)))
     monkeypatch.setattr(
         ResultsStore, "append", lambda self, record: (events.append(f"append {record['video_path']}"), original_append(self, record))
     )
