@@ -243,12 +243,13 @@ def _converted(frames: torch.Tensor, output_type: str):
     """``(F, 3, H, W)`` frames in [0, 1] as ``output_type`` asks (``"latent"`` passes through)."""
     if output_type in ("pt", "latent"):
         return frames
-    array = frames.detach().permute(0, 2, 3, 1).float().cpu().numpy()
     if output_type == "np":
-        return array
+        return frames.detach().permute(0, 2, 3, 1).float().cpu().numpy()
     from PIL import Image
 
-    return [Image.fromarray((frame.clip(0, 1) * 255).round().astype("uint8")) for frame in array]
+    from .video_io import to_uint8
+
+    return [Image.fromarray(frame) for frame in to_uint8(frames)]
 
 
 def _stacked(results: list[MotionTransferResult], output_type: str) -> MotionTransferResult:

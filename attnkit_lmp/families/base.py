@@ -226,6 +226,7 @@ def as_pil(image):
     if isinstance(image, torch.Tensor):
         from PIL import Image
 
-        pixels = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        return Image.fromarray(pixels)
+        from ..video_io import to_uint8
+
+        return Image.fromarray(to_uint8(image[None])[0])
     return image

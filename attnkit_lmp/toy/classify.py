@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
+from attnkit_lmp.video_io import to_uint8
 
 # Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest
 # object/background colour distance of the palette, i.e. the 50% coverage of the ground-truth masks.
@@ -83,16 +84,6 @@ class PathReport:
         }
 
 
-def to_uint8_frames(frames) -> np.ndarray:
-    """Accept (T,H,W,3) uint8, or float in [0, 1] (diffusers ``output_type="np"``); return uint8."""
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"frames have shape {frames.shape}: expected (T, H, W, 3).")
-    if frames.dtype == np.uint8:
-        return frames
-    return np.clip(np.rint(frames.astype(np.float64) * 255), 0, 255).astype(np.uint8)
-
-
 def estimate_background(frames: np.ndarray) -> tuple[str | None, np.ndarray]:
     """The clip's background: (nearest named background, (H, W, 3) image to segment against).
 
@@ -101,7 +92,7 @@ def estimate_background(frames: np.ndarray) -> tuple[str | None, np.ndarray]:
     frame border (the world keeps objects off it) is one more candidate, so a generated clip whose
     plain background is slightly off is segmented against its own colour, as it always was.
     """
-    frames = to_uint8_frames(frames).astype(np.float64)
+    frames = to_uint8(frames).astype(np.float64)
     _, height, width, _ = frames.shape
     still = np.median(frames, axis=0)
     border = np.concatenate(
@@ -126,7 +117,7 @@ def read_frames(frames, min_area: float | None = None) -> FrameReading:
     A frame whose largest region is smaller than ``min_area`` pixels has no object; by default 20 px of a
     32-px frame, scaled with the frame's area (a 6 px triangle of a 16-px world covers ~18 px).
     """
-    frames = to_uint8_frames(frames)
+    frames = to_uint8(frames)
     if min_area is None:
         min_area = MIN_OBJECT_AREA * frames.shape[1] * frames.shape[2] / REFERENCE_FRAME_SIDE**2
     background_name, background = estimate_background(frames)
@@ -165,7 +156,7 @@ def read_frames(frames, min_area: float | None = None) -> FrameReading:
 
 def classify_colour(frames: np.ndarray, masks: np.ndarray) -> str | None:
     """Nearest palette colour to the mean of the object's most saturated half of pixels (None if no object)."""
-    frames = to_uint8_frames(frames).astype(np.float64)
+    frames = to_uint8(frames).astype(np.float64)
     pixels = frames[masks]
     if len(pixels) == 0:
         return None
@@ -182,7 +173,7 @@ def classify_colour(frames: np.ndarray, masks: np.ndarray) -> str | None:
 def colour_fractions(frames) -> dict[str, float]:
     """Share of all foreground pixels (any region) nearest to each palette colour, e.g. to measure how
     much of a reference's colour leaked into a motion-transfer target. Empty frames give all zeros."""
-    frames = to_uint8_frames(frames).astype(np.float64)
+    frames = to_uint8(frames).astype(np.float64)
     _, background = estimate_background(frames)
     pixels = frames[np.linalg.norm(frames - background, axis=-1) > FOREGROUND_DISTANCE]
     names = list(COLOURS)

@@ -32,9 +32,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
     """Write frames (T,H,W,3 uint8, or float in [0,1]) as an H.264 mp4 with PyAV; returns the path."""
     import av
 
-    from attnkit_lmp.toy.classify import to_uint8_frames
+    from attnkit_lmp.video_io import to_uint8
 
-    frames = to_uint8_frames(frames)
+    frames = to_uint8(frames)
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(

@@ -335,16 +335,6 @@ def run_variant(pipe, clip: Clip, case: TransferCase, variant: str, config, imag
 # --- scoring ---------------------------------------------------------------------------------------
 
 
-def frames_to_uint8(frames) -> np.ndarray:
-    """``(F, 3, H, W)`` tensor/array in [0, 1] or ``(F, H, W, 3)`` uint8 -> ``(F, H, W, 3)`` uint8."""
-    array = frames.detach().float().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
-    if array.ndim == 4 and array.shape[1] == 3 and array.shape[-1] != 3:
-        array = array.transpose(0, 2, 3, 1)
-    if array.dtype != np.uint8:
-        array = np.clip(np.rint(array * 255), 0, 255).astype(np.uint8)
-    return array
-
-
 def grid_motion_fidelity(
     generated: np.ndarray, reference: np.ndarray, tracker=None, reference_mask: np.ndarray | None = None
 ) -> float:
@@ -481,8 +471,9 @@ def score_transfer(frames, clip: Clip, case: TransferCase, fbdm_records=None, tr
     """Every metric of one generated clip against its reference (see the module docstring)."""
     from attnkit_lmp.eval.toy_metrics import centroid_motion_fidelity, motion_extent
     from attnkit_lmp.toy.classify import read_frames
+    from attnkit_lmp.video_io import to_uint8
 
-    video = frames_to_uint8(frames)
+    video = to_uint8(frames)
     reading = read_frames(video)
     errors = path_errors(reading.centroids, clip.centroids)
     scores = {

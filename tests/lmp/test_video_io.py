@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from attnkit_lmp.video_io import (
+    to_uint8,
     VideoReadError,
     load_frames,
     read_video,
@@ -100,3 +101,21 @@ def test_side_by_side_puts_the_reference_left():
     both = side_by_side(left, right, gap=2)
     assert both.shape == (9, 3, 32, 66)
     assert both[..., :32].max() == 0 and both[..., 34:].min() == 1
+
+
+def test_to_uint8_takes_either_layout_as_tensor_or_array_and_rounds_to_the_nearest_level():
+    levels = torch.tensor([0.0, 0.5 / 255, 1.5 / 255, 0.2, 1.0, 1.7, -0.3])
+    channels_first = levels.view(1, 1, 1, -1).expand(2, 3, 2, -1).contiguous()
+    expected = np.array([0, 0, 2, 51, 255, 255, 0], dtype=np.uint8)  # halves round to even
+    for frames in (channels_first, channels_first.numpy(), channels_first.permute(0, 2, 3, 1).numpy()):
+        video = to_uint8(frames)
+        assert video.shape == (2, 2, 7, 3) and video.dtype == np.uint8
+        assert (video[0, 0, :, 0] == expected).all()
+    already = to_uint8(channels_first.permute(0, 2, 3, 1).numpy())
+    assert np.array_equal(to_uint8(torch.from_numpy(already)), already)
+    assert to_uint8(already, upscale=2).shape == (2, 4, 14, 3)
+
+
+def test_to_uint8_refuses_frames_without_three_channels():
+    with pytest.raises(ValueError, match=r"\(F, 3, H, W\) or \(F, H, W, 3\)"):
+        to_uint8(np.zeros((2, 4, 4, 4), dtype=np.float32))
