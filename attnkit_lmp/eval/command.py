@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..cli import register_command
 from ..threads import add_threads_argument, default_threads
-from .methods import DEFAULT_METHODS, METHODS
+from ..methods import DEFAULT_METHODS, METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

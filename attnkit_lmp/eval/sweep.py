@@ -20,7 +20,7 @@
 3. **Aggregate.** After a barrier, process 0 builds the table from every record of the plan
    (:mod:`~attnkit_lmp.eval.report`).
 
-Methods (:mod:`~attnkit_lmp.eval.methods`): ``baseline`` is the plain pipeline with the initial noise
+Methods (:mod:`~attnkit_lmp.methods`): ``baseline`` is the plain pipeline with the initial noise
 LMP would start from (same seed, same first draw); the others are ``motion_transfer`` with config
 changes. Timing: each record holds its generation seconds and its whole-item seconds; the summary
 reports the harness overhead (everything but the generations) per item and over the process's wall time.
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import SPLITS, DatasetError, DavisDataset, EvalItem, load_prompts
-from .methods import DEFAULT_METHODS, Method, resolve_methods
+from ..methods import DEFAULT_METHODS, Method, resolve_methods
 from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT, MOTION_FIDELITY_VERSION, motion_fidelity
 from .results import ResultsStore
 
@@ -309,10 +309,10 @@ def base_lmp_config(settings: SweepSettings):
 
 def method_config(base, method: Method):
     """``base`` with the method's config changes; a change naming no LMPConfig field is an error."""
-    from attnkit_lmp.config import LMPConfig, LMPConfigError
+    from attnkit_lmp.config import LMPConfigError
 
     try:
-        return LMPConfig.from_dict({**base.to_dict(), **method.config_changes}).validate()
+        return method.config(base)
     except LMPConfigError as error:
         raise SweepError(f"method '{method.name}': {error}") from None
 

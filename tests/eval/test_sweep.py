@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from attnkit_lmp.eval.datasets import EvalItem
-from attnkit_lmp.eval.methods import METHODS, resolve_methods
 from attnkit_lmp.eval.report import TABLE1_METRICS, build_table, markdown_table
 from attnkit_lmp.eval.sweep import ItemRunner, SweepItem, plain_generation, plan_items, shard
+from attnkit_lmp.methods import METHODS, resolve_methods
 
 from sweep_helpers import (
     fast_settings,

@@ -1,4 +1,4 @@
-"""The methods an evaluation sweep compares, defined once: name -> plain pipeline, or LMP with config changes.
+"""The methods LMP is compared with, defined once: the backbone, LMP, and LMP without one of its modules.
 
 Table 1 of the paper compares the backbone, LMP and LMP without one of its modules. Each method here is
 either the plain pipeline call (``baseline``: the target prompt alone, with the same initial noise LMP
@@ -6,7 +6,10 @@ starts from) or LMP with some :class:`~attnkit_lmp.config.LMPConfig` fields chan
 
     METHODS["lmp-no-fbdm"].config_changes  # {"enable_fbdm": False}
 
-Add a method by adding an entry to ``METHODS``; its name becomes a row of the table.
+The evaluation sweep (``attnkit-lmp eval --methods``) and the toy measurement (``attnkit-lmp toy measure
+--variants``) both run the methods of this table. The toy measurement names them with underscores
+(:attr:`Method.variant`, e.g. ``lmp_no_fbdm``), the keys of its reports. Add a method by adding an entry to
+``METHODS``; its name becomes a row of both tables.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ class Method:
     """``plain``: the unmodified pipeline; ``lmp``: ``motion_transfer`` with ``config_changes`` applied."""
     description: str
     config_changes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        """The method's name in the toy measurement (its ``--variants`` and report keys): ``lmp_no_fbdm``."""
+        return self.name.replace("-", "_")
+
+    def config(self, base):
+        """``base`` (an :class:`~attnkit_lmp.config.LMPConfig`) with this method's changes, validated."""
+        from .config import LMPConfig
+
+        return LMPConfig.from_dict({**base.to_dict(), **self.config_changes}).validate()
 
 
 METHODS: dict[str, Method] = {
@@ -49,6 +63,10 @@ METHODS: dict[str, Method] = {
 }
 
 DEFAULT_METHODS: tuple[str, ...] = ("baseline", "lmp", "lmp-no-fbdm", "lmp-no-asm")
+
+# The same methods by their toy-measurement names.
+METHODS_BY_VARIANT: dict[str, Method] = {method.variant: method for method in METHODS.values()}
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(METHODS[name].variant for name in DEFAULT_METHODS)
 
 
 def resolve_methods(names: Sequence[str]) -> list[Method]:
