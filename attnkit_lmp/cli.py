@@ -20,7 +20,7 @@ from dataclasses import dataclass
 COMMAND_MODULES: tuple[str, ...] = (
     "attnkit_lmp.demo",
     "attnkit_lmp.transfer_command",
-    "attnkit_lmp.eval.command",
+    "attnkit_lmp.eval_command",
     "attnkit_lmp.eval.annotate",
     "attnkit_lmp.toy.cli",
 )

@@ -124,7 +124,8 @@ def generate_and_score(
 
     import torch
 
-    from attnkit_lmp.toy.measure import run_baseline, run_lmp, score_transfer, toy_lmp_config
+    from attnkit_lmp.toy.measure import run_baseline, run_lmp, toy_lmp_config
+    from attnkit_lmp.toy.scores import score_transfer
     from attnkit_lmp.toy.model import toy_config_of
     from attnkit_lmp.toy.world import render_clip
 
@@ -226,7 +227,7 @@ def fbdm_record(report: dict):
     import torch
 
     from attnkit.record import AttentionRecord
-    from attnkit_lmp.toy.measure import ground_truth_on_grid
+    from attnkit_lmp.toy.scores import ground_truth_on_grid
 
     records = report["fbdm_records"]
     if not records:

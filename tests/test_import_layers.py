@@ -75,8 +75,8 @@ def test_production_code_never_imports_the_test_helpers():
 
 @pytest.mark.parametrize(
     "importer, imported",
-    [("attnkit", "attnkit_lmp")],
-    ids=["the-core-never-imports-lmp"],
+    [("attnkit_lmp.eval", "attnkit_lmp.toy"), ("attnkit", "attnkit_lmp")],
+    ids=["evaluation-never-imports-the-toy-world", "the-core-never-imports-lmp"],
 )
 def test_a_lower_package_never_imports_a_higher_one(importer, imported):
     modules = modules_under(importer)

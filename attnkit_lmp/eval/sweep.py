@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -62,6 +62,22 @@ class SweepError(ValueError):
 
 class SweepSettingsMismatchError(SweepError):
     """The output folder holds results computed with other settings; mixing them would corrupt the table."""
+
+
+class ExtraMetrics(Protocol):
+    """Metrics a sweep adds to every item beside MF and the text metrics, such as the toy world's checks
+    (:class:`attnkit_lmp.toy.scores.ToyWorldMetrics`, which ``attnkit-lmp eval --toy-metrics`` passes).
+
+    ``name`` is part of the sweep's settings: a folder scored with other extra metrics is refused.
+    """
+
+    name: str
+
+    def reference(self, frames: np.ndarray) -> Any:
+        """What :meth:`score` needs of a reference video (uint8 ``(T, H, W, 3)``, as the model saw it); once per video."""
+
+    def score(self, frames: np.ndarray, reference: Any, subject: str) -> dict[str, float]:
+        """The metrics of a generated video (uint8 ``(T, H, W, 3)``) whose target subject is ``subject``."""
 
 
 @dataclass
@@ -93,7 +109,8 @@ class SweepSettings:
     """An LMPConfig file (JSON/YAML) every method starts from; None: the paper's defaults."""
     steps: int | None = None
     guidance_scale: float | None = None
-    toy_metrics: bool = False
+    extra_metrics: tuple[ExtraMetrics, ...] = ()
+    """Metrics every item gets beside MF and the text metrics, e.g. the toy world's checks (``--toy-metrics``)."""
     require_annotations: bool = True
     dtype: str = "float32"
     device: str | None = None
@@ -114,6 +131,7 @@ class SweepSettings:
             if value is not None:
                 setattr(self, name, Path(value))
         self.methods, self.splits = tuple(self.methods), tuple(self.splits)
+        self.extra_metrics = tuple(self.extra_metrics)
         self.seeds = tuple(int(seed) for seed in self.seeds)
         if self.videos is not None:
             self.videos = tuple(self.videos)
@@ -132,7 +150,7 @@ class SweepSettings:
             "cotracker_checkpoint": _text(self.cotracker_checkpoint),
             "clip": _text(self.clip),
             "pickscore": _text(self.pickscore),
-            "toy_metrics": self.toy_metrics,
+            "extra_metrics": [metrics.name for metrics in self.extra_metrics],
         }
 
 
@@ -346,7 +364,9 @@ def check_output_settings(out: Path, fingerprint: dict[str, Any]) -> None:
 def write_settings(out: Path, settings: SweepSettings, fingerprint: dict[str, Any]) -> None:
     from attnkit.record.atomic import atomic_write_bytes
 
-    payload = {"fingerprint": fingerprint, "settings": {k: _jsonable(v) for k, v in asdict(settings).items()}}
+    values = {k: _jsonable(v) for k, v in asdict(settings).items()}
+    values["extra_metrics"] = [metrics.name for metrics in settings.extra_metrics]
+    payload = {"fingerprint": fingerprint, "settings": values}
     atomic_write_bytes(out / SETTINGS_FILE, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
 
 
@@ -486,7 +506,8 @@ class ItemRunner:
         return self._configs[method.name]
 
     def reference(self, video: str, geometry) -> dict[str, Any]:
-        """The reference as the model sees it (sampled, resized), its tracks and toy path; cached per video."""
+        """The reference as the model sees it (sampled, resized), its tracks and what the extra metrics need of
+        it; cached per video."""
         if self._reference_video == video:
             return self._reference
         import torch
@@ -520,11 +541,12 @@ class ItemRunner:
             tracks = self.tracker.track_masks(self._enlarged(masks))
         else:
             tracks = self.tracker.track(self._enlarged(frames), self.settings.grid_size)
-        reference = {"model_view": model_view, "frames": frames, "tracks": tracks}
-        if self.settings.toy_metrics:
-            from .toy_metrics import reference_centroids
-
-            reference["centroids"] = reference_centroids(frames)
+        reference = {
+            "model_view": model_view,
+            "frames": frames,
+            "tracks": tracks,
+            "extra": [metrics.reference(frames) for metrics in self.settings.extra_metrics],
+        }
         self._reference_video, self._reference = video, reference
         return reference
 
@@ -566,7 +588,7 @@ class ItemRunner:
         return frames
 
     def score(self, item: SweepItem, frames: np.ndarray, reference: dict[str, Any]) -> dict[str, Any]:
-        """MF always; Align/Cons./Pick. when their models were given; the toy checks when asked for."""
+        """MF always; Align/Cons./Pick. when their models were given; the extra metrics of the settings."""
         generated = self.tracker.track(self._enlarged(frames), self.settings.grid_size)
         use_visibility = self.settings.tracker != "cotracker"  # DMT scores CoTracker tracks through occlusion
         fidelity = motion_fidelity(
@@ -588,10 +610,8 @@ class ItemRunner:
                 self.pick_only.logit_scale,
             )
             metrics["pick"] = float(scores.mean())
-        if self.settings.toy_metrics:
-            from .toy_metrics import toy_world_metrics
-
-            metrics.update(toy_world_metrics(frames, reference["centroids"], item.target.subject))
+        for extra, reference_state in zip(self.settings.extra_metrics, reference["extra"]):
+            metrics.update(extra.score(frames, reference_state, item.target.subject))
         # NaN (e.g. no object found) is stored as null: JSON lines stay standard JSON.
         metrics = {
             name: None if value is None or np.isnan(value) else float(value)

@@ -11,18 +11,9 @@ also takes ``lmp_no_rmtm``) from the same initial noise:
 - ``lmp_no_fbdm``: RMTM over *all* reference video tokens, plus ASM (the paper's "w/o FBDM");
 - ``lmp_no_asm``: FBDM + RMTM (the paper's "w/o ASM").
 
-Each generated clip is read by the analytic classifier of :mod:`attnkit_lmp.toy.classify` and scored:
-
-- motion fidelity, the DMT formula (:mod:`attnkit_lmp.eval.motion_fidelity`), on two kinds of tracks:
-  the object's centroid (one tracklet, generated vs. the reference's ground truth) and a Lucas-Kanade
-  grid (both videos tracked the same way, 4x upscaled because a 21-px LK window on a 32-px frame sees
-  the whole frame);
-- centroid path error (mean pixel distance per frame) against the reference path, and against two
-  controls a clip that ignored the reference could match as well: the time-reversed reference path
-  and the reference's mean position;
-- the target's colour and shape kept (classifier says the prompted ones), and how much of the object
-  has the *reference's* colour (leaked appearance);
-- FBDM's foreground mask against the ground-truth masks pooled to the latent grid (IoU).
+Each generated clip is read by the analytic classifier of :mod:`attnkit_lmp.toy.classify` and scored by
+:mod:`attnkit_lmp.toy.scores` (motion fidelity of the centroid and of a Lucas-Kanade grid, path errors
+against the reference and two controls, the target's look kept, leaked reference colour, FBDM's mask IoU).
 
 Splits: both sets live in the world's ``"heldout"`` seed namespace; ``"test"`` uses seeds from 0 and
 ``"validation"`` (for tuning the [choice] hyper-parameters) seeds from ``VALIDATION_SEED_OFFSET``, so
@@ -43,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from attnkit_lmp.methods import DEFAULT_VARIANTS, METHODS_BY_VARIANT
+from attnkit_lmp.toy.scores import score_transfer
 from attnkit_lmp.toy.world import (
-    BACKGROUNDS,
     COLOURS,
     DEFAULT_WORLD,
     SHAPES,
@@ -92,14 +83,6 @@ GOALS = {
     "lmp_present_every_frame_min": 0.98,
     "lmp_fbdm_iou_min": 0.5,
 }
-
-# Grid tracking: frames are upscaled by this factor, a GRID_SIZE x GRID_SIZE grid is tracked. (A larger
-# factor for 16-px frames was worse: LK lost most points of 8x-upscaled frames.)
-GRID_UPSCALE = 4
-GRID_SIZE = 16
-# A pixel is "of colour c" when c is its nearest colour among palette and background and it is this close.
-COLOUR_MATCH_DISTANCE = 90.0
-
 
 class MeasureError(ValueError):
     """A measurement setting cannot run; the message names it and how to fix it."""
@@ -325,167 +308,6 @@ def run_variant(pipe, clip: Clip, case: TransferCase, variant: str, config, imag
     if method.kind == "plain":
         return run_baseline(pipe, case.prompt, config, case.noise_seed, image=image)
     return run_lmp(pipe, clip, case, method.config(config), image=image)
-
-
-# --- scoring ---------------------------------------------------------------------------------------
-
-
-def grid_motion_fidelity(
-    generated: np.ndarray, reference: np.ndarray, tracker=None, reference_mask: np.ndarray | None = None
-) -> float:
-    """MF of Lucas-Kanade grid tracks of two ``(T, H, W, 3)`` uint8 videos, both upscaled ``GRID_UPSCALE`` x.
-
-    With ``reference_mask`` (the reference object's first-frame mask), both grids are restricted to its
-    bounding box, as DMT's ``use_mask`` does: under MF's rules a static background tracklet scores 0, so a
-    whole-frame grid on a toy frame (a small object on a still background) would measure mostly background.
-    """
-    from attnkit_lmp.eval.motion_fidelity import motion_fidelity
-    from attnkit_lmp.eval.toy_metrics import centroid_min_displacement
-    from attnkit_lmp.eval.trackers import box_mask, build_tracker
-
-    tracker = tracker or build_tracker("lucas-kanade")
-    mask = None
-    if reference_mask is not None:
-        mask = box_mask(np.asarray(reference_mask).repeat(GRID_UPSCALE, axis=0).repeat(GRID_UPSCALE, axis=1))
-
-    def track(video):
-        upscaled = np.ascontiguousarray(video.repeat(GRID_UPSCALE, axis=1).repeat(GRID_UPSCALE, axis=2))
-        return tracker.track(upscaled, GRID_SIZE, mask=mask)
-
-    generated_points, reference_points = track(generated), track(reference)
-    return motion_fidelity(
-        generated_points.tracks,
-        reference_points.tracks,
-        generated_visible=generated_points.visible,
-        reference_visible=reference_points.visible,
-        min_displacement=centroid_min_displacement(min(reference.shape[1:3])) * GRID_UPSCALE,
-    ).score
-
-
-def path_errors(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Mean distance (px) of a generated centroid path to the reference path and to the two controls, and
-    the reference's own distance to its mean position (``path_error_parked_control``: the path error an
-    object parked there would have).
-
-    Frames without an object are left out of the means (``present_fraction`` says how many counted).
-    """
-    present = np.isfinite(generated).all(axis=1)
-    controls = {
-        "path_error": reference,
-        "path_error_reversed": reference[::-1],
-        "path_error_mean_position": np.repeat(reference.mean(axis=0, keepdims=True), len(reference), axis=0),
-    }
-    errors = {}
-    for name, path in controls.items():
-        distances = np.linalg.norm(generated[present] - path[present], axis=1)
-        errors[name] = float(distances.mean()) if present.any() else float("nan")
-    # The control a clip that ignored the reference's motion could still match: an object parked at the
-    # reference's mean position, scored against the reference like any generated clip.
-    parked = np.linalg.norm(reference - reference.mean(axis=0, keepdims=True), axis=1)
-    errors["path_error_parked_control"] = float(parked[present].mean()) if present.any() else float("nan")
-    errors["present_fraction"] = float(present.mean())
-    return errors
-
-
-def colour_pixels(video: np.ndarray, colour: str, background: str) -> np.ndarray:
-    """(T, H, W) pixels whose nearest colour among palette and background colours is ``colour`` (and close to it)."""
-    background_colours = BACKGROUNDS[background].colours
-    names = [*COLOURS, *(["background"] * len(background_colours))]
-    palette = np.array([*COLOURS.values(), *background_colours], dtype=np.float64)
-    distances = np.linalg.norm(video.astype(np.float64)[..., None, :] - palette, axis=-1)
-    nearest = distances.argmin(axis=-1)
-    index = names.index(colour)
-    return (nearest == index) & (distances[..., index] <= COLOUR_MATCH_DISTANCE)
-
-
-def appearance_scores(video: np.ndarray, case: TransferCase, reading) -> dict[str, object]:
-    """Target colour/shape kept by the classifier, and the share of object-coloured pixels in the reference colour."""
-    background = case.reference.background
-    object_pixels = sum(colour_pixels(video, colour, background).sum() for colour in COLOURS)
-    leaked = colour_pixels(video, case.reference.colour, background).sum()
-    return {
-        "colour": reading.colour,
-        "shape": reading.shape,
-        "colour_kept": reading.colour == case.target_colour,
-        "shape_kept": reading.shape == case.target_shape,
-        "appearance_kept": reading.colour == case.target_colour and reading.shape == case.target_shape,
-        "reference_colour_read": reading.colour == case.reference.colour,
-        "reference_colour_share": float(leaked / object_pixels) if object_pixels else 0.0,
-    }
-
-
-def ground_truth_on_grid(masks: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
-    """Ground-truth masks (T, H, W) pooled to a latent grid (frames, h, w): a cell is in where >= half of it is."""
-    frames, height, width = grid
-    masks = np.asarray(masks, dtype=np.float64)
-    if masks.shape[1] % height or masks.shape[2] % width:
-        raise MeasureError(f"masks of size {masks.shape[1:]} do not tile the latent grid {height}x{width}.")
-    pick = np.linspace(0, len(masks) - 1, frames).round().astype(int)
-    pooled = masks[pick].reshape(frames, height, masks.shape[1] // height, width, masks.shape[2] // width)
-    return pooled.mean(axis=(2, 4)) >= 0.5
-
-
-def mask_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over frames of intersection over union (a frame where both are empty counts as 1)."""
-    predicted, truth = np.asarray(predicted, dtype=bool), np.asarray(truth, dtype=bool)
-    intersection = (predicted & truth).sum(axis=(1, 2))
-    union = (predicted | truth).sum(axis=(1, 2))
-    return float(np.mean(np.where(union > 0, intersection / np.maximum(union, 1), 1.0)))
-
-
-def distractor_scores(generated: np.ndarray, clip: Clip) -> dict[str, float]:
-    """How close the generated object's path is to the reference's distractor, against its distance to the
-    reference subject's: ``follows_distractor`` is 1 when it is nearer the distractor's path."""
-    if clip.distractor_centroids is None:
-        return {}
-    present = np.isfinite(generated).all(axis=1)
-    if not present.any():
-        return {"path_error_to_distractor": float("nan")}
-    to_distractor = float(np.linalg.norm(generated[present] - clip.distractor_centroids[present], axis=1).mean())
-    to_subject = float(np.linalg.norm(generated[present] - clip.centroids[present], axis=1).mean())
-    return {"path_error_to_distractor": to_distractor, "follows_distractor": float(to_distractor < to_subject)}
-
-
-def fbdm_scores(records: list, clip: Clip) -> dict[str, float]:
-    """IoU of FBDM's final mask (used for the rest of the run) and the mean over its refreshes."""
-    if not records:
-        return {}
-    ious = []
-    for record in records:
-        mask = record.mask.numpy() if hasattr(record.mask, "numpy") else np.asarray(record.mask)
-        ious.append(mask_iou(mask, ground_truth_on_grid(clip.masks, mask.shape)))
-    final = records[-1].mask
-    return {
-        "fbdm_iou": ious[-1],
-        "fbdm_iou_mean_over_steps": float(np.mean(ious)),
-        "fbdm_foreground_fraction": float(np.asarray(final, dtype=bool).mean()),
-    }
-
-
-def score_transfer(frames, clip: Clip, case: TransferCase, fbdm_records=None, tracker=None) -> dict:
-    """Every metric of one generated clip against its reference (see the module docstring)."""
-    from attnkit_lmp.eval.toy_metrics import centroid_motion_fidelity, motion_extent
-    from attnkit_lmp.toy.classify import read_frames
-    from attnkit_lmp.video_io import to_uint8
-
-    video = to_uint8(frames)
-    reading = read_frames(video)
-    errors = path_errors(reading.centroids, clip.centroids)
-    scores = {
-        "motion_fidelity_centroid": centroid_motion_fidelity(
-            reading.centroids, clip.centroids, min(clip.frames.shape[1:3])
-        ),
-        "motion_fidelity_grid": grid_motion_fidelity(video, clip.frames, tracker, clip.masks[0]),
-        **errors,
-        "path_error_vs_parked": errors["path_error"] / max(errors["path_error_parked_control"], 1e-6),
-        "present_every_frame": float(errors["present_fraction"] == 1.0),
-        "motion_extent": motion_extent(reading.centroids, clip.centroids),
-        "background_kept": float(reading.background_name == case.reference.background),
-        **appearance_scores(video, case, reading),
-        **distractor_scores(reading.centroids, clip),
-        **fbdm_scores(fbdm_records or [], clip),
-    }
-    return scores
 
 
 # --- summary ---------------------------------------------------------------------------------------

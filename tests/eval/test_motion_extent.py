@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attnkit_lmp.eval.toy_metrics import motion_extent
+from attnkit_lmp.toy.scores import motion_extent
 
 
 def path(steps, start=(5.0, 5.0)):

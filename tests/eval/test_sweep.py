@@ -13,6 +13,7 @@ from attnkit_lmp.eval.datasets import EvalItem
 from attnkit_lmp.eval.report import TABLE1_METRICS, build_table, markdown_table
 from attnkit_lmp.eval.sweep import ItemRunner, SweepItem, plain_generation, plan_items, shard
 from attnkit_lmp.methods import METHODS, resolve_methods
+from attnkit_lmp.toy.scores import ToyWorldMetrics
 
 from sweep_helpers import (
     fast_settings,
@@ -95,7 +96,7 @@ def test_baseline_is_the_plain_pipeline_from_the_noise_lmp_starts_from():
 
 def test_a_sweep_writes_a_record_and_a_video_per_item_and_the_table(toy_dataset, tmp_path):
     out = tmp_path / "out"
-    summary = sweep(fast_settings(toy_dataset, out, toy_metrics=True))
+    summary = sweep(fast_settings(toy_dataset, out, extra_metrics=(ToyWorldMetrics(),)))
     assert (summary.planned, summary.ran, summary.skipped) == (8, 8, 0)
     records = [json.loads(line) for line in result_lines(out)]
     assert sorted(record["key"] for record in records) == sorted(

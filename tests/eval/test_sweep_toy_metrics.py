@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnkit_lmp.eval.toy_metrics import reference_centroids, subject_appearance, toy_world_metrics
+from attnkit_lmp.toy.scores import reference_centroids, subject_appearance, toy_world_metrics
 from attnkit_lmp.toy.world import ClipSpec, render_clip
 
 

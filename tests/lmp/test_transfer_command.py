@@ -363,7 +363,7 @@ def test_data_parallel_processes_share_the_default_threads(monkeypatch):
 
 
 def test_eval_passes_the_default_threads_to_the_sweep(monkeypatch, tmp_path):
-    from attnkit_lmp.eval import command
+    from attnkit_lmp import eval_command as command
 
     monkeypatch.setattr(command, "default_threads", lambda per_process=False: 3 if per_process else 99)
     argv = ["eval", "--dataset", str(tmp_path), "--prompts", str(tmp_path / "p.yaml"), "--model", saved_tiny_cogvideox_pipeline("t2v"), "--out", str(tmp_path / "o")]

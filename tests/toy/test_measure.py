@@ -11,14 +11,11 @@ from attnkit_lmp.toy.measure import (
     VALIDATION_SEED_OFFSET,
     MeasureError,
     check_goals,
-    fbdm_scores,
-    ground_truth_on_grid,
-    mask_iou,
     measurement_cases,
     parse_overrides,
-    score_transfer,
     toy_lmp_config,
 )
+from attnkit_lmp.toy.scores import fbdm_scores, ground_truth_on_grid, mask_iou, score_transfer
 from attnkit_lmp.toy.world import HELDOUT_TRAJECTORIES, WorldConfig, render_clip, render_path
 
 

@@ -7,6 +7,10 @@
 Rerunning the same command skips finished items whose inputs are unchanged (also after a kill), and
 recomputes those whose inputs changed. Everything that can be checked is checked before the model
 generates anything; a problem, or a NaN in a generation, exits with status 2 and says what to fix.
+
+The sweep itself is :mod:`attnkit_lmp.eval.sweep`; this command lives beside the other commands rather than
+in ``eval`` because it also hands the sweep the toy world's checks (``--toy-metrics``), and the evaluation
+package does not depend on the toy world.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import register_command
-from ..threads import add_threads_argument, default_threads
-from ..methods import DEFAULT_METHODS, METHODS
+from .cli import register_command
+from .methods import DEFAULT_METHODS, METHODS
+from .threads import add_threads_argument, default_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace):
-    from .motion_fidelity import DEFAULT_MIN_DISPLACEMENT
-    from .sweep import SweepError, SweepSettings
+    from .eval.motion_fidelity import DEFAULT_MIN_DISPLACEMENT
+    from .eval.sweep import SweepError, SweepSettings
 
     try:
         seeds = tuple(int(seed) for seed in _list(args.seeds))
@@ -112,7 +116,7 @@ def settings_from_args(args: argparse.Namespace):
         config=args.config,
         steps=args.steps,
         guidance_scale=args.guidance_scale,
-        toy_metrics=args.toy_metrics,
+        extra_metrics=toy_metrics() if args.toy_metrics else (),
         require_annotations=not args.no_annotations,
         dtype=args.dtype,
         device=args.device,
@@ -123,9 +127,9 @@ def settings_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     started_at = time.perf_counter()
-    from .datasets import DatasetError, PromptsFileError
-    from .results import ResultsFileError, SweepLockedError
-    from .sweep import SweepError, run_sweep
+    from .eval.datasets import DatasetError, PromptsFileError
+    from .eval.results import ResultsFileError, SweepLockedError
+    from .eval.sweep import SweepError, run_sweep
 
     from attnkit import AttnkitError
 
@@ -138,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
     for name, path in summary.report.items():
         print(f"wrote {name}: {path}")
     return 0
+
+
+def toy_metrics() -> tuple:
+    """The toy world's checks as the sweep's extra metrics."""
+    from .toy.scores import ToyWorldMetrics
+
+    return (ToyWorldMetrics(),)
 
 
 def _list(text: str | None) -> list[str]:
