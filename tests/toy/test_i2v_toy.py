@@ -87,19 +87,19 @@ def test_the_i2v_target_image_is_the_references_first_frame_in_the_target_look()
 
 
 def test_measuring_an_i2v_toy_conditions_every_variant_on_the_target_image(tmp_path, monkeypatch):
-    from attnkit_lmp.toy import measure as measure_module
+    from attnkit_lmp.toy.measure import measurement as measurement_module
     from attnkit_lmp.toy.measure import measure, measurement_cases, toy_lmp_config
 
     pipe = load_toy_pipeline(_train(tmp_path, 1))
     pipe.set_progress_bar_config(disable=True)
     images = []
-    original = measure_module.run_variant
+    original = measurement_module.run_variant
 
     def recording(*args, image=None, **kwargs):
         images.append(image)
         return original(*args, image=image, **kwargs)
 
-    monkeypatch.setattr(measure_module, "run_variant", recording)
+    monkeypatch.setattr(measurement_module, "run_variant", recording)
     case = measurement_cases(1)[0]
     report = measure(pipe, [case], toy_lmp_config(2, model=TINY_I2V), ("baseline", "lmp"), progress=False)
     assert len(report["records"]) == 2 and len(images) == 2

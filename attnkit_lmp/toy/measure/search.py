@@ -1,0 +1,65 @@
+"""The coordinate search of the LMP [choice] settings on the toy world (validation split only)."""
+
+from __future__ import annotations
+
+from .cases import TransferCase
+from .measurement import measure
+from .settings import resolve_layer_sets, toy_lmp_config
+from .summary import GOALS
+
+# Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
+# search): the [choice] items of docs/method.md that the paper leaves open for a model of this size.
+SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
+    # Which layers' subject maps FBDM averages. Layer sets are named relative to the model's depth
+    # (see ``layer_set``), since checkpoints differ: in a 4-layer checkpoint the last layer's
+    # video->text term was high on the *background*, in a 6-layer one the last two separate best.
+    ("fbdm_layers", ("all", "last_half", "last", "first_half")),
+    ("fg_threshold", (0.2, 0.4, 0.6)),
+    ("asm_eta", (0.0, 100.0, 1000.0, 10000.0)),  # on the toy model eta 100 moves pixels by <= 0.03, 1e4 by ~1
+    ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
+    ("asm_steps_fraction", (0.3, 0.7, 1.0)),
+    ("fbdm_steps_fraction", (0.4, 0.8)),
+    ("rmtm_layers", ("all", "first_half", "last_half")),
+)
+
+
+def search_objective(values: dict[str, float]) -> float:
+    """What the search maximises: LMP's centroid MF, minus any shortfall of kept look below the goal.
+
+    Centroid MF, not the grid's: Lucas-Kanade cannot follow the inside of a flat-coloured shape, so on the
+    toy world grid MF stays low even for a perfect copy (docs/toy-measurement.md)."""
+    shortfall = max(0.0, GOALS["lmp_appearance_kept_min"] - values.get("appearance_kept", 0.0))
+    return values.get("motion_fidelity_centroid", 0.0) - shortfall
+
+
+def search(
+    pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None
+):
+    """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
+    from attnkit_lmp.toy.model import toy_config_of
+
+    model = toy_config_of(pipe)
+    num_layers = model.num_layers
+    best: dict = {}
+    best_value = None
+    trials = []
+    tried: dict[str, dict] = {}
+    for name, options in space:
+        for option in options:
+            overrides = {**best, name: option}
+            config = toy_lmp_config(steps, model=model, **overrides)
+            key = config.to_json()  # equal settings spelt differently run once
+            if key not in tried:
+                summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]
+                tried[key] = {
+                    "overrides": overrides,
+                    "summary": summary,
+                    "objective": search_objective(summary),
+                }
+                trials.append(tried[key])
+                if on_trial is not None:
+                    on_trial(tried[key])
+            trial = tried[key]
+            if best_value is None or trial["objective"] > best_value:
+                best_value, best = trial["objective"], dict(overrides)
+    return resolve_layer_sets(best, num_layers), trials

@@ -1,0 +1,116 @@
+"""The LMPConfig of a toy measurement: the tuned toy settings, step thresholds as fractions, named layer sets.
+
+The [choice] hyper-parameters (docs/method.md) were chosen for the bundled CogVideoX toy by the coordinate
+search (:mod:`.search`) on the validation split. Step thresholds are fractions of the run's steps, so one
+setting serves any ``--steps``; layer sets are named relative to the model's depth (:func:`layer_set`).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class MeasureError(ValueError):
+    """A measurement setting cannot run; the message names it and how to fix it."""
+
+
+# The toy model was trained with this guidance; LMP and baseline use the same value.
+TOY_GUIDANCE_SCALE = 4.0
+DEFAULT_STEPS = 50
+
+# LMP hyper-parameters for the bundled CogVideoX toy, chosen by the coordinate search on the validation
+# split (docs/toy-measurement.md).
+TOY_STEP_FRACTIONS: dict[str, float] = {"fbdm_steps": 0.4, "rmtm_steps": 0.9, "asm_steps": 0.7}
+TOY_LMP_SETTINGS: dict[str, object] = {
+    "fbdm_layers": "first_half",
+    "fg_threshold": 0.2,
+    "asm_eta": 100.0,
+    "rmtm_lambda": 0.98,
+}
+# Layer sets by name, relative to the model's depth: checkpoints of different depths share one setting.
+LAYER_SETS = ("all", "first_half", "last_half", "last")
+
+
+def layer_set(name, num_layers: int) -> list[int] | None:
+    """A named layer set of a ``num_layers``-deep model as LMPConfig wants it (None = all layers).
+
+    Lists and None pass through, so a search space may also name layers explicitly.
+    """
+    if name is None or isinstance(name, list):
+        return name
+    half = max(1, num_layers // 2)
+    sets = {
+        "all": None,
+        "first_half": list(range(half)),
+        "last_half": list(range(num_layers - half, num_layers)),
+        "last": [num_layers - 1],
+    }
+    if name not in sets:
+        raise MeasureError(
+            f"layer set {name!r} is unknown: expected one of {list(LAYER_SETS)} or a list of layers."
+        )
+    return sets[name]
+
+
+def resolve_layer_sets(overrides: dict, num_layers: int) -> dict:
+    """``overrides`` with named layer sets (``*_layers``) turned into layer lists for this model."""
+    return {
+        name: layer_set(value, num_layers) if name.endswith("_layers") else value
+        for name, value in overrides.items()
+    }
+
+
+def toy_lmp_config(
+    num_inference_steps: int = DEFAULT_STEPS, num_layers: int | None = None, model=None, **overrides
+):
+    """The LMPConfig used on the toy model: tuned settings, thresholds scaled from fractions, overrides last.
+
+    Overrides may name any LMPConfig field, or ``<threshold>_fraction`` (e.g. ``asm_steps_fraction=0.5``).
+    Named layer sets are resolved for a ``num_layers``-deep model (default: the toy architecture's depth).
+    ``model`` (a :class:`~attnkit_lmp.toy.model.ToyModelConfig`, e.g. ``toy_config_of(pipe)``) sets the
+    depth and the geometry (frames, size, text length): a Wan pipeline's own defaults are a real model's.
+    """
+    from attnkit_lmp.config import LMPConfig
+    from attnkit_lmp.toy.model import ToyModelConfig
+
+    fractions = dict(TOY_STEP_FRACTIONS)
+    for name in list(overrides):
+        if name.endswith("_fraction") and name.removesuffix("_fraction") in fractions:
+            fractions[name.removesuffix("_fraction")] = float(overrides.pop(name))
+    thresholds = {
+        name: max(0, min(num_inference_steps, round(fraction * num_inference_steps)))
+        for name, fraction in fractions.items()
+    }
+    geometry = {}
+    if model is not None:
+        num_layers = num_layers or model.num_layers
+        geometry = {
+            "height": model.height,
+            "width": model.width,
+            "num_frames": model.num_frames,
+            "max_sequence_length": model.text_length,
+        }
+    values = {
+        "num_inference_steps": num_inference_steps,
+        "guidance_scale": TOY_GUIDANCE_SCALE,
+        **geometry,
+        **thresholds,
+        **TOY_LMP_SETTINGS,
+        **overrides,
+    }
+    values = resolve_layer_sets(values, num_layers or ToyModelConfig().num_layers)
+    return LMPConfig.from_dict(values).validate()
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["fg_threshold=0.3", "rmtm_layers=[1,2]"]`` -> dict; values are JSON (bare words stay strings)."""
+    overrides = {}
+    for item in items or []:
+        name, separator, text = item.partition("=")
+        if not separator or not name:
+            raise MeasureError(f"--set {item!r}: expected NAME=VALUE, e.g. --set fg_threshold=0.3")
+        try:
+            overrides[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[name.strip()] = text
+    return overrides
