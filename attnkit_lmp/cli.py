@@ -21,7 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "attnkit_lmp.demo",
     "attnkit_lmp.transfer_command",
     "attnkit_lmp.eval_command",
-    "attnkit_lmp.eval.annotate",
+    "attnkit_lmp.annotate_command",
     "attnkit_lmp.toy.cli",
 )
 

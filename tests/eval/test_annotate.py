@@ -19,16 +19,9 @@ import yaml
 
 from attnkit_lmp.cli import main, registered_commands
 from attnkit_lmp.eval import annotate as annotate_module
-from attnkit_lmp.eval.annotate import (
-    AnnotationError,
-    AnnotationModelError,
-    AnswerParseError,
-    VisionLanguageModel,
-    annotate,
-    evenly_spaced,
-    parse_answer,
-    plan_annotation,
-)
+from attnkit_lmp.eval.annotate import AnnotationError, annotate, evenly_spaced, plan_annotation
+from attnkit_lmp.eval.annotation_answers import AnswerParseError, parse_answer
+from attnkit_lmp.eval.vision_language_model import AnnotationModelError, VisionLanguageModel
 from attnkit_lmp.eval.datasets import DavisDataset, load_prompts
 from attnkit_lmp.toy.export import write_davis_layout
 from attnkit_lmp.toy.world import ClipSpec, render_clip
