@@ -209,6 +209,35 @@ class Family:
         return scheduler.step(prediction, scheduler.timesteps[step], latents, return_dict=False, **extra)[0], state
 
 
+    # --- the transformer outside the pipeline (the toy world trains its models through these) --------------
+
+    def add_training_noise(self, scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
+        """``clean`` latents noised to training ``timesteps`` (integers in ``[0, num_train_timesteps)``, one per
+        batch row) by the forward process the family's models learn: flow matching, ``z_t = sigma eps +
+        (1 - sigma) z_0`` with ``sigma = t / num_train_timesteps``."""
+        shape = (-1,) + (1,) * (clean.ndim - 1)
+        sigma = (timesteps.float() / scheduler.config.num_train_timesteps).view(shape)
+        return (1 - sigma) * clean + sigma * noise
+
+    def encode_prompts(self, pipe, prompts: list[str], max_sequence_length: int, device) -> torch.Tensor:
+        """The transformer's text input for each of ``prompts`` (one row each), encoded as the pipeline encodes
+        a prompt, without guidance; gradients reach the text encoder. For the pipelines whose text is one
+        tensor (CogVideoX, Wan)."""
+        embeds, _ = pipe.encode_prompt(
+            prompt=prompts,
+            do_classifier_free_guidance=False,
+            num_videos_per_prompt=1,
+            max_sequence_length=max_sequence_length,
+            device=device,
+        )
+        return embeds
+
+    def transformer_position_inputs(self, pipe, height: int, width: int, num_frames: int, device) -> dict:
+        """Forward inputs that carry the positions of a ``num_frames`` x ``height`` x ``width`` video's latent
+        grid, when the transformer is called outside the pipeline; none where the model computes them."""
+        return {}
+
+
 def _generator_argument(scheduler, generator) -> dict:
     """``{"generator": generator}`` for schedulers that draw noise in ``step`` (stochastic samplers)."""
     return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}

@@ -82,7 +82,25 @@ class CogVideoXFamily(Family):
         )
         return ChannelConcatCondition(image_latents=image_latents, channel_dim=self.channel_dim)
 
+    def latent_first_frame_condition(self, latents: torch.Tensor) -> ChannelConcatCondition:
+        """The image-to-video condition of a video already in latent space, ``(B, frames, channels, h, w)``: its
+        first latent frame followed by zero frames, concatenated on the channels, as ``prepare_latents``
+        conditions on an image's latent (CogVideoX 1.0, no ``patch_size_t``)."""
+        image_latents = torch.cat([latents[:, :1], torch.zeros_like(latents[:, 1:])], dim=1)
+        return ChannelConcatCondition(image_latents=image_latents, channel_dim=self.channel_dim)
+
+    def transformer_position_inputs(self, pipe, height, width, num_frames, device):
+        # The 3D RoPE the pipeline computes for its transformer, over the latent frames it generates.
+        if not pipe.transformer.config.use_rotary_positional_embeddings:
+            return {}
+        latent_frames = (self.padded_num_frames(pipe, num_frames) - 1) // pipe.vae_scale_factor_temporal + 1
+        return {"image_rotary_emb": pipe._prepare_rotary_positional_embeddings(height, width, latent_frames, device)}
+
     # --- DDPM-style schedulers ---------------------------------------------------------------------------
+
+    def add_training_noise(self, scheduler, clean, noise, timesteps):
+        # DDPM's forward process, eq. 10: sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps.
+        return scheduler.add_noise(clean, noise, timesteps)
 
     def reference_scheduler(self, scheduler, begin_step):
         # DDIM / DPM count steps by the timestep they are given, not from a begin index.

@@ -5,7 +5,7 @@ What is learnt: the transformer and the tiny T5 text encoder, jointly, to predic
 (:func:`attnkit_lmp.toy.model.build_identity_vae`, :func:`attnkit_lmp.toy.wan_model.build_identity_wan_vae`),
 so latents are pixels in [-1, 1] and the training loop skips it (it would return its input to ~1e-5).
 The same loop trains either architecture (``ToyModelConfig.architecture``); what differs, the noise path,
-the prompt encoding and the transformer's call, is in :mod:`attnkit_lmp.toy.denoiser`.
+the prompt encoding and the transformer's call, :mod:`attnkit_lmp.toy.denoiser` asks of the model family.
 
 Reproducibility: the model weights, the clips of every step (world seeds derived from the run seed
 and the step) and the noise are seeded; a resumed run continues the same data stream. Threads

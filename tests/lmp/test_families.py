@@ -58,3 +58,34 @@ def test_fields_of_another_family_are_named_with_their_owner():
     config = LMPConfig(true_cfg_scale=2.0)
     assert foreign_config_fields(WanFamily(), config) == {"HunyuanVideo": {"true_cfg_scale": 1.0}}
     assert foreign_config_fields(HunyuanVideoFamily(), config) == {}
+
+
+def test_training_noise_is_each_familys_forward_process():
+    clean, noise = torch.full((3, 2, 4), 0.5), torch.full((3, 2, 4), -1.0)
+    timesteps = torch.tensor([0, 400, 999])
+    ddpm = tiny_cogvideox_pipeline("t2v").scheduler
+    alpha_bar = ddpm.alphas_cumprod[timesteps].float().view(-1, 1, 1)
+    expected = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
+    torch.testing.assert_close(CogVideoXFamily().add_training_noise(ddpm, clean, noise, timesteps), expected)
+    flow = tiny_wan_pipeline("t2v").scheduler
+    sigma = (timesteps / flow.config.num_train_timesteps).view(-1, 1, 1)
+    expected = (1 - sigma) * clean + sigma * noise
+    torch.testing.assert_close(WanFamily().add_training_noise(flow, clean, noise, timesteps), expected)
+
+
+def test_position_inputs_are_the_ones_the_pipeline_passes_its_transformer():
+    cogvideox = tiny_cogvideox_pipeline("t2v")
+    inputs = CogVideoXFamily().transformer_position_inputs(cogvideox, 32, 32, 9, "cpu")
+    # 9 frames are 3 latent frames of the 4x temporal VAE.
+    expected = cogvideox._prepare_rotary_positional_embeddings(32, 32, 3, "cpu")
+    assert list(inputs) == ["image_rotary_emb"]
+    assert all(torch.equal(got, want) for got, want in zip(inputs["image_rotary_emb"], expected))
+    assert WanFamily().transformer_position_inputs(tiny_wan_pipeline("t2v"), 32, 32, 9, "cpu") == {}
+
+
+def test_prompts_for_training_are_encoded_as_the_pipeline_encodes_them():
+    pipe = tiny_cogvideox_pipeline("t2v")
+    encoded = CogVideoXFamily().encode_prompts(pipe, [PROMPT, ""], 16, "cpu")
+    expected, _ = pipe.encode_prompt([PROMPT, ""], do_classifier_free_guidance=False, max_sequence_length=16)
+    assert encoded.shape == (2, 16, pipe.transformer.config.text_embed_dim)
+    torch.testing.assert_close(encoded, expected, rtol=0, atol=0)

@@ -8,7 +8,7 @@ import torch
 from diffusers import WanPipeline
 
 from attnkit_lmp.toy.cli import main as toy_main
-from attnkit_lmp.toy.denoiser import WanDenoiser
+from attnkit_lmp.toy.denoiser import toy_denoiser
 from attnkit_lmp.toy.model import ToyModelConfig, build_toy_pipeline, generation_kwargs, toy_config_of
 from attnkit_lmp.toy.train import CheckpointError, TrainConfig, train
 from attnkit_lmp.toy.wan_model import build_identity_wan_vae
@@ -74,7 +74,7 @@ def test_records_written_before_the_architecture_field_read_as_cogvideox(tmp_pat
 def test_training_encodes_prompts_as_the_pipeline_does():
     pipeline = build_toy_pipeline(TINY_WAN, seed=0)
     prompts = ["a red square", "", "a blue circle"]
-    denoiser = WanDenoiser(pipeline, TINY_WAN)
+    denoiser = toy_denoiser(pipeline, TINY_WAN)
     with torch.no_grad():
         trained_on = denoiser.encode(prompts)
         generated_with, _ = pipeline.encode_prompt(
