@@ -54,3 +54,13 @@ def test_a_copy_covers_the_reference_path_and_a_still_object_none_of_it(clip):
     assert toy_world_metrics(clip.frames, reference, "red square")["motion_extent"] == pytest.approx(1.0)
     still = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
     assert toy_world_metrics(still, reference, "red square")["motion_extent"] == 0.0
+
+
+def test_the_sweeps_toy_checks_are_the_toy_scores_and_the_reports_toy_table(clip):
+    from attnkit_lmp.eval.report import TOY_METRICS
+    from attnkit_lmp.toy.scores import TOY_METRIC_NAMES, ToyWorldMetrics
+
+    metrics = ToyWorldMetrics()
+    scores = metrics.score(clip.frames, metrics.reference(clip.frames), "red square")
+    assert tuple(scores) == TOY_METRIC_NAMES
+    assert {column.key for column in TOY_METRICS} == set(TOY_METRIC_NAMES)

@@ -227,3 +227,23 @@ def test_the_summary_reports_the_spread_over_noise_repeats():
     assert summary["motion_fidelity_centroid"] == pytest.approx(0.7)
     assert summary["motion_fidelity_centroid_seed_std"] == pytest.approx(np.std([0.5, 0.7, 0.9]))
     assert summary["motion_extent"] == 0.9  # a ratio is summarised by its median
+
+
+def test_the_toy_variants_are_the_methods_table_under_underscore_names(case, clip, monkeypatch):
+    from attnkit_lmp.methods import DEFAULT_METHODS, METHODS
+    from attnkit_lmp.toy.measure import VARIANTS, variants
+
+    assert VARIANTS == ("baseline", "lmp", "lmp_no_fbdm", "lmp_no_asm")
+    assert [name.replace("_", "-") for name in VARIANTS] == list(DEFAULT_METHODS)
+    ran = {}
+    monkeypatch.setattr(variants, "run_baseline", lambda *args, **kwargs: ran.setdefault("baseline", "plain"))
+    monkeypatch.setattr(variants, "run_lmp", lambda pipe, clip, case, config, image=None: config)
+    base = toy_lmp_config(4)
+    for method in METHODS.values():
+        result = variants.run_variant(None, clip, case, method.variant, base)
+        if method.kind == "plain":
+            assert result == "plain"
+            continue
+        changed = {name: getattr(result, name) for name in method.config_changes}
+        assert changed == method.config_changes
+        assert result.to_dict() == {**base.to_dict(), **method.config_changes}

@@ -81,7 +81,7 @@ def _aggregate(records: list[dict]) -> dict[str, float]:
 def check_goals(
     summary: dict[str, dict[str, float]], tracker_key: str = "motion_fidelity_centroid"
 ) -> dict[str, bool]:
-    """Issue 4's goals on one MF tracker; a goal whose variant was not run is absent."""
+    """Which of the :data:`GOALS` the summary meets on one MF tracker; a goal whose variant was not run is absent."""
     goals = {}
     lmp, baseline = summary.get("lmp"), summary.get("baseline")
     if lmp:
