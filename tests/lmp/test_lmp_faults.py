@@ -149,11 +149,12 @@ def test_with_check_finite_a_huge_asm_eta_names_the_plugin_call(t2v_pipe):
 
 
 def test_write_video_flushes_the_file_and_its_rename_to_disk(tmp_path, monkeypatch):
+    from attnkit.record import atomic
     from attnkit_lmp import video_io
 
     flushed = []
-    original = video_io._fsync
-    monkeypatch.setattr(video_io, "_fsync", lambda path: (flushed.append(str(path)), original(path)))
+    original = atomic.fsync_path
+    monkeypatch.setattr(atomic, "fsync_path", lambda path: (flushed.append(str(path)), original(path)))
     path = video_io.write_video(tmp_path / "out.mp4", torch.rand(3, 3, 16, 16))
     assert path.is_file() and len(flushed) == 2
     assert flushed[0].endswith(".mp4") and flushed[0] != str(path) and flushed[1] == str(tmp_path)
