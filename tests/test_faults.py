@@ -232,7 +232,7 @@ def test_a_shared_wan_transformer_run_by_another_pipeline_is_refused():
 
 
 def test_checking_an_output_folder_creates_nothing_and_refuses_a_file_in_the_way(tmp_path):
-    from attnkit_lmp.transfer_command import InputError, check_writable
+    from attnkit_lmp.loading import InputError, check_writable
 
     check_writable(tmp_path / "new" / "deeper")
     assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
 """Who may import whom, read from the source (every import statement, also those inside functions).
 
 Production code (``attnkit/`` and ``attnkit_lmp/``, except the test helpers in ``attnkit/testing``) never
-imports ``attnkit.testing``; the toy world may use the evaluation package, never the other way round.
+imports ``attnkit.testing``; the toy world may use the evaluation package, never the other way round;
+and the evaluation package, a library, never imports a command-line module (``*_command``).
 """
 
 from __future__ import annotations
@@ -82,3 +83,12 @@ def test_a_lower_package_never_imports_a_higher_one(importer, imported):
     modules = modules_under(importer)
     assert modules
     assert offenders(modules, imported) == {}
+
+
+def test_the_evaluation_package_never_imports_a_command_line_module():
+    modules = modules_under("attnkit_lmp.eval")
+    commands = {
+        name: [hit for hit in imported_names(name, path) if hit.rpartition(".")[2].endswith("_command")]
+        for name, path in modules.items()
+    }
+    assert {name: hits for name, hits in commands.items() if hits} == {}

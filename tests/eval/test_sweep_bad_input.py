@@ -111,12 +111,12 @@ def test_a_subject_the_model_cannot_tokenise_fails_before_generation(toy_dataset
 def test_a_metric_model_path_that_does_not_exist_fails_before_the_pipeline_loads(
     toy_dataset, tmp_path, monkeypatch
 ):
-    import attnkit_lmp.transfer_command as transfer_command
+    import attnkit_lmp.loading as loading
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the pipeline was loaded before the metric models were checked")
 
-    monkeypatch.setattr(transfer_command, "load_pipeline", no_loading)
+    monkeypatch.setattr(loading, "load_pipeline", no_loading)
     missing = tmp_path / "models" / "clip-vit-large-patch14"
     expect_error(
         fast_settings(toy_dataset, tmp_path / "out", clip=missing),

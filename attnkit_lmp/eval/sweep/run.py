@@ -153,7 +153,7 @@ def run_sweep(
     tracker = build_sweep_tracker(settings)
     text_metrics, pick_only = load_text_metrics(settings)
 
-    from attnkit_lmp.transfer_command import InputError, check_writable, load_pipeline
+    from attnkit_lmp.loading import InputError, check_writable, load_pipeline
 
     try:
         check_writable(settings.out)
