@@ -29,29 +29,16 @@ _DAVIS_PALETTE = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 254
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """Write frames (T,H,W,3 uint8, or float in [0,1]) as an H.264 mp4 with PyAV; returns the path."""
-    import av
+    """Write frames (T,H,W,3 uint8, or float in [0,1]) as a near-lossless H.264 mp4; returns the path.
 
-    from attnkit_lmp.video_io import to_uint8
+    Odd sides are refused rather than cropped, since an exported clip must keep every pixel of its
+    ground truth."""
+    from attnkit_lmp.video_io import write_mp4 as write_video_mp4
 
-    frames = to_uint8(frames)
-    _, height, width, _ = frames.shape
+    height, width = np.shape(frames)[1:3]
     if height % 2 or width % 2:
-        raise ValueError(
-            f"mp4 (yuv420p) needs even frame sides, got {height}x{width}: crop or pad the frames."
-        )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "10"}  # near-lossless: the clips are tiny and carry exact colours
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+        raise ValueError(f"mp4 (yuv420p) needs even frame sides, got {height}x{width}: crop or pad the frames.")
+    return write_video_mp4(path, frames, fps=fps, crf=10)
 
 
 def read_mp4(path: str | Path) -> np.ndarray:

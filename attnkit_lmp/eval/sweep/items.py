@@ -199,32 +199,12 @@ class ItemRunner:
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
-    """Write uint8 (T, H, W, 3) frames as H.264 mp4, atomically (temporary file in the folder, then rename).
+    """Write uint8 (T, H, W, 3) frames as an mp4, atomically; frames under 128 pixels are enlarged by whole
+    pixels so they can be seen. The results line that points at this video is written next: the atomic
+    write has it on disk first."""
+    from attnkit_lmp.video_io import write_mp4 as write_video_mp4
 
-    Frames under 128 pixels are enlarged by whole pixels so they can be seen. PyAV directly: imageio's
-    writer runs two full garbage collections per file, which cost more than a toy generation.
-    """
-    import av
-
-    from attnkit.record.atomic import atomic_file
-
-    upscale = max(1, 128 // max(frames.shape[1:3]))
-    if upscale > 1:
-        frames = frames.repeat(upscale, axis=1).repeat(upscale, axis=2)
-    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # yuv420p needs even sides
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The results line that points at this video is written next: atomic_file has it on disk first.
-    with atomic_file(path) as temporary:
-        with av.open(str(temporary), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            stream.options = {"crf": "12"}
-            for frame in frames:
-                container.mux(
-                    stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-                )
-            container.mux(stream.encode())
-    return path
+    return write_video_mp4(path, frames, fps=fps, upscale=max(1, 128 // max(frames.shape[1:3])))
 
 
 def plain_generation(pipe, target: EvalItem, config, generator):
