@@ -26,9 +26,11 @@ else
     PYTHON=.venv/bin/python
 fi
 
-# The recipe of the bundled v2 toys; changing a value other than --steps changes the run (the
-# checkpoint refuses a different model, data stream or seed).
-recipe=(--steps 12000 --seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
+# The recipe of the v2 toys; changing a value other than --steps changes the run (the checkpoint
+# refuses a different model, data stream or seed). --steps only sets where the cosine schedule ends:
+# raising it mid-run lifts the learning rate from that step on (the CogVideoX run went from 12,000 to
+# 30,000 at step 8,750, when 12,000 steps were clearly too few for shape and motion).
+recipe=(--steps 30000 --seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
 case "$ARCH" in
     cogvideox) ;;
     wan) recipe+=(--architecture wan --num-frames 9 --high-noise-start 900) ;;
