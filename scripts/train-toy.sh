@@ -46,10 +46,21 @@ echo "train-toy.sh: $ARCH on $DEVICE for at most $MINUTES min, $THREADS torch th
     --threads "$THREADS" --data-workers "$workers" --time-limit-minutes "$MINUTES" --no-progress "$@"
 
 if [ -n "${ARCHIVE:-}" ]; then
-    # The model (pipeline/, about 12 MB) and its log; the 40 MB checkpoint only when asked for, since a
-    # GPU lease returns files of at most 16 MiB.
+    # The model (pipeline/, about 12 MB) and its log; the 40 MB checkpoint only when asked for. A GPU
+    # lease returns files of at most 16 MiB each, so a larger archive is cut into numbered parts of
+    # PART_MIB MiB (ARCHIVE.part0, .part1, ...): `cat ARCHIVE.part* > ARCHIVE` joins them again.
     members=(pipeline train.log)
     [ "${WITH_CHECKPOINT:-0}" = 1 ] && members+=(checkpoint.pt)
-    tar -czf "$ARCHIVE" -C "$RUN" "${members[@]}"
-    echo "train-toy.sh: packed ${members[*]} of $RUN into $ARCHIVE" >&2
+    partial="$ARCHIVE.tmp"  # not matched by the .part* glob below
+    tar -czf "$partial" -C "$RUN" "${members[@]}"
+    part_bytes=$(( ${PART_MIB:-15} * 1024 * 1024 ))
+    rm -f "$ARCHIVE" "$ARCHIVE".part*
+    if [ "$(stat -c %s "$partial")" -gt "$part_bytes" ]; then
+        split -b "$part_bytes" -d -a 1 "$partial" "$ARCHIVE.part"
+        rm "$partial"
+        echo "train-toy.sh: packed ${members[*]} of $RUN into $(ls "$ARCHIVE".part* | wc -l) parts $ARCHIVE.part*" >&2
+    else
+        mv "$partial" "$ARCHIVE"
+        echo "train-toy.sh: packed ${members[*]} of $RUN into $ARCHIVE" >&2
+    fi
 fi
