@@ -53,7 +53,7 @@ def forward_inputs(pipe, batch: int = 3, seed: int = 0, timestep: int = 500) -> 
 
 
 class Recorder:
-    """Test plugin: keeps each layer's q, k, v, hidden states and attention output (after other plugins)."""
+    """Test plugin: keeps each layer's q, k, v, mask, hidden states and attention output (after other plugins)."""
 
     name = "test.recorder"
 
@@ -66,6 +66,7 @@ class Recorder:
             "q": call.q.detach().clone(),
             "k": call.k.detach().clone(),
             "v": call.v.detach().clone(),
+            "mask": call.attention_mask,
             "hidden_states": call.hidden_states.detach().clone(),
             "layout": call.layout,
             "scale": call.softmax_scale,
@@ -75,6 +76,19 @@ class Recorder:
     @attnkit.hookimpl(trylast=True)
     def attnkit_attention_output(self, call, output):
         self.calls[call.layer]["output"] = output.detach().clone()
+
+
+class HiddenStatesBefore:
+    """Test plugin: the hidden states entering each attention call before any other plugin moves them."""
+
+    name = "test.hidden-before"
+
+    def __init__(self):
+        self.before: dict[int, torch.Tensor] = {}
+
+    @attnkit.hookimpl(tryfirst=True)
+    def attnkit_before_attention(self, call):
+        self.before[call.layer] = call.hidden_states.detach().clone()
 
 
 class TransferProbe:

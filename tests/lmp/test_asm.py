@@ -8,7 +8,7 @@ import torch
 import attnkit
 from attnkit_lmp.asm import ASM, appearance_loss
 
-from .conftest import Recorder, run_forward, run_steps_with
+from .conftest import HiddenStatesBefore, Recorder, run_forward, run_steps_with
 
 SUBJECT = [2, 3]
 
@@ -56,19 +56,6 @@ def test_gradient_matches_autograd_through_the_naive_loss(fused):
     for mine, expected in zip(ours, naive):
         assert expected.abs().max() > 0
         torch.testing.assert_close(mine, expected, atol=1e-12, rtol=1e-9)
-
-
-class HiddenStatesBefore:
-    """Test plugin: the hidden states entering each attention before any other plugin moves them."""
-
-    name = "test.hidden-before"
-
-    def __init__(self):
-        self.before: dict[int, torch.Tensor] = {}
-
-    @attnkit.hookimpl(tryfirst=True)
-    def attnkit_before_attention(self, call):
-        self.before[call.layer] = call.hidden_states.detach().clone()
 
 
 def naive_loss_of_states(project, states, layout, subject, target_row, reference_row=2):

@@ -23,6 +23,7 @@ from attnkit_lmp.asm import ASM, cross_appearance_loss
 from attnkit_lmp.fbdm import FBDM, normalise_per_frame
 from attnkit_lmp.rmtm import RMTM
 
+from .conftest import HiddenStatesBefore, Recorder
 from .test_asm import naive_appearance_loss
 
 SUBJECT = [2, 3]
@@ -101,45 +102,6 @@ class AddReference:
     @attnkit.hookimpl
     def attnkit_model_inputs(self, inputs):
         inputs.add_rows("reference", self.latents, self.text, **self.row_inputs)
-
-
-class Recorder:
-    """Test plugin: q, k, v, mask, hidden states and output of every call, after the other plugins."""
-
-    name = "test.recorder"
-
-    def __init__(self):
-        self.calls: dict[int, dict] = {}
-
-    @attnkit.hookimpl(trylast=True)
-    def attnkit_qkv(self, call):
-        self.calls[call.layer] = {
-            "q": call.q.detach().clone(),
-            "k": call.k.detach().clone(),
-            "v": call.v.detach().clone(),
-            "mask": call.attention_mask,
-            "hidden_states": call.hidden_states.detach().clone(),
-            "layout": call.layout,
-            "scale": call.softmax_scale,
-            "project": call.project,
-        }
-
-    @attnkit.hookimpl(trylast=True)
-    def attnkit_attention_output(self, call, output):
-        self.calls[call.layer]["output"] = output.detach().clone()
-
-
-class HiddenStatesBefore:
-    """Test plugin: the hidden states entering each call before any other plugin moves them."""
-
-    name = "test.hidden-before"
-
-    def __init__(self):
-        self.before: dict[int, torch.Tensor] = {}
-
-    @attnkit.hookimpl(tryfirst=True)
-    def attnkit_before_attention(self, call):
-        self.before[call.layer] = call.hidden_states.detach().clone()
 
 
 def run(model_name: str, model, plugins, seed: int = 0) -> torch.Tensor:
