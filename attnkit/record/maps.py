@@ -127,37 +127,11 @@ class AttentionRecord:
 
     def layer_index(self, layer: int | str | None) -> int | None:
         """Index on the layer axis for a model layer number; None (or ``"mean"``) asks for the layer mean."""
-        if layer is None or layer == MEAN:
-            return None
-        if self.layer_reduction == MEAN:
-            raise RecordLookupError(
-                f"layer {layer} was not kept on its own: the record holds only the mean of "
-                f"{_describe_indices('layers', self.layers)}; ask for layer='mean'"
-            )
-        number = _as_int(layer, "layer")
-        if number not in self.layers:
-            raise RecordLookupError(
-                f"layer {layer} is out of range: the record has {_describe_indices('layers', self.layers)} "
-                "(or 'mean')"
-            )
-        return self.layers.index(number)
+        return _axis_index("layer", layer, self.layers, self.layer_reduction)
 
     def step_index(self, step: int | str | None) -> int | None:
         """Index on the step axis for a denoising step number; None (or ``"mean"``) asks for the step mean."""
-        if step is None or step == MEAN:
-            return None
-        if self.step_reduction == MEAN:
-            raise RecordLookupError(
-                f"step {step} was not kept on its own: the record holds only the mean of "
-                f"{_describe_indices('steps', self.steps)}; ask for step='mean'"
-            )
-        number = _as_int(step, "step")
-        if number not in self.steps:
-            raise RecordLookupError(
-                f"step {step} is out of range: the record has "
-                f"{_describe_indices('steps', self.steps)} (or 'mean')"
-            )
-        return self.steps.index(number)
+        return _axis_index("step", step, self.steps, self.step_reduction)
 
     def map(
         self,
@@ -259,6 +233,23 @@ class AttentionRecord:
         from .file import load_record
 
         return load_record(path)
+
+
+def _axis_index(what: str, value: int | str | None, kept: list[int], reduction: str) -> int | None:
+    """Index of ``value`` among the ``kept`` layer or step numbers; None for their mean (or ``"mean"``)."""
+    if value is None or value == MEAN:
+        return None
+    if reduction == MEAN:
+        raise RecordLookupError(
+            f"{what} {value} was not kept on its own: the record holds only the mean of "
+            f"{_describe_indices(what + 's', kept)}; ask for {what}='mean'"
+        )
+    number = _as_int(value, what)
+    if number not in kept:
+        raise RecordLookupError(
+            f"{what} {value} is out of range: the record has {_describe_indices(what + 's', kept)} (or 'mean')"
+        )
+    return kept.index(number)
 
 
 def _as_int(value: int | str, what: str) -> int:
