@@ -5,8 +5,8 @@
 #
 # 1. Downloads the wheels the GPU machine's image lacks into .whl/ (git-ignored; the device call must
 #    name it in `carry`): diffusers at this .venv's version, and importlib_metadata.
-# 2. Checks the size of what a device call sends (tracked files plus .whl/) against its 64 MiB limit and
-#    names the largest folders to move out of the tree for the call when it is over.
+# 2. Checks the size of what a device call sends (tracked files plus .whl/) against its 64 MiB limit and,
+#    when it is over, prints the lines that set the first-world bundles aside for the call and back.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
