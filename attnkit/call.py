@@ -62,6 +62,9 @@ class AttentionCall:
         self._logsumexp: torch.Tensor | None = None
         # Log-sum-exps of separately normalised key groups (layout.separately_normalised), by span name.
         self._group_logsumexps: dict[str, torch.Tensor] = {}
+        # Set by the kernel where extra keys compete with only some own keys (ExtraKV.competes_with): the
+        # competing keys (a mask) and the normaliser of the other own keys, whose share the extras left as is.
+        self._kept_share: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- batch rows and token spans -------------------------------------------------------------------
 
@@ -171,7 +174,8 @@ class AttentionCall:
         self._require_qk("attention_probs")
         query_index = self._checked_index(query_tokens, "query_tokens", "query")
         key_index = self._checked_index(key_tokens, "key_tokens", "key")
-        q, k, logsumexp = self.q, self.k, self.logsumexp(self._group_of(key_index))
+        group = self._group_of(key_index)
+        q, k, logsumexp = self.q, self.k, self.logsumexp(group)
         bias = self._mask_bias()
         if branch is not None:
             q, k, logsumexp = self.branch(q, branch), self.branch(k, branch), self.branch(logsumexp, branch)
@@ -186,7 +190,22 @@ class AttentionCall:
             bias = bias[..., key_index]
             bias = bias[..., query_index, :] if bias.shape[2] > 1 else bias
         probs = softmax_slice(q, k, logsumexp, query_index, key_index, scale=self.scale, bias=bias)
+        if self._kept_share is not None and group is None:
+            probs = self._with_kept_share(probs, q, k, query_index, key_index, bias, branch, heads)
         return probs.mean(dim=1) if heads == "mean" else probs
+
+    def _with_kept_share(self, probs, q, k, query_index, key_index, bias, branch, heads):
+        """``probs`` with the keys outside the extras' competing set normalised by their own log-sum-exp."""
+        competing, outside_logsumexp = self._kept_share
+        outside = ~competing[key_index]
+        if not outside.any():
+            return probs
+        if branch is not None:
+            outside_logsumexp = self.branch(outside_logsumexp, branch)
+        if isinstance(heads, list):
+            outside_logsumexp = outside_logsumexp[:, heads]
+        outside_probs = softmax_slice(q, k, outside_logsumexp, query_index, key_index, scale=self.scale, bias=bias)
+        return torch.where(outside, outside_probs, probs)
 
     def _require_qk(self, what: str) -> None:
         if self.q is None or self.k is None:
@@ -336,29 +355,30 @@ def check_extra_kv(extra, call: AttentionCall, plugin: str) -> None:
         if bad_rows or not extra.rows:
             problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
         problems += _query_token_problems(extra.query_tokens, q.shape[2])
+        problems += _query_token_problems(extra.competes_with, call.k.shape[2], "competes_with", "own keys")
         if not problems:
             problems += _score_bias_problems(extra.score_bias, q, extra.key.shape[-2])
     if problems:
         raise _plugin_error("returned bad extra K/V: " + "; ".join(problems), plugin, "attnkit_extra_kv", call)
 
 
-def _query_token_problems(tokens, num_queries: int) -> list[str]:
+def _query_token_problems(tokens, num_queries: int, name: str = "query_tokens", side: str = "queries") -> list[str]:
     if tokens is None or isinstance(tokens, slice):
         return []
     try:
         index = torch.as_tensor(tokens)
     except (TypeError, ValueError, RuntimeError):
-        return [f"query_tokens {tokens!r} must be None, a slice, or indices into the {num_queries} queries"]
+        return [f"{name} {tokens!r} must be None, a slice, or indices into the {num_queries} {side}"]
     if index.dtype == torch.bool:
         if index.dim() != 1 or index.numel() != num_queries:
-            return [f"query_tokens is a boolean mask of shape {tuple(index.shape)}, expected ({num_queries},)"]
+            return [f"{name} is a boolean mask of shape {tuple(index.shape)}, expected ({num_queries},)"]
         return []
     if index.dtype.is_floating_point or index.dim() > 1:
-        return [f"query_tokens must be integer indices (a list or 1-D tensor), got {index.dtype} {tuple(index.shape)}"]
+        return [f"{name} must be integer indices (a list or 1-D tensor), got {index.dtype} {tuple(index.shape)}"]
     if index.numel() and (index.min() < 0 or index.max() >= num_queries):
         return [
-            f"query_tokens {index.min().item()}..{index.max().item()} out of range: this call has "
-            f"{num_queries} queries (valid indices 0..{num_queries - 1})"
+            f"{name} {index.min().item()}..{index.max().item()} out of range: this call has "
+            f"{num_queries} {side} (valid indices 0..{num_queries - 1})"
         ]
     return []
 

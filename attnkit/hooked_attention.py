@@ -14,7 +14,7 @@ import torch
 
 from .call import AttentionCall, check_extra_kv, check_hidden_states, check_output_replacement, check_qkv
 from .errors import PluginError
-from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
+from .kernel import ExtraKV, attend_with_extras, sdpa, sdpa_with_logsumexp
 
 if TYPE_CHECKING:
     from .session import Session
@@ -48,7 +48,15 @@ class HookedAttention:
         mask = call.attention_mask
         wants_logsumexp = self.session.wants_logsumexp
         if extras:
-            output, logsumexp = attention_with_extras(call.q, key, value, extras, wants_logsumexp, mask)
+            result = attend_with_extras(call.q, key, value, extras, wants_logsumexp, mask)
+            output, logsumexp = result.output, result.logsumexp
+            if result.competing_keys is not None:
+                if key.shape[-2] != call.k.shape[-2]:
+                    raise ValueError(
+                        f"ExtraKV.competes_with at layer {call.name}: this call normalises its keys in separate "
+                        "groups, and extra keys can compete only in a call with one softmax over all its keys"
+                    )
+                call._kept_share = (result.competing_keys, result.outside_logsumexp)
         elif wants_logsumexp:
             output, logsumexp = sdpa_with_logsumexp(call.q, key, value, mask)
         else:

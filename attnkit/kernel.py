@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,11 @@ class ExtraKV:
     and the extra values are multiplied by ``value_scale``. ``score_bias`` is a float, or a tensor of shape
     ``(M,)``, ``(heads, M)`` or ``(heads, N, M)`` (per query token of the sequence; any dimension may be 1).
     A bias that differs per query is built for a block of queries at a time, never for all of them.
+
+    ``competes_with`` (own key positions) limits whom the extra keys take attention from: those own keys
+    and the extras share the attention mass the own keys had without the extras, and every other own key
+    keeps exactly its share. E.g. in joint attention, extra video keys that compete only with the video keys
+    leave the prompt keys' share of each query untouched. ``None`` is one softmax over all own and extra keys.
     """
 
     key: torch.Tensor
@@ -40,6 +46,7 @@ class ExtraKV:
     key_scale: float = 1.0
     value_scale: float = 1.0
     score_bias: float | torch.Tensor | None = None
+    competes_with: TokenIndex | None = None
     source: str = field(default="", compare=False)  # plugin name, filled in by the session for error messages
 
     def scaled_key(self) -> torch.Tensor:
@@ -297,6 +304,22 @@ def softmax_slice(
     return torch.exp(scores - logsumexp[..., query_index].unsqueeze(-1))
 
 
+class ExtrasResult(NamedTuple):
+    """What :func:`attend_with_extras` computed.
+
+    ``logsumexp`` is each query's normaliser over its visible keys (None unless asked for). Where an extra
+    block ``competes_with`` some own keys, the own keys outside that set keep their own normaliser:
+    ``outside_logsumexp`` (the plain log-sum-exp over the row's own keys, equal to ``logsumexp`` where no
+    such block is visible), and ``competing_keys`` (a boolean mask over the own keys) says which keys use
+    ``logsumexp``. Both are None when no visible block limits whom it competes with.
+    """
+
+    output: torch.Tensor
+    logsumexp: torch.Tensor | None
+    outside_logsumexp: torch.Tensor | None = None
+    competing_keys: torch.Tensor | None = None
+
+
 def attention_with_extras(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -305,18 +328,44 @@ def attention_with_extras(
     want_logsumexp: bool = False,
     attn_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention where some rows' queries also see extra key/value blocks: ``(output, logsumexp or None)``.
+
+    :func:`attend_with_extras` without the normaliser of keys outside a ``competes_with`` set.
+    """
+    result = attend_with_extras(q, k, v, extras, want_logsumexp, attn_mask)
+    return result.output, result.logsumexp
+
+
+def attend_with_extras(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    extras: list[ExtraKV],
+    want_logsumexp: bool = False,
+    attn_mask: torch.Tensor | None = None,
+) -> ExtrasResult:
     """Attention where some rows' queries also see extra key/value blocks.
 
     Rows without extras, and tokens of a row that see no extra, take the plain kernel; the rest take the
     same kernel over the concatenation of own and visible extra keys, which is the exact softmax over the
     union. ``attn_mask`` (boolean or additive, broadcastable to ``(B, heads, Nq, Nk)``) masks the own keys;
-    extra keys are never masked by it. Returns ``(output, logsumexp or None)``; the log-sum-exp is over
-    each query's visible keys.
+    extra keys are never masked by it. Blocks with ``competes_with`` are combined as
+    :class:`ExtraKV` describes (see :func:`_kept_share_attention`).
     """
     mask_bias = additive_bias(attn_mask, q.dtype, q.device) if attn_mask is not None else None
     batch, _, num_tokens, _ = q.shape
+    num_keys = k.shape[-2]
+    competing = _competing_keys(extras, num_keys, k.device)
     output = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp else None
+    outside_logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp and competing is not None else None
+
+    def store(rows, tokens, out, lse, outside_lse=None):
+        output[rows, :, tokens] = out
+        if logsumexp is not None:
+            logsumexp[rows, :, tokens] = lse.to(logsumexp.dtype)
+        if outside_logsumexp is not None:
+            outside_logsumexp[rows, :, tokens] = (lse if outside_lse is None else outside_lse).to(logsumexp.dtype)
 
     def run(q_part, k_part, v_part, bias=None):
         if want_logsumexp:
@@ -332,9 +381,7 @@ def attention_with_extras(
     if plain_rows:
         index = torch.tensor(plain_rows, device=q.device)
         out, lse = run(q[index], k[index], v[index], _rows_of(attn_mask, index))
-        output[index] = out
-        if logsumexp is not None:
-            logsumexp[index] = lse.to(logsumexp.dtype)
+        store(index, slice(None), out, lse)
 
     for row, row_extras in extras_by_row.items():
         # Which extras each query token sees; tokens with the same set share one kernel call.
@@ -345,34 +392,104 @@ def attention_with_extras(
         for group, pattern in enumerate(patterns):
             tokens = torch.nonzero(token_group == group).flatten()
             q_part = q[row : row + 1, :, tokens]
-            keys, values, biases = [k[row : row + 1]], [v[row : row + 1]], []
+            extra_keys, extra_values, biases, limited = [], [], [], False
             for slot in torch.nonzero(pattern).flatten().tolist():
                 position, extra = row_extras[slot]
                 extra_position = position if extra.key.shape[0] > 1 else 0
-                keys.append(extra.scaled_key()[extra_position : extra_position + 1])
-                values.append(extra.scaled_value()[extra_position : extra_position + 1])
+                extra_keys.append(extra.scaled_key()[extra_position : extra_position + 1])
+                extra_values.append(extra.scaled_value()[extra_position : extra_position + 1])
                 biases.append((extra.score_bias, extra.key.shape[-2]))
+                limited |= extra.competes_with is not None
             own_bias = None
             if mask_bias is not None:
                 own_bias = mask_bias[row : row + 1] if mask_bias.shape[0] > 1 else mask_bias
-            keys, values = torch.cat(keys, dim=-2), torch.cat(values, dim=-2)
+            own_keys, own_values = k[row : row + 1], v[row : row + 1]
+
+            def attend(q_block, query_tokens=None):
+                if not biases:
+                    bias = own_bias if query_tokens is None else _score_bias([], num_keys, q_part, own_bias, query_tokens)
+                    return (*run(q_block, own_keys, own_values, bias), None)
+                if limited and competing is not None:
+                    return _kept_share_attention(
+                        q_block, own_keys, own_values, torch.cat(extra_keys, dim=-2),
+                        torch.cat(extra_values, dim=-2), biases, competing, own_bias, q_part, query_tokens,
+                    )
+                keys = torch.cat([own_keys, *extra_keys], dim=-2)
+                values = torch.cat([own_values, *extra_values], dim=-2)
+                bias = _score_bias(biases, num_keys, q_part, own_bias, query_tokens)
+                return (*run(q_block, keys, values, bias), None)
+
             if not _per_query(own_bias, biases):
-                bias = _score_bias(biases, k.shape[-2], q_part, own_bias) if biases else own_bias
-                out, lse = run(q_part, keys, values, bias)
-                output[row : row + 1, :, tokens] = out
-                if logsumexp is not None:
-                    logsumexp[row : row + 1, :, tokens] = lse.to(logsumexp.dtype)
+                store(slice(row, row + 1), tokens, *attend(q_part))
                 continue
             # A bias that differs per query is built for a block of queries at a time, never for all.
-            rows_per_block = max(1, BLOCK_ELEMENTS // (q.shape[1] * keys.shape[-2]))
+            num_visible = num_keys + sum(length for _, length in biases)
+            rows_per_block = max(1, BLOCK_ELEMENTS // (q.shape[1] * num_visible))
             for start in range(0, len(tokens), rows_per_block):
                 block = tokens[start : start + rows_per_block]
-                bias = _score_bias(biases, k.shape[-2], q_part, own_bias, block)
-                out, lse = run(q_part[:, :, start : start + rows_per_block], keys, values, bias)
-                output[row : row + 1, :, block] = out
-                if logsumexp is not None:
-                    logsumexp[row : row + 1, :, block] = lse.to(logsumexp.dtype)
-    return output, logsumexp
+                store(slice(row, row + 1), block, *attend(q_part[:, :, start : start + rows_per_block], block))
+    return ExtrasResult(output, logsumexp, outside_logsumexp, competing if outside_logsumexp is not None else None)
+
+
+def _competing_keys(extras: list[ExtraKV], num_keys: int, device) -> torch.Tensor | None:
+    """The one own-key set the blocks of this call compete with (a boolean mask), or None for none.
+
+    A set covering every own key is the plain union softmax, so it counts as none (and stays bit-identical
+    to it). Blocks of one call that name different sets cannot share a normaliser per key and are refused.
+    """
+    masks = []
+    for extra in extras:
+        if extra.competes_with is None:
+            continue
+        mask = torch.zeros(num_keys, dtype=torch.bool, device=device)
+        mask[_as_index(extra.competes_with, num_keys)] = True
+        if not mask.any():
+            raise ValueError(
+                f"ExtraKV from {extra.source or 'a plugin'}: competes_with selects none of the {num_keys} own "
+                "keys, so its keys would get no attention; give the own keys it should share with, or None"
+            )
+        masks.append(mask)
+    if not masks:
+        return None
+    if any(not torch.equal(mask, masks[0]) for mask in masks[1:]):
+        raise ValueError(
+            "the extra K/V blocks of one attention call name different competes_with key sets; they must name "
+            "the same own keys (or None)"
+        )
+    return None if masks[0].all() else masks[0]
+
+
+def _kept_share_attention(q_block, own_keys, own_values, extra_keys, extra_values, biases, competing,
+                          own_bias, q_part, query_tokens):
+    """Attention in which the extra keys share only the competing own keys' attention mass.
+
+    With ``C`` the competing own keys and ``P`` the others, the plain softmax gives ``P`` the share
+    ``m = sigmoid(lse_P - lse_C)``. The result keeps it: ``m * attn(P) + (1 - m) * attn(C + extras)``,
+    i.e. ``P``'s weights are exactly as without extras and ``C`` and the extras split the rest in one
+    softmax. Returns ``(output, logsumexp of C + extras, logsumexp over all own keys)``: each own key's
+    probability is ``exp(score - lse)`` with the first normaliser for keys in ``C`` and the second for ``P``.
+    """
+    inside = torch.nonzero(competing).flatten()
+    outside = torch.nonzero(~competing).flatten()
+
+    def cut(keys):
+        if own_bias is None:
+            return None
+        return _score_bias([], len(keys), q_part, own_bias[..., keys], query_tokens)
+
+    outside_out, outside_lse = sdpa_with_logsumexp(q_block, own_keys[:, :, outside], own_values[:, :, outside], cut(outside))
+    _, inside_lse = sdpa_with_logsumexp(q_block, own_keys[:, :, inside], own_values[:, :, inside], cut(inside))
+    union_bias = _score_bias(
+        biases, len(inside), q_part, None if own_bias is None else own_bias[..., inside], query_tokens
+    )
+    union_out, union_lse = sdpa_with_logsumexp(
+        q_block, torch.cat([own_keys[:, :, inside], extra_keys], dim=-2),
+        torch.cat([own_values[:, :, inside], extra_values], dim=-2), union_bias,
+    )
+    outside_share = torch.sigmoid(outside_lse - inside_lse).unsqueeze(-1).to(q_block.dtype)
+    output = torch.lerp(union_out, outside_out, outside_share)
+    own_lse = torch.logaddexp(outside_lse, inside_lse)
+    return output, own_lse + union_lse - inside_lse, own_lse
 
 
 def _as_index(tokens: TokenIndex | None, num_tokens: int):

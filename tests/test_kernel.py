@@ -9,6 +9,7 @@ import torch
 
 from attnkit.kernel import (
     ExtraKV,
+    attend_with_extras,
     attention_with_extras,
     chunked_logsumexp,
     sdpa,
@@ -175,3 +176,85 @@ def test_a_score_bias_of_the_wrong_shape_names_the_shapes_it_accepts():
     extra = ExtraKV(key=k.clone(), value=v.clone(), rows=[0], score_bias=torch.zeros(3, 5))
     with pytest.raises(ValueError, match=r"score_bias must be a float or a tensor of shape \(keys,\)"):
         attention_with_extras(q, k, v, [extra])
+
+
+def kept_share_attention(q, k, v, extra_k, extra_v, competing, bias=None):
+    """Naively: the plain softmax's weights for keys outside ``competing``; the competing keys' plain mass
+    split over them and the extra keys in one softmax. Returns output and the full weight rows."""
+    scale = 1 / math.sqrt(q.shape[-1])
+    plain = torch.softmax(q @ k.transpose(-1, -2) * scale, dim=-1)
+    union_scores = q @ torch.cat([k[..., competing, :], extra_k], dim=-2).transpose(-1, -2) * scale
+    if bias is not None:
+        union_scores = union_scores + bias
+    union = torch.softmax(union_scores, dim=-1) * plain[..., competing].sum(-1, keepdim=True)
+    outside = [key for key in range(k.shape[-2]) if key not in competing]
+    output = plain[..., outside] @ v[..., outside, :] + union @ torch.cat([v[..., competing, :], extra_v], dim=-2)
+    return output, plain[..., outside], union
+
+
+def test_extra_keys_that_compete_with_some_own_keys_leave_the_others_their_plain_share():
+    q, k, v = qkv(batch=2, tokens=10)
+    extra_k, extra_v = qkv(batch=1, tokens=4, seed=1)[:2]
+    video = list(range(3, 10))  # tokens 0-2 play the prompt
+    extra = ExtraKV(key=extra_k, value=extra_v, rows=[1], query_tokens=video, key_scale=0.9, competes_with=video)
+    result = attend_with_extras(q, k, v, [extra], want_logsumexp=True)
+
+    expected, prompt_weights, union_weights = kept_share_attention(
+        q[1:2, :, video], k[1:2], v[1:2], 0.9 * extra_k, extra_v, video
+    )
+    torch.testing.assert_close(result.output[1:2, :, video], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(result.output[0], sdpa(q, k, v)[0])  # other rows and tokens: plain attention
+    torch.testing.assert_close(result.output[1, :, :3], sdpa(q, k, v)[1, :, :3])
+    # The normalisers give every weight back: the competing set's and the extras' from logsumexp, the prompt's
+    # from outside_logsumexp, and together they sum to one.
+    assert result.competing_keys.tolist() == [False] * 3 + [True] * 7
+    queries = q[1:2, :, video]
+    union_keys = torch.cat([k[1:2, :, video], 0.9 * extra_k], dim=-2)
+    scale = 1 / math.sqrt(q.shape[-1])
+    from_lse = torch.exp(queries @ union_keys.transpose(-1, -2) * scale - result.logsumexp[1:2, :, video, None])
+    prompt = torch.exp(
+        queries @ k[1:2, :, :3].transpose(-1, -2) * scale - result.outside_logsumexp[1:2, :, video, None]
+    )
+    torch.testing.assert_close(from_lse, union_weights, atol=1e-5, rtol=0)
+    torch.testing.assert_close(prompt, prompt_weights, atol=1e-5, rtol=0)
+    torch.testing.assert_close(prompt.sum(-1) + from_lse.sum(-1), torch.ones(1, 3, 7), atol=1e-5, rtol=0)
+
+
+def test_kept_share_with_a_per_query_bias_and_a_model_mask_in_small_blocks(small_blocks):
+    q, k, v = qkv(batch=1, tokens=9)
+    extra_k, extra_v = qkv(batch=1, tokens=4, seed=1)[:2]
+    per_query = torch.randn(3, 9, 4, generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(1, 1, 1, 9, dtype=torch.bool)
+    mask[..., 4] = False  # a masked competing key
+    video = list(range(2, 9))
+    extra = ExtraKV(key=extra_k, value=extra_v, rows=[0], query_tokens=video, score_bias=per_query, competes_with=video)
+    output, _ = attention_with_extras(q, k, v, [extra], attn_mask=mask)
+
+    kept = [0, 1, 2, 3, 5, 6, 7, 8]
+    live_video = [2, 3, 5, 6, 7, 8]
+    expected, _, _ = kept_share_attention(
+        q[..., video, :], k[..., kept, :], v[..., kept, :], extra_k, extra_v,
+        [kept.index(key) for key in live_video],
+        torch.cat([torch.zeros(1, 3, 7, 6), per_query[None, :, video]], dim=-1),
+    )
+    torch.testing.assert_close(output[..., video, :], expected, atol=1e-5, rtol=0)
+
+
+def test_competing_with_every_own_key_is_the_plain_union_softmax_bit_for_bit():
+    q, k, v = qkv(batch=1, tokens=8)
+    extra_k, extra_v = qkv(batch=1, tokens=3, seed=1)[:2]
+    union = ExtraKV(key=extra_k, value=extra_v, rows=[0])
+    everything = ExtraKV(key=extra_k, value=extra_v, rows=[0], competes_with=slice(None))
+    assert torch.equal(attention_with_extras(q, k, v, [everything])[0], attention_with_extras(q, k, v, [union])[0])
+
+
+def test_competing_sets_that_are_empty_or_differ_within_a_call_are_refused():
+    q, k, v = qkv(batch=1, tokens=8)
+    extra_k, extra_v = qkv(batch=1, tokens=3, seed=1)[:2]
+    empty = ExtraKV(key=extra_k, value=extra_v, rows=[0], competes_with=[])
+    with pytest.raises(ValueError, match="competes_with selects none of the 8 own keys"):
+        attention_with_extras(q, k, v, [empty])
+    first = ExtraKV(key=extra_k, value=extra_v, rows=[0], competes_with=[4, 5, 6, 7])
+    second = ExtraKV(key=extra_k, value=extra_v, rows=[0], competes_with=[5, 6, 7])
+    with pytest.raises(ValueError, match="different competes_with key sets"):
+        attention_with_extras(q, k, v, [first, second])

@@ -131,6 +131,41 @@ def test_extra_kv_with_wrong_shape_names_plugin_and_expected_shape(pipe):
     assert raised.value.hook == "attnkit_extra_kv"
 
 
+def test_probe_after_kept_share_extra_keys_gives_the_weights_the_kernel_used(pipe):
+    """With extra keys that compete only with the video keys, the prompt keys keep their plain weights and the
+    probe reads each key with the normaliser its group had in the kernel."""
+    errors = []
+
+    class CondSeesUncond:
+        name = "cond-sees-uncond"
+
+        @attnkit.hookimpl
+        def attnkit_extra_kv(self, call):
+            uncond = call.rows("uncond")
+            return attnkit.ExtraKV(
+                key=call.video(call.k[uncond]), value=call.video(call.v[uncond]), rows=call.rows("cond"),
+                query_tokens=call.layout.video, competes_with=call.layout.video,
+            )
+
+        @attnkit.hookimpl
+        def attnkit_attention_output(self, call, output):
+            cond = call.rows("cond")
+            q, k = call.q[cond][:, :, call.layout.video], call.k[cond]
+            uncond_video = call.video(call.k[call.rows("uncond")])
+            scores = q @ torch.cat([k, uncond_video], dim=2).transpose(-1, -2) * call.softmax_scale
+            text = call.layout.text
+            plain_text = torch.softmax(scores[..., : k.shape[2]], dim=-1)[..., text]
+            video_mass = 1 - plain_text.sum(-1, keepdim=True)
+            union = torch.softmax(scores[..., text.stop :], dim=-1) * video_mass
+            expected = torch.cat([plain_text, union[..., : k.shape[2] - text.stop]], dim=-1)
+            probs = call.attention_probs("video", slice(None), branch="cond", heads="all")
+            errors.append((probs - expected).abs().max().item())
+
+    with attnkit.attach(pipe, plugins=[CondSeesUncond()]):
+        run(pipe)
+    assert errors and max(errors) < 1e-5
+
+
 def test_probe_out_of_range_reports_the_valid_range(pipe):
     plugin = OnQKV(lambda call: call.attention_probs([0, 999], "video"), name="probe")
     with pytest.raises(attnkit.PluginError) as raised:
