@@ -67,6 +67,9 @@ class LMPConfig:
     rmtm_steps: int = PAPER_STEP_THRESHOLDS["rmtm_steps"]
     rmtm_lambda: float = 0.98
     rmtm_scale_values: bool = False
+    # The reference keys take attention only from the target's video keys, so the prompt keeps its share
+    # (joint attention; self-attention has no prompt keys). False: one softmax over all keys.
+    rmtm_keep_prompt_share: bool = True
     rmtm_layers: list[int] | None = None
     rmtm_cfg_rows: str = "both"
 

@@ -5,7 +5,13 @@ docs/method.md, "RMTM". For the target's video queries the keys and values are e
     K' = [K^p_tar ; K^v_tar ; lambda * K^v_ref[fg]]     V' = [V^p_tar ; V^v_tar ; V^v_ref[fg]]
     h^v_tar = softmax(Q^v_tar K'^T / sqrt(d)) V'
 
-Target text queries see only target tokens. ``fg`` comes from an :class:`~attnkit_lmp.fbdm.FBDM`
+Target text queries see only target tokens. In joint attention the paper's concatenation lets the
+reference keys take attention from the prompt keys too, which weakens the prompt: the paper names this
+"overshadowing the effects of the prompt" as what reweighting is for. With ``keep_prompt_share`` (the
+default) the reference keys compete only with the target's video keys: each video query gives the prompt
+exactly the share it gives without RMTM, and its target and reference video keys split the rest in one
+softmax (:class:`attnkit.ExtraKV` ``competes_with``). docs/method.md gives the measurements behind this
+choice; ``keep_prompt_share=False`` is the plain softmax over ``K'``. ``fg`` comes from an :class:`~attnkit_lmp.fbdm.FBDM`
 instance when one is given (its current mask; all tokens until it has one), else all reference video
 tokens (the "without FBDM" ablation). Choices: active while ``step < rmtm_steps``; all layers unless
 ``layers`` is given; both CFG rows of the target (``cfg_rows="both"``) or only the conditional one
@@ -44,6 +50,7 @@ class RMTM:
         cfg_rows: str = "both",
         scale_values: bool = False,
         reference_branch: str = "reference",
+        keep_prompt_share: bool = True,
     ):
         if rmtm_lambda <= 0:
             raise ValueError(f"rmtm_lambda={rmtm_lambda!r} must be positive (the paper uses 0.98)")
@@ -56,6 +63,7 @@ class RMTM:
         self.target_branches = TARGET_BRANCHES[cfg_rows]
         self.scale_values = scale_values
         self.reference_branch = reference_branch
+        self.keep_prompt_share = keep_prompt_share
 
     @property
     def attnkit_where(self) -> attnkit.Where:
@@ -91,4 +99,6 @@ class RMTM:
             query_tokens=call.layout.video,
             key_scale=self.rmtm_lambda,
             value_scale=self.rmtm_lambda if self.scale_values else 1.0,
+            # In self-attention the video span is every key: then this is the plain softmax over K'.
+            competes_with=call.layout.video if self.keep_prompt_share else None,
         )

@@ -432,6 +432,7 @@ def make_plugins(plan: TransferPlan, reference_branch: ReferenceBranch, progress
                 layers=config.rmtm_layers,
                 cfg_rows=config.rmtm_cfg_rows,
                 scale_values=config.rmtm_scale_values,
+                keep_prompt_share=config.rmtm_keep_prompt_share,
             )
         )
     if plan.use_asm:

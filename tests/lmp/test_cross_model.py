@@ -175,16 +175,24 @@ def test_fbdm_reads_only_wan_cross_calls(wan):
 
 
 def extended_attention(call: dict, row: int, foreground: list[int]) -> torch.Tensor:
-    """softmax(Q^v [K_own; lambda K^v_ref[fg]]^T / sqrt(d) + mask) [V_own; V^v_ref[fg]], by hand."""
+    """By hand, with the model's mask: the plain weights on the keys outside the video span (the prompt's),
+    and softmax(Q^v [K^v; lambda K^v_ref[fg]]^T / sqrt(d)) [V^v; V^v_ref[fg]] for the video keys' share.
+    In self-attention every key is video, so this is the one softmax over [K_own; lambda K^v_ref[fg]]."""
     layout = call["layout"]
     q, k, v = (call[name][row].double() for name in ("q", "k", "v"))
+    queries = q[:, layout.video]
     reference_k = call["k"][REFERENCE_ROW, :, layout.video].double()[:, foreground]
     reference_v = call["v"][REFERENCE_ROW, :, layout.video].double()[:, foreground]
-    keys = torch.cat([k, LAMBDA * reference_k], dim=1)
-    values = torch.cat([v, reference_v], dim=1)
-    bias = torch.cat([key_bias(call, row), torch.zeros(len(foreground), dtype=torch.float64)])
-    weights = torch.softmax(q[:, layout.video] @ keys.transpose(-1, -2) * call["scale"] + bias, dim=-1)
-    return (weights @ values).float()
+    own_bias = key_bias(call, row)
+    plain = torch.softmax(queries @ k.transpose(-1, -2) * call["scale"] + own_bias, dim=-1)
+    video = torch.zeros(k.shape[1], dtype=torch.bool)
+    video[layout.video] = True
+    keys = torch.cat([k[:, video], LAMBDA * reference_k], dim=1)
+    values = torch.cat([v[:, video], reference_v], dim=1)
+    bias = torch.cat([own_bias[video], torch.zeros(len(foreground), dtype=torch.float64)])
+    union = torch.softmax(queries @ keys.transpose(-1, -2) * call["scale"] + bias, dim=-1)
+    union = union * plain[..., video].sum(-1, keepdim=True)
+    return (plain[..., ~video] @ v[:, ~video] + union @ values).float()
 
 
 class FixedMask:

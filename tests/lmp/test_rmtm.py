@@ -23,17 +23,27 @@ class FixedMask:
         return self.indices
 
 
-def extended_attention(call: dict, row: int, reference_row: int, foreground, key_scale, value_scale):
-    """By hand: softmax(Q^v [K^p; K^v; ks K^v_ref[fg]]^T / sqrt(d)) [V^p; V^v; vs V^v_ref[fg]]."""
+def extended_attention(call: dict, row: int, reference_row: int, foreground, key_scale, value_scale,
+                       keep_prompt_share=True):
+    """By hand: softmax(Q^v [K^p; K^v; ks K^v_ref[fg]]^T / sqrt(d)) [V^p; V^v; vs V^v_ref[fg]], or, keeping the
+    prompt's share, the plain weights on K^p and one softmax over [K^v; ks K^v_ref[fg]] for the rest."""
     layout = call["layout"]
     q, k, v = (call[name][row].double() for name in ("q", "k", "v"))
     reference_k = call["k"][reference_row, :, layout.video].double()[:, foreground]
     reference_v = call["v"][reference_row, :, layout.video].double()[:, foreground]
-    keys = torch.cat([k, key_scale * reference_k], dim=1)
-    values = torch.cat([v, value_scale * reference_v], dim=1)
     video_queries = q[:, layout.video]
-    weights = torch.softmax(video_queries @ keys.transpose(-1, -2) * call["scale"], dim=-1)
-    return (weights @ values).float()
+    if not keep_prompt_share:
+        keys = torch.cat([k, key_scale * reference_k], dim=1)
+        values = torch.cat([v, value_scale * reference_v], dim=1)
+        weights = torch.softmax(video_queries @ keys.transpose(-1, -2) * call["scale"], dim=-1)
+        return (weights @ values).float()
+    plain = torch.softmax(video_queries @ k.transpose(-1, -2) * call["scale"], dim=-1)
+    prompt = plain[..., layout.text]
+    keys = torch.cat([k[:, layout.video], key_scale * reference_k], dim=1)
+    values = torch.cat([v[:, layout.video], value_scale * reference_v], dim=1)
+    video = torch.softmax(video_queries @ keys.transpose(-1, -2) * call["scale"], dim=-1)
+    video = video * (1 - prompt.sum(-1, keepdim=True))
+    return (prompt @ v[:, layout.text] + video @ values).float()
 
 
 def plain_attention(call: dict, row: int):
@@ -52,6 +62,17 @@ def test_target_video_queries_get_the_hand_written_extended_attention(t2v_pipe):
         for row in (0, 1):
             expected = extended_attention(call, row, 2, FOREGROUND, LAMBDA, 1.0)
             torch.testing.assert_close(call["output"][row, :, video], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_without_keeping_the_prompt_share_it_is_one_softmax_over_all_keys(t2v_pipe):
+    recorder = Recorder()
+    rmtm = RMTM(LAMBDA, rmtm_steps=1, fbdm=FixedMask(FOREGROUND), keep_prompt_share=False)
+    run_forward(t2v_pipe, [rmtm, recorder])
+    for call in recorder.calls.values():
+        expected = extended_attention(call, 1, 2, FOREGROUND, LAMBDA, 1.0, keep_prompt_share=False)
+        torch.testing.assert_close(call["output"][1, :, call["layout"].video], expected, atol=1e-5, rtol=1e-5)
+        kept = extended_attention(call, 1, 2, FOREGROUND, LAMBDA, 1.0)
+        assert not torch.allclose(expected, kept, atol=1e-4)  # the two choices differ on this model
 
 
 def test_text_queries_and_the_reference_row_see_only_their_own_tokens(t2v_pipe):
