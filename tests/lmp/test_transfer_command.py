@@ -142,7 +142,8 @@ def test_the_bundled_toys_defaults_are_the_toy_measurement_settings():
     # The Wan toy's own searched settings (docs/toy-measurement.md), not the CogVideoX toy's.
     wan = ModelDefaults.of_folder(toy / "pretrained_wan")
     searched = toy_lmp_config(
-        50, model=toy_model_config(toy / "pretrained_wan"), fbdm_layers="all", asm_eta=1000.0, rmtm_steps_fraction=1.0
+        50, model=toy_model_config(toy / "pretrained_wan"), fbdm_layers="all", asm_eta=1000.0, rmtm_steps_fraction=1.0,
+        fg_threshold=0.2, fbdm_steps_fraction=0.4,
     )
     assert LMPConfig.from_dict(wan.values) == searched
 

@@ -15,6 +15,11 @@ SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
     # video->text term was high on the *background*, in a 6-layer one the last two separate best.
     ("fbdm_layers", ("all", "last_half", "last", "first_half")),
     ("fg_threshold", (0.2, 0.4, 0.6)),
+    # Whether the reference keys may take the prompt's share of attention (joint attention only), and how
+    # strongly they are weighted: with the prompt's share kept, keys above the paper's 0.98 may carry more
+    # motion without taking the prompt's colour.
+    ("rmtm_keep_prompt_share", (True, False)),
+    ("rmtm_lambda", (0.98, 1.5, 2.0)),
     ("asm_eta", (0.0, 100.0, 1000.0, 10000.0)),  # on the toy model eta 100 moves pixels by <= 0.03, 1e4 by ~1
     ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
     ("asm_steps_fraction", (0.3, 0.7, 1.0)),
