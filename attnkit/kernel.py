@@ -463,31 +463,29 @@ def _kept_share_attention(q_block, own_keys, own_values, extra_keys, extra_value
                           own_bias, q_part, query_tokens):
     """Attention in which the extra keys share only the competing own keys' attention mass.
 
-    With ``C`` the competing own keys and ``P`` the others, the plain softmax gives ``P`` the share
-    ``m = sigmoid(lse_P - lse_C)``. The result keeps it: ``m * attn(P) + (1 - m) * attn(C + extras)``,
-    i.e. ``P``'s weights are exactly as without extras and ``C`` and the extras split the rest in one
-    softmax. Returns ``(output, logsumexp of C + extras, logsumexp over all own keys)``: each own key's
-    probability is ``exp(score - lse)`` with the first normaliser for keys in ``C`` and the second for ``P``.
+    With ``C`` the competing own keys, ``P`` the others and ``E`` the extras, the plain softmax gives
+    ``P`` the share ``m = sigmoid(lse_P - lse_C)``. The result keeps it: ``m * attn(P) + (1 - m) *
+    attn(C + E)``, i.e. ``P``'s weights are exactly as without extras and ``C`` and ``E`` split the rest
+    in one softmax. Three kernel calls over ``P``, ``C`` and ``E`` cost what one call over all of them
+    costs; their log-sum-exps combine them exactly. Returns ``(output, logsumexp of C + E, logsumexp over
+    all own keys)``: each own key's probability is ``exp(score - lse)`` with the first normaliser for keys
+    in ``C`` and the second for ``P``.
     """
     inside = torch.nonzero(competing).flatten()
     outside = torch.nonzero(~competing).flatten()
 
-    def cut(keys):
-        if own_bias is None:
-            return None
-        return _score_bias([], len(keys), q_part, own_bias[..., keys], query_tokens)
+    def own_part(keys):
+        bias = None if own_bias is None else _score_bias([], len(keys), q_part, own_bias[..., keys], query_tokens)
+        return sdpa_with_logsumexp(q_block, own_keys[:, :, keys], own_values[:, :, keys], bias)
 
-    outside_out, outside_lse = sdpa_with_logsumexp(q_block, own_keys[:, :, outside], own_values[:, :, outside], cut(outside))
-    _, inside_lse = sdpa_with_logsumexp(q_block, own_keys[:, :, inside], own_values[:, :, inside], cut(inside))
-    union_bias = _score_bias(
-        biases, len(inside), q_part, None if own_bias is None else own_bias[..., inside], query_tokens
+    outside_out, outside_lse = own_part(outside)
+    inside_out, inside_lse = own_part(inside)
+    extra_out, extra_lse = sdpa_with_logsumexp(
+        q_block, extra_keys, extra_values, _score_bias(biases, 0, q_part, None, query_tokens)
     )
-    union_out, union_lse = sdpa_with_logsumexp(
-        q_block, torch.cat([own_keys[:, :, inside], extra_keys], dim=-2),
-        torch.cat([own_values[:, :, inside], extra_values], dim=-2), union_bias,
-    )
-    outside_share = torch.sigmoid(outside_lse - inside_lse).unsqueeze(-1).to(q_block.dtype)
-    output = torch.lerp(union_out, outside_out, outside_share)
+    union_lse = torch.logaddexp(inside_lse, extra_lse)
+    union_out = torch.lerp(extra_out, inside_out, torch.sigmoid(inside_lse - extra_lse).unsqueeze(-1).to(q_block.dtype))
+    output = torch.lerp(union_out, outside_out, torch.sigmoid(outside_lse - inside_lse).unsqueeze(-1).to(q_block.dtype))
     own_lse = torch.logaddexp(outside_lse, inside_lse)
     return output, own_lse + union_lse - inside_lse, own_lse
 
