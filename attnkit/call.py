@@ -354,15 +354,15 @@ def check_extra_kv(extra, call: AttentionCall, plugin: str) -> None:
         bad_rows = [row for row in extra.rows if not 0 <= row < q.shape[0]]
         if bad_rows or not extra.rows:
             problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
-        problems += _query_token_problems(extra.query_tokens, q.shape[2])
-        problems += _query_token_problems(extra.competes_with, call.k.shape[2], "competes_with", "own keys")
+        problems += _token_index_problems(extra.query_tokens, q.shape[2])
+        problems += _token_index_problems(extra.competes_with, call.k.shape[2], "competes_with", "own keys")
         if not problems:
             problems += _score_bias_problems(extra.score_bias, q, extra.key.shape[-2])
     if problems:
         raise _plugin_error("returned bad extra K/V: " + "; ".join(problems), plugin, "attnkit_extra_kv", call)
 
 
-def _query_token_problems(tokens, num_queries: int, name: str = "query_tokens", side: str = "queries") -> list[str]:
+def _token_index_problems(tokens, num_queries: int, name: str = "query_tokens", side: str = "queries") -> list[str]:
     if tokens is None or isinstance(tokens, slice):
         return []
     try:

@@ -358,7 +358,9 @@ def attend_with_extras(
     competing = _competing_keys(extras, num_keys, k.device)
     output = torch.empty_like(q)
     logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp else None
-    outside_logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32) if want_logsumexp and competing is not None else None
+    outside_logsumexp = None
+    if want_logsumexp and competing is not None:
+        outside_logsumexp = q.new_empty(q.shape[:-1], dtype=torch.float32)
 
     def store(rows, tokens, out, lse, outside_lse=None):
         output[rows, :, tokens] = out
@@ -407,7 +409,9 @@ def attend_with_extras(
 
             def attend(q_block, query_tokens=None):
                 if not biases:
-                    bias = own_bias if query_tokens is None else _score_bias([], num_keys, q_part, own_bias, query_tokens)
+                    bias = own_bias
+                    if query_tokens is not None:
+                        bias = _score_bias([], num_keys, q_part, own_bias, query_tokens)
                     return (*run(q_block, own_keys, own_values, bias), None)
                 if limited and competing is not None:
                     return _kept_share_attention(
@@ -484,8 +488,12 @@ def _kept_share_attention(q_block, own_keys, own_values, extra_keys, extra_value
         q_block, extra_keys, extra_values, _score_bias(biases, 0, q_part, None, query_tokens)
     )
     union_lse = torch.logaddexp(inside_lse, extra_lse)
-    union_out = torch.lerp(extra_out, inside_out, torch.sigmoid(inside_lse - extra_lse).unsqueeze(-1).to(q_block.dtype))
-    output = torch.lerp(union_out, outside_out, torch.sigmoid(outside_lse - inside_lse).unsqueeze(-1).to(q_block.dtype))
+
+    def weight(first_lse, second_lse):  # the first part's share of the two, per query
+        return torch.sigmoid(first_lse - second_lse).unsqueeze(-1).to(q_block.dtype)
+
+    union_out = torch.lerp(extra_out, inside_out, weight(inside_lse, extra_lse))
+    output = torch.lerp(union_out, outside_out, weight(outside_lse, inside_lse))
     own_lse = torch.logaddexp(outside_lse, inside_lse)
     return output, own_lse + union_lse - inside_lse, own_lse
 

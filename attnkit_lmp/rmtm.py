@@ -11,19 +11,21 @@ reference keys take attention from the prompt keys too, which weakens the prompt
 default) the reference keys compete only with the target's video keys: each video query gives the prompt
 exactly the share it gives without RMTM, and its target and reference video keys split the rest in one
 softmax (:class:`attnkit.ExtraKV` ``competes_with``). docs/method.md gives the measurements behind this
-choice; ``keep_prompt_share=False`` is the plain softmax over ``K'``. ``fg`` comes from an :class:`~attnkit_lmp.fbdm.FBDM`
-instance when one is given (its current mask; all tokens until it has one), else all reference video
-tokens (the "without FBDM" ablation). Choices: active while ``step < rmtm_steps``; all layers unless
-``layers`` is given; both CFG rows of the target (``cfg_rows="both"``) or only the conditional one
-(``"cond"``); the values are multiplied by lambda too when ``scale_values`` (the paper's figure).
+choice; ``keep_prompt_share=False`` is the plain softmax over ``K'``.
+
+``fg`` comes from an :class:`~attnkit_lmp.fbdm.FBDM` instance when one is given (its current mask; all
+tokens until it has one), else all reference video tokens (the "without FBDM" ablation). Choices: active
+while ``step < rmtm_steps``; all layers unless ``layers`` is given; both CFG rows of the target
+(``cfg_rows="both"``) or only the conditional one (``"cond"``); the values are multiplied by lambda too
+when ``scale_values`` (the paper's figure).
 
 Roles (``attnkit_roles = {"joint", "self"}``): the calls whose keys hold video tokens, i.e. joint calls
 (CogVideoX, HunyuanVideo; the prompt keys ``K^p_tar`` are then part of the own keys) and video
 self-attention (Wan ``attn1``: ``K' = [K^v_tar ; lambda * K^v_ref[fg]]``, the prompt being in the separate
 cross-attention). Cross calls are skipped: their keys are text, there is no ``K^v_ref`` to extend with.
 
-The extension is an :class:`attnkit.ExtraKV` block, so the kernel computes the exact softmax over the
-union of own and extra keys without concatenating K/V for the whole batch.
+The extension is an :class:`attnkit.ExtraKV` block, so the kernel computes the exact attention over own
+and extra keys without concatenating K/V for the whole batch.
 """
 
 from __future__ import annotations
