@@ -355,7 +355,16 @@ def check_extra_kv(extra, call: AttentionCall, plugin: str) -> None:
         if bad_rows or not extra.rows:
             problems.append(f"rows {extra.rows} must be a non-empty list in 0..{q.shape[0] - 1}")
         problems += _token_index_problems(extra.query_tokens, q.shape[2])
-        problems += _token_index_problems(extra.competes_with, call.k.shape[2], "competes_with", "own keys")
+        competing = _token_index_problems(extra.competes_with, call.k.shape[2], "competes_with", "own keys")
+        if not competing and extra.competes_with is not None:
+            selected = torch.zeros(call.k.shape[2], dtype=torch.bool)
+            selected[extra.competes_with] = True
+            if not selected.any():
+                competing = [
+                    f"competes_with selects none of the {call.k.shape[2]} own keys, so the extra keys would get "
+                    "no attention; name the own keys they share with (e.g. call.layout.video), or None"
+                ]
+        problems += competing
         if not problems:
             problems += _score_bias_problems(extra.score_bias, q, extra.key.shape[-2])
     if problems:
@@ -369,6 +378,8 @@ def _token_index_problems(tokens, num_queries: int, name: str = "query_tokens", 
         index = torch.as_tensor(tokens)
     except (TypeError, ValueError, RuntimeError):
         return [f"{name} {tokens!r} must be None, a slice, or indices into the {num_queries} {side}"]
+    if index.numel() == 0:
+        index = index.long()  # torch.as_tensor([]) is float
     if index.dtype == torch.bool:
         if index.dim() != 1 or index.numel() != num_queries:
             return [f"{name} is a boolean mask of shape {tuple(index.shape)}, expected ({num_queries},)"]

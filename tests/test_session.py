@@ -166,6 +166,19 @@ def test_probe_after_kept_share_extra_keys_gives_the_weights_the_kernel_used(pip
     assert errors and max(errors) < 1e-5
 
 
+def test_extra_keys_that_compete_with_no_own_key_are_refused_naming_the_plugin(pipe):
+    class CompetesWithNothing:
+        name = "competes-with-nothing"
+
+        @attnkit.hookimpl
+        def attnkit_extra_kv(self, call):
+            return attnkit.ExtraKV(key=call.k[:1], value=call.v[:1], rows=[0], competes_with=[])
+
+    with pytest.raises(attnkit.PluginError, match="'competes-with-nothing'.*competes_with selects none of the"):
+        with attnkit.attach(pipe, plugins=[CompetesWithNothing()]):
+            run(pipe)
+
+
 def test_probe_out_of_range_reports_the_valid_range(pipe):
     plugin = OnQKV(lambda call: call.attention_probs([0, 999], "video"), name="probe")
     with pytest.raises(attnkit.PluginError) as raised:
