@@ -14,7 +14,7 @@ import torch
 
 from .call import AttentionCall, check_extra_kv, check_hidden_states, check_output_replacement, check_qkv
 from .errors import PluginError
-from .kernel import ExtraKV, attend_with_extras, sdpa, sdpa_with_logsumexp
+from .kernel import ExtraKV, attention_with_extras, sdpa, sdpa_with_logsumexp
 
 if TYPE_CHECKING:
     from .session import Session
@@ -48,7 +48,7 @@ class HookedAttention:
         mask = call.attention_mask
         wants_logsumexp = self.session.wants_logsumexp
         if extras:
-            result = attend_with_extras(call.q, key, value, extras, wants_logsumexp, mask)
+            result = attention_with_extras(call.q, key, value, extras, wants_logsumexp, mask)
             output, logsumexp = result.output, result.logsumexp
             if result.competing_keys is not None:
                 if key.shape[-2] != call.k.shape[-2]:

@@ -305,7 +305,7 @@ def softmax_slice(
 
 
 class ExtrasResult(NamedTuple):
-    """What :func:`attend_with_extras` computed.
+    """What :func:`attention_with_extras` computed.
 
     ``logsumexp`` is each query's normaliser over its visible keys (None unless asked for). Where an extra
     block ``competes_with`` some own keys, the own keys outside that set keep their own normaliser:
@@ -327,22 +327,6 @@ def attention_with_extras(
     extras: list[ExtraKV],
     want_logsumexp: bool = False,
     attn_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Attention where some rows' queries also see extra key/value blocks: ``(output, logsumexp or None)``.
-
-    :func:`attend_with_extras` without the normaliser of keys outside a ``competes_with`` set.
-    """
-    result = attend_with_extras(q, k, v, extras, want_logsumexp, attn_mask)
-    return result.output, result.logsumexp
-
-
-def attend_with_extras(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    extras: list[ExtraKV],
-    want_logsumexp: bool = False,
-    attn_mask: torch.Tensor | None = None,
 ) -> ExtrasResult:
     """Attention where some rows' queries also see extra key/value blocks.
 
@@ -350,7 +334,8 @@ def attend_with_extras(
     same kernel over the concatenation of own and visible extra keys, which is the exact softmax over the
     union. ``attn_mask`` (boolean or additive, broadcastable to ``(B, heads, Nq, Nk)``) masks the own keys;
     extra keys are never masked by it. Blocks with ``competes_with`` are combined as
-    :class:`ExtraKV` describes (see :func:`_kept_share_attention`).
+    :class:`ExtraKV` describes (see :func:`_kept_share_attention`). Returns an :class:`ExtrasResult`
+    (``output, logsumexp = result[:2]``).
     """
     mask_bias = additive_bias(attn_mask, q.dtype, q.device) if attn_mask is not None else None
     batch, _, num_tokens, _ = q.shape

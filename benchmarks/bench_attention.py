@@ -88,7 +88,7 @@ def run(variant: str, q, k, v, layout):
         call = make_call(q, k, v, layout, {"uncond": [0], "cond": [1], "reference": [2]})
         video = q.shape[2] - TEXT
         extra = RMTM(fbdm=Foreground(torch.arange(0, video, 3))).attnkit_extra_kv(call)
-        call.output, call._logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True)
+        call.output, call._logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True)[:2]
         fbdm = FBDM(SUBJECT)
         fbdm.attnkit_attention_output(call)
         if variant == "lmp+asm":

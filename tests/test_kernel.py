@@ -9,7 +9,6 @@ import torch
 
 from attnkit.kernel import (
     ExtraKV,
-    attend_with_extras,
     attention_with_extras,
     chunked_logsumexp,
     sdpa,
@@ -67,7 +66,7 @@ def test_extra_kv_is_exact_softmax_over_union_for_chosen_rows_and_tokens():
     q, k, v = qkv(batch=3, tokens=12)
     extra_k, extra_v = qkv(batch=1, tokens=5, seed=1)[:2]
     extra = ExtraKV(key=extra_k, value=extra_v, rows=[2], query_tokens=slice(4, 12), key_scale=0.9, value_scale=0.5)
-    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True)
+    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True)[:2]
 
     expected, expected_lse = naive_attention(q, k, v)
     union_out, union_lse = naive_attention(
@@ -81,7 +80,7 @@ def test_extra_kv_is_exact_softmax_over_union_for_chosen_rows_and_tokens():
 def test_extra_kv_score_bias_is_added_to_extra_keys_only():
     q, k, v = qkv(batch=1, tokens=6)
     extra = ExtraKV(key=k.clone(), value=v.clone(), rows=[0], score_bias=-0.5)
-    output, _ = attention_with_extras(q, k, v, [extra])
+    output = attention_with_extras(q, k, v, [extra]).output
     bias = torch.cat([torch.zeros(6, 6), torch.full((6, 6), -0.5)], dim=-1)
     expected, _ = naive_attention(q, torch.cat([k, k], 2), torch.cat([v, v], 2), bias)
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=0)
@@ -95,7 +94,7 @@ def test_two_extras_with_overlapping_tokens_are_seen_together_where_they_overlap
         ExtraKV(key=first_k, value=first_v, rows=[0], query_tokens=slice(0, 5)),
         ExtraKV(key=second_k, value=second_v, rows=[0], query_tokens=[3, 4, 5, 6]),
     ]
-    output, _ = attention_with_extras(q, k, v, extras)
+    output = attention_with_extras(q, k, v, extras).output
     for token in range(8):
         keys, values = [k], [v]
         if token < 5:
@@ -158,7 +157,7 @@ def test_extra_kv_with_a_per_query_score_bias_and_a_model_mask_is_the_exact_soft
     mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
     mask[1, ..., 2] = False
     extra = ExtraKV(key=extra_k, value=extra_v, rows=[1], query_tokens=slice(3, 9), score_bias=per_query)
-    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True, attn_mask=mask)
+    output, logsumexp = attention_with_extras(q, k, v, [extra], want_logsumexp=True, attn_mask=mask)[:2]
 
     own_bias = key_mask_bias(2, 9, []).masked_fill(~mask, float("-inf"))
     expected, expected_lse = naive_attention(q, k, v, own_bias)
@@ -197,7 +196,7 @@ def test_extra_keys_that_compete_with_some_own_keys_leave_the_others_their_plain
     extra_k, extra_v = qkv(batch=1, tokens=4, seed=1)[:2]
     video = list(range(3, 10))  # tokens 0-2 play the prompt
     extra = ExtraKV(key=extra_k, value=extra_v, rows=[1], query_tokens=video, key_scale=0.9, competes_with=video)
-    result = attend_with_extras(q, k, v, [extra], want_logsumexp=True)
+    result = attention_with_extras(q, k, v, [extra], want_logsumexp=True)
 
     expected, prompt_weights, union_weights = kept_share_attention(
         q[1:2, :, video], k[1:2], v[1:2], 0.9 * extra_k, extra_v, video
@@ -228,7 +227,7 @@ def test_kept_share_with_a_per_query_bias_and_a_model_mask_in_small_blocks(small
     mask[..., 4] = False  # a masked competing key
     video = list(range(2, 9))
     extra = ExtraKV(key=extra_k, value=extra_v, rows=[0], query_tokens=video, score_bias=per_query, competes_with=video)
-    output, _ = attention_with_extras(q, k, v, [extra], attn_mask=mask)
+    output = attention_with_extras(q, k, v, [extra], attn_mask=mask).output
 
     kept = [0, 1, 2, 3, 5, 6, 7, 8]
     live_video = [2, 3, 5, 6, 7, 8]
@@ -245,7 +244,8 @@ def test_competing_with_every_own_key_is_the_plain_union_softmax_bit_for_bit():
     extra_k, extra_v = qkv(batch=1, tokens=3, seed=1)[:2]
     union = ExtraKV(key=extra_k, value=extra_v, rows=[0])
     everything = ExtraKV(key=extra_k, value=extra_v, rows=[0], competes_with=slice(None))
-    assert torch.equal(attention_with_extras(q, k, v, [everything])[0], attention_with_extras(q, k, v, [union])[0])
+    competing_with_all = attention_with_extras(q, k, v, [everything]).output
+    assert torch.equal(competing_with_all, attention_with_extras(q, k, v, [union]).output)
 
 
 def test_competing_sets_that_are_empty_or_differ_within_a_call_are_refused():

@@ -124,7 +124,7 @@ def test_extra_kv_with_a_mask_leaves_extras_unmasked_and_own_keys_masked():
     mask = torch.ones(2, 1, 1, 6, dtype=torch.bool)
     mask[1, ..., 4:] = False
     extra = ExtraKV(key=k[1:, :, :2], value=v[1:, :, :2], rows=[1], query_tokens=slice(0, 3))
-    output, _ = attention_with_extras(q, k, v, [extra], attn_mask=mask)
+    output = attention_with_extras(q, k, v, [extra], attn_mask=mask).output
     torch.testing.assert_close(output[0], sdpa(q[:1], k[:1], v[:1], mask[:1])[0])
     own_and_extra_mask = torch.cat([mask[1:], torch.ones(1, 1, 1, 2, dtype=torch.bool)], dim=-1)
     expected = sdpa(q[1:, :, :3], torch.cat([k[1:], k[1:, :, :2]], 2), torch.cat([v[1:], v[1:, :, :2]], 2), own_and_extra_mask)
