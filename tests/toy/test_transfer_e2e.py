@@ -65,3 +65,11 @@ def test_lmp_follows_the_reference_path_closer_than_its_time_reversal(report):
     error = _scores(report, "lmp", "path_error")
     reversed_error = _scores(report, "lmp", "path_error_reversed")
     assert np.nanmean(error) < np.nanmean(reversed_error), (error, reversed_error)
+
+
+def test_lmp_keeps_the_prompts_colour_in_every_clip(report):
+    # The reference's motion, not its look: RMTM keeps the prompt's share of attention (joint attention),
+    # so no clip takes the reference's colour (with the one softmax over all keys, one of these four
+    # CogVideoX clips had 13 % of its object in the reference's colour).
+    assert _scores(report, "lmp", "colour_kept").all(), _scores(report, "lmp", "colour")
+    assert _scores(report, "lmp", "reference_colour_share").max() <= 0.05
