@@ -124,7 +124,7 @@ def generate_and_score(
 
     import torch
 
-    from attnkit_lmp.toy.measure import run_baseline, run_lmp, toy_lmp_config
+    from attnkit_lmp.toy.measure import model_defaults_of, run_baseline, run_lmp, toy_lmp_config
     from attnkit_lmp.toy.scores import score_transfer
     from attnkit_lmp.toy.model import toy_config_of
     from attnkit_lmp.toy.world import render_clip
@@ -133,7 +133,7 @@ def generate_and_score(
     model = toy_config_of(pipe)
     case = dataclasses.replace(demo_case(model.world), noise_seed=seed)
     clip = render_clip(case.reference, model.world)
-    config = toy_lmp_config(steps, model=model)
+    config = toy_lmp_config(steps, model=model, defaults=model_defaults_of(pipe))
 
     baseline = run_baseline(pipe, case.prompt, config, case.noise_seed, progress=progress)
     timings["baseline"] = baseline.seconds

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from attnkit_lmp.model_defaults import DEFAULTS_FILE
 from attnkit_lmp.toy.denoiser import toy_denoiser
 from attnkit_lmp.toy.model import TOY_CONFIG_FILE, ToyModelConfig, build_toy_pipeline
 from attnkit_lmp.toy.world import background_mix, random_clip_spec, render_clip, world_description
@@ -493,3 +495,8 @@ def export_pipeline(
     exported.save_pretrained(folder, safe_serialization=True)
     record = {"model": model_config.to_dict(), "world": world_description(model_config.world), **(extra or {})}
     (Path(folder) / TOY_CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    searched = Path(folder) / DEFAULTS_FILE
+    if searched.is_file():
+        # LMP settings searched on the weights just replaced no longer describe this model.
+        searched.unlink()
+        print(f"removed {searched}: it was searched on earlier weights; search again on these", file=sys.stderr)

@@ -131,21 +131,27 @@ def toy_model_config(folder):
     return ToyModelConfig.from_dict(json.loads((folder / "toy_config.json").read_text())["model"])
 
 
-def test_the_bundled_toys_defaults_are_the_toy_measurement_settings():
+def test_the_bundled_toys_are_measured_with_the_settings_the_cli_gives_them():
     from pathlib import Path
 
-    from attnkit_lmp.toy.measure import toy_lmp_config
+    from attnkit_lmp.toy.measure import TOY_LMP_SETTINGS, model_defaults_of, toy_lmp_config
+    from attnkit_lmp.toy.pretrained import load_toy_pipeline
 
     toy = Path(transfer_command.__file__).parent / "toy"
-    cogvideox = ModelDefaults.of_folder(toy / "pretrained")
-    assert LMPConfig.from_dict(cogvideox.values) == toy_lmp_config(50, model=toy_model_config(toy / "pretrained"))
-    # The Wan toy's own searched settings (docs/toy-measurement.md), not the CogVideoX toy's.
-    wan = ModelDefaults.of_folder(toy / "pretrained_wan")
-    searched = toy_lmp_config(
-        50, model=toy_model_config(toy / "pretrained_wan"), fbdm_layers="all", asm_eta=1000.0, rmtm_steps_fraction=1.0,
-        fg_threshold=0.2, fbdm_steps_fraction=0.4,
-    )
-    assert LMPConfig.from_dict(wan.values) == searched
+    for folder in (toy / "pretrained", toy / "pretrained_wan"):
+        defaults = ModelDefaults.of_folder(folder)
+        measured = toy_lmp_config(50, model=toy_model_config(folder), defaults=defaults)
+        assert measured == LMPConfig.from_dict(defaults.values), folder.name
+        # At other step counts the thresholds keep their fractions of the run.
+        shorter = toy_lmp_config(25, model=toy_model_config(folder), defaults=defaults)
+        assert shorter.fbdm_steps == round(defaults.values["fbdm_steps"] / 2)
+    assert model_defaults_of(load_toy_pipeline(toy / "pretrained_wan")).path == toy / "pretrained_wan" / "lmp_defaults.json"
+    # The CogVideoX toy's file holds the searched toy settings; the Wan toy's own search chose others.
+    cogvideox = toy_lmp_config(50, model=toy_model_config(toy / "pretrained"))
+    assert LMPConfig.from_dict(ModelDefaults.of_folder(toy / "pretrained").values) == cogvideox
+    assert TOY_LMP_SETTINGS["fg_threshold"] == cogvideox.fg_threshold
+    wan = toy_lmp_config(50, model=toy_model_config(toy / "pretrained_wan"), defaults=ModelDefaults.of_folder(toy / "pretrained_wan"))
+    assert (wan.fg_threshold, wan.fbdm_layers, wan.fbdm_steps) == (0.2, None, 20)
 
 
 # --- repeating a run ---------------------------------------------------------------------------------

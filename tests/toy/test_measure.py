@@ -1,12 +1,14 @@
 """The toy measurement's cases and scores: held-out references, other-looking targets, and metrics that
 reward following the reference's path and keeping the target's look, checked on rendered (perfect) videos."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from attnkit_lmp.config import LMPConfig
 from attnkit_lmp.toy.measure import (
     VALIDATION_SEED_OFFSET,
     MeasureError,
@@ -129,6 +131,24 @@ def test_toy_config_scales_threshold_fractions_and_takes_overrides():
     config = toy_lmp_config(20, asm_steps_fraction=0.5, fg_threshold=0.25)
     assert config.num_inference_steps == 20 and config.asm_steps == 10 and config.fg_threshold == 0.25
     assert toy_lmp_config(50).rmtm_steps > toy_lmp_config(10).rmtm_steps
+
+
+def test_a_model_folders_defaults_replace_the_toy_settings_and_overrides_win(tmp_path):
+    from attnkit_lmp.model_defaults import ModelDefaults
+
+    (tmp_path / "lmp_defaults.json").write_text(
+        json.dumps({"config": {"fg_threshold": 0.6, "fbdm_steps": 20, "fbdm_layers": [5]}, "call": {"num_inference_steps": 40, "guidance_scale": 6.0}})
+    )
+    defaults = ModelDefaults.of_folder(tmp_path)
+    config = toy_lmp_config(20, defaults=defaults)
+    assert (config.fg_threshold, config.fbdm_layers, config.guidance_scale) == (0.6, [5], 6.0)
+    assert config.fbdm_steps == 10  # half of the folder's run, as there
+    assert config.num_inference_steps == 20
+    # Thresholds the file leaves out are the paper's at its 40 steps (LMPConfig.for_steps), kept as fractions.
+    assert config.rmtm_steps == round(LMPConfig.for_steps(40).rmtm_steps / 2)
+    overridden = toy_lmp_config(20, defaults=defaults, fg_threshold=0.2, fbdm_steps_fraction=1.0)
+    assert (overridden.fg_threshold, overridden.fbdm_steps) == (0.2, 20)
+    assert toy_lmp_config(20).fg_threshold != 0.6  # without the folder: the toy settings
 
 
 def test_toy_config_names_layer_sets_relative_to_the_models_depth():

@@ -43,6 +43,7 @@ from .settings import (
     TOY_STEP_FRACTIONS,
     MeasureError,
     layer_set,
+    model_defaults_of,
     parse_overrides,
     resolve_layer_sets,
     toy_lmp_config,
@@ -82,6 +83,7 @@ __all__ = [
     "search",
     "search_objective",
     "summarise",
+    "model_defaults_of",
     "toy_lmp_config",
     "world_of",
 ]

@@ -11,8 +11,8 @@ from attnkit_lmp.methods import METHODS_BY_VARIANT
 
 from .cases import SPLITS, TransferCase, measurement_cases
 from .measurement import measure
-from .search import search
-from .settings import DEFAULT_STEPS, LAYER_SETS, MeasureError, parse_overrides, toy_lmp_config
+from .search import search, searched_defaults
+from .settings import DEFAULT_STEPS, LAYER_SETS, MeasureError, model_defaults_of, parse_overrides, toy_lmp_config
 from .summary import check_goals, format_table
 from .variants import VARIANTS
 
@@ -60,6 +60,12 @@ def add_measure_parser(subparsers) -> None:
         action="store_true",
         help="coordinate-search the LMP [choice] settings (SEARCH_SPACE) instead; needs --split validation",
     )
+    parser.add_argument(
+        "--write-defaults",
+        action="store_true",
+        help="with --search: write the best settings to the model folder's lmp_defaults.json, which "
+        "attnkit-lmp transfer, the demo and later measurements of that folder then use",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(handler=run_measure_cli)
 
@@ -80,12 +86,16 @@ def run_measure_cli(args: argparse.Namespace) -> int:
         pipe = load_toy_pipeline(args.model)
         model = toy_config_of(pipe)
         cases = measurement_cases(args.clips, args.split, args.first_seed, model.world, args.noise_seeds)
-        config = toy_lmp_config(args.steps, model=model, **overrides)
+        defaults = model_defaults_of(pipe)
+        config = toy_lmp_config(args.steps, model=model, defaults=defaults, **overrides)
     except (MeasureError, LMPConfigError, ToyModelMissingError, TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     pipe.set_progress_bar_config(disable=True)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.write_defaults and not args.search:
+        print("error: --write-defaults writes what --search found; pass --search --split validation", file=sys.stderr)
+        return 2
     if args.search:
         return _run_search(pipe, cases, args)
     log_path = args.out / "records.jsonl"
@@ -110,6 +120,7 @@ def run_measure_cli(args: argparse.Namespace) -> int:
         "variants": list(args.variants),
         "threads": args.threads,
         "seconds_total": round(time.perf_counter() - started, 1),
+        "lmp_defaults": str(defaults.path) if defaults is not None else None,
         "config": config.to_dict(),
         "cases": [case.to_dict() for case in cases],
     }
@@ -157,4 +168,32 @@ def _run_search(pipe, cases: list[TransferCase], args: argparse.Namespace) -> in
     }
     atomic_write_bytes(args.out / "search.json", (json.dumps(result, indent=1) + "\n").encode())
     print(f"best: {json.dumps(best)}")
+    if args.write_defaults:
+        _write_searched_defaults(pipe, best, args)
     return 0
+
+
+def _write_searched_defaults(pipe, best: dict, args: argparse.Namespace) -> None:
+    from attnkit.record.atomic import atomic_write_bytes
+    from attnkit_lmp.model_defaults import DEFAULTS_FILE
+    from attnkit_lmp.toy.model import toy_config_of
+
+    folder = Path(pipe.name_or_path)
+    about = (
+        f"Settings the coordinate search chose on {args.clips} validation clips with {args.steps} steps "
+        f"(python -m attnkit_lmp.toy measure --split validation --search --write-defaults); "
+        f"docs/toy-measurement.md. Searched from {toy_config_of(pipe).to_dict()['architecture']} weights at "
+        f"training step {_training_step(folder)}."
+    )
+    document = searched_defaults(best, toy_config_of(pipe), model_defaults_of(pipe), about)
+    atomic_write_bytes(folder / DEFAULTS_FILE, (json.dumps(document, indent=2) + "\n").encode())
+    print(f"wrote {folder / DEFAULTS_FILE}")
+
+
+def _training_step(folder: Path):
+    from attnkit_lmp.toy.model import TOY_CONFIG_FILE
+
+    try:
+        return json.loads((folder / TOY_CONFIG_FILE).read_text()).get("step")
+    except (OSError, ValueError):
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .cases import TransferCase
 from .measurement import measure
-from .settings import resolve_layer_sets, toy_lmp_config
+from .settings import DEFAULT_STEPS, model_defaults_of, resolve_layer_sets, toy_lmp_config
 from .summary import GOALS
 
 # Tried one parameter at a time, in this order, each from the best setting found so far (coordinate
@@ -28,6 +28,23 @@ SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
 )
 
 
+# The LMPConfig fields SEARCH_SPACE tunes (step thresholds under their own names): what a model folder's
+# lmp_defaults.json written from a search holds, beside the pipeline-call settings.
+SEARCHED_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(name.removesuffix("_fraction") for name, _ in SEARCH_SPACE))
+_CALL_FIELDS = ("num_inference_steps", "guidance_scale", "height", "width", "num_frames", "max_sequence_length")
+
+
+def searched_defaults(best: dict, model, defaults=None, about: str = "") -> dict:
+    """The ``lmp_defaults.json`` document of a search's ``best`` overrides, for a run of DEFAULT_STEPS steps
+    (a run with other steps scales the thresholds, as :mod:`attnkit_lmp.model_defaults` says)."""
+    values = toy_lmp_config(DEFAULT_STEPS, model=model, defaults=defaults, **best).to_dict()
+    return {
+        "about": about,
+        "config": {name: values[name] for name in SEARCHED_FIELDS},
+        "call": {name: values[name] for name in _CALL_FIELDS},
+    }
+
+
 def search_objective(values: dict[str, float]) -> float:
     """What the search maximises: LMP's centroid MF, minus any shortfall of kept look below the goal.
 
@@ -44,6 +61,7 @@ def search(
     from attnkit_lmp.toy.model import toy_config_of
 
     model = toy_config_of(pipe)
+    defaults = model_defaults_of(pipe)  # the search starts from the model folder's settings
     num_layers = model.num_layers
     best: dict = {}
     best_value = None
@@ -52,7 +70,7 @@ def search(
     for name, options in space:
         for option in options:
             overrides = {**best, name: option}
-            config = toy_lmp_config(steps, model=model, **overrides)
+            config = toy_lmp_config(steps, model=model, defaults=defaults, **overrides)
             key = config.to_json()  # equal settings spelt differently run once
             if key not in tried:
                 summary = measure(pipe, cases, config, ("lmp",), progress=progress)["summary"]["lmp"]

@@ -3,6 +3,8 @@
 The [choice] hyper-parameters (docs/method.md) were chosen for the bundled CogVideoX toy by the coordinate
 search (:mod:`.search`) on the validation split. Step thresholds are fractions of the run's steps, so one
 setting serves any ``--steps``; layer sets are named relative to the model's depth (:func:`layer_set`).
+A model folder's ``lmp_defaults.json`` (:mod:`attnkit_lmp.model_defaults`) replaces these settings, so
+that a toy is measured with the settings ``attnkit-lmp transfer`` gives it.
 """
 
 from __future__ import annotations
@@ -61,8 +63,25 @@ def resolve_layer_sets(overrides: dict, num_layers: int) -> dict:
     }
 
 
+def model_defaults_of(pipeline):
+    """The :class:`~attnkit_lmp.model_defaults.ModelDefaults` of the folder ``pipeline`` was loaded from,
+    or None (a pipeline built in memory, or a folder without ``lmp_defaults.json``)."""
+    from pathlib import Path
+
+    from attnkit_lmp.model_defaults import ModelDefaults
+
+    folder = str(getattr(pipeline, "name_or_path", "") or "")
+    if folder in ("", ".") or not Path(folder).is_dir():
+        return None
+    return ModelDefaults.of_folder(folder)
+
+
 def toy_lmp_config(
-    num_inference_steps: int = DEFAULT_STEPS, num_layers: int | None = None, model=None, **overrides
+    num_inference_steps: int = DEFAULT_STEPS,
+    num_layers: int | None = None,
+    model=None,
+    defaults=None,
+    **overrides,
 ):
     """The LMPConfig used on the toy model: tuned settings, thresholds scaled from fractions, overrides last.
 
@@ -70,11 +89,24 @@ def toy_lmp_config(
     Named layer sets are resolved for a ``num_layers``-deep model (default: the toy architecture's depth).
     ``model`` (a :class:`~attnkit_lmp.toy.model.ToyModelConfig`, e.g. ``toy_config_of(pipe)``) sets the
     depth and the geometry (frames, size, text length): a Wan pipeline's own defaults are a real model's.
+    ``defaults`` (a model folder's :class:`~attnkit_lmp.model_defaults.ModelDefaults`, e.g.
+    ``model_defaults_of(pipe)``) replaces the toy settings; its step thresholds become fractions of its
+    own step count.
     """
     from attnkit_lmp.config import LMPConfig
     from attnkit_lmp.toy.model import ToyModelConfig
 
     fractions = dict(TOY_STEP_FRACTIONS)
+    settings = {"guidance_scale": TOY_GUIDANCE_SCALE, **TOY_LMP_SETTINGS}
+    if defaults is not None:
+        from attnkit_lmp.model_defaults import THRESHOLDS
+
+        folder_values = dict(defaults.values)
+        folder_steps = folder_values.pop("num_inference_steps", DEFAULT_STEPS)
+        for name in THRESHOLDS:
+            if name in folder_values:
+                fractions[name] = folder_values.pop(name) / folder_steps
+        settings.update(folder_values)
     for name in list(overrides):
         if name.endswith("_fraction") and name.removesuffix("_fraction") in fractions:
             fractions[name.removesuffix("_fraction")] = float(overrides.pop(name))
@@ -93,10 +125,9 @@ def toy_lmp_config(
         }
     values = {
         "num_inference_steps": num_inference_steps,
-        "guidance_scale": TOY_GUIDANCE_SCALE,
         **geometry,
         **thresholds,
-        **TOY_LMP_SETTINGS,
+        **settings,
         **overrides,
     }
     values = resolve_layer_sets(values, num_layers or ToyModelConfig().num_layers)
