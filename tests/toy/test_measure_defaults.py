@@ -74,3 +74,27 @@ def test_new_weights_drop_the_settings_searched_on_the_old_ones(toy_folder, caps
     assert not (toy_folder / DEFAULTS_FILE).exists()
     assert "searched on earlier weights" in capsys.readouterr().err
     assert model_defaults_of(load_toy_pipeline(toy_folder)) is None
+
+
+def test_the_search_takes_clear_gains_and_leaves_ties_alone(tmp_path, monkeypatch):
+    import importlib
+    from types import SimpleNamespace
+
+    from attnkit_lmp.toy.model import TOY_CONFIG_FILE
+
+    # The module, not the function of the same name that the package re-exports.
+    search_module = importlib.import_module("attnkit_lmp.toy.measure.search")
+
+    (tmp_path / TOY_CONFIG_FILE).write_text(json.dumps({"model": TINY_MODEL.to_dict()}))
+    pipe = SimpleNamespace(name_or_path=str(tmp_path))  # all the search reads of a pipeline, besides measure
+    gain = search_module.SEARCH_TIE_TOLERANCE
+
+    def fake_measure(pipe, cases, config, variants, progress):
+        mf = {0.2: 0.5, 0.4: 0.7, 0.6: 0.7 + gain / 10}[config.fg_threshold] + (0.1 if config.rmtm_lambda == 2.0 else 0)
+        return {"summary": {"lmp": {"motion_fidelity_centroid": mf, "appearance_kept": 1.0}}}
+
+    monkeypatch.setattr(search_module, "measure", fake_measure)
+    space = (("fg_threshold", (0.2, 0.4, 0.6)), ("rmtm_lambda", (0.98, 2.0)))
+    best, trials = search_module.search(pipe, [], 4, space=space, progress=False)
+    assert best == {"fg_threshold": 0.4, "rmtm_lambda": 2.0}  # 0.6 only ties 0.4
+    assert len(trials) == 4  # fg 0.4 with lambda 0.98 is the same config as the fg trial: run once

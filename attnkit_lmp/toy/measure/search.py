@@ -28,6 +28,10 @@ SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
 )
 
 
+# A setting replaces the best so far only if it raises the objective by more than this: the objective is
+# reported to three decimals, and a tie within float noise must not change a model's settings.
+SEARCH_TIE_TOLERANCE = 1e-3
+
 # The LMPConfig fields SEARCH_SPACE tunes (step thresholds under their own names): what a model folder's
 # lmp_defaults.json written from a search holds, beside the pipeline-call settings.
 SEARCHED_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(name.removesuffix("_fraction") for name, _ in SEARCH_SPACE))
@@ -57,7 +61,10 @@ def search_objective(values: dict[str, float]) -> float:
 def search(
     pipe, cases: list[TransferCase], steps: int, space=SEARCH_SPACE, progress: bool = True, on_trial=None
 ):
-    """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials)."""
+    """Coordinate search of ``space`` on ``cases`` with the full LMP variant; returns (best overrides, trials).
+
+    It starts from the model folder's ``lmp_defaults.json`` when there is one, else from the toy settings;
+    an option replaces the best only when it beats it by more than :data:`SEARCH_TIE_TOLERANCE`."""
     from attnkit_lmp.toy.model import toy_config_of
 
     model = toy_config_of(pipe)
@@ -83,6 +90,6 @@ def search(
                 if on_trial is not None:
                     on_trial(tried[key])
             trial = tried[key]
-            if best_value is None or trial["objective"] > best_value:
+            if best_value is None or trial["objective"] > best_value + SEARCH_TIE_TOLERANCE:
                 best_value, best = trial["objective"], dict(overrides)
     return resolve_layer_sets(best, num_layers), trials
