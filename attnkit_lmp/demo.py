@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     timings = {"load": time.perf_counter() - started}
 
     report = generate_and_score(pipe, args.steps, args.seed, progress=not args.no_progress, timings=timings)
-    written = write_outputs(out, report, timings)
+    written = write_outputs(out, report, timings, progress=not args.no_progress)
     timings["total"] = time.perf_counter() - started
 
     metrics = metrics_document(report, args, timings, written)
@@ -159,7 +159,7 @@ def generate_and_score(
     }
 
 
-def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
+def write_outputs(out: Path, report: dict, timings: dict, progress: bool = True) -> list[str]:
     """Videos (mp4 + gif), the side-by-side comparison and the FBDM explorer; returns the file names written."""
     from tqdm.auto import tqdm
 
@@ -176,7 +176,7 @@ def write_outputs(out: Path, report: dict, timings: dict) -> list[str]:
     jobs = [(f"{name}{suffix}", videos[name], UPSCALE) for name in VIDEO_NAMES for suffix in (".mp4", ".gif")]
     jobs += [(f"comparison{suffix}", comparison, 1) for suffix in (".mp4", ".gif")]
     written = []
-    for file_name, frames, upscale in tqdm(jobs, desc="writing videos", unit="file", leave=False):
+    for file_name, frames, upscale in tqdm(jobs, desc="writing videos", unit="file", leave=False, disable=not progress):
         write_video(out / file_name, frames, fps=fps, upscale=upscale)
         written.append(file_name)
     write_fbdm_explorer(out / "fbdm_explorer.html", report)
