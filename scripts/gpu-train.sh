@@ -4,7 +4,7 @@
 # Runs *there* (python3 has CUDA torch but no diffusers), from a checkout prepared here with
 # `bash scripts/prepare-gpu-train.sh`, which also prints the device command to use:
 #
-#   OUT=/some/folder MINUTES=8 bash scripts/gpu-train.sh      # ARCH=wan for the Wan toy
+#   OUT=/some/folder MINUTES=8 STEPS=60000 bash scripts/gpu-train.sh   # ARCH=wan for the Wan toy; STEPS as in train-toy.sh
 #
 # Writes $OUT/<arch>-v2.tar.gz.part0, .part1, ... (pipeline/, train.log and checkpoint.pt) and
 # $OUT/gpu-train.log. Here, `cat <arch>-v2.tar.gz.part* | tar -xz -C training/<arch>-v2` puts the run

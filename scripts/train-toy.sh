@@ -4,6 +4,7 @@
 #   bash scripts/train-toy.sh                      # CogVideoX toy, CPU, 150 minutes, 1 thread
 #   ARCH=wan bash scripts/train-toy.sh             # the Wan 2.1-architecture toy
 #   DEVICE=cuda MINUTES=8 bash scripts/train-toy.sh   # on one NVIDIA GPU: the same run, much faster
+#   STEPS=60000 bash scripts/train-toy.sh          # continue a finished run on a longer schedule
 #
 # The run folder training/<arch>-v2/ holds checkpoint.pt, pipeline/ and train.log; committing it after a
 # session lets the next one (or a GPU machine) continue exactly where this one stopped. With ARCHIVE=PATH
@@ -27,10 +28,11 @@ else
 fi
 
 # The recipe of the v2 toys; changing a value other than --steps changes the run (the checkpoint
-# refuses a different model, data stream or seed). --steps only sets where the cosine schedule ends:
-# raising it mid-run lifts the learning rate from that step on (the CogVideoX run went from 12,000 to
-# 30,000 at step 8,750, when 12,000 steps were clearly too few for shape and motion).
-recipe=(--steps 30000 --seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
+# refuses a different model, data stream or seed). --steps (STEPS) only sets where the cosine schedule
+# ends: raising it mid-run lifts the learning rate from that step on (the CogVideoX run went from 12,000
+# to 30,000 at step 8,750, when 12,000 steps were clearly too few for shape and motion). A run that has
+# reached STEPS stops at once; pass a larger STEPS to continue it, e.g. STEPS=60000 on a GPU.
+recipe=(--steps "${STEPS:-30000}" --seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
 case "$ARCH" in
     cogvideox) ;;
     wan) recipe+=(--architecture wan --num-frames 9 --high-noise-start 900) ;;

@@ -229,6 +229,15 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         start_step = state["step"]
+        if start_step >= steps:
+            # Nothing to train: exporting again would only rewrite the same model (and drop its searched
+            # LMP settings), so the run is left as it is.
+            print(
+                f"{checkpoint_path} is already at step {start_step} of --steps {steps}: nothing to train. "
+                f"Pass a larger --steps (STEPS=... for scripts/train-toy.sh) to continue it on a longer schedule.",
+                file=sys.stderr,
+            )
+            return out_dir / "pipeline"
     elif init_from is not None:
         initial = load_initial_weights(init_from, model_config)
         trainable.load_state_dict(initial)

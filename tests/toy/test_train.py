@@ -161,6 +161,25 @@ def test_train_toy_script_resumes_its_committed_run_with_the_v2_recipe(tmp_path)
     assert arguments[:5] == ["-m", "attnkit_lmp.toy", "train", "--out", "training/cogvideox-v2"]
     assert "--resume" in arguments and arguments[arguments.index("--device") + 1] == "cuda"
     assert int(arguments[arguments.index("--data-workers") + 1]) >= 1
+    assert arguments[arguments.index("--steps") + 1] == "30000"
+    longer = environment | {"STEPS": "60000"}
+    subprocess.run(["bash", str(root / "scripts/train-toy.sh")], check=True, env=longer, capture_output=True)
+    arguments = (tmp_path / "args").read_text().split()
+    assert arguments[arguments.index("--steps") + 1] == "60000"
+
+
+def test_resuming_a_finished_run_trains_nothing_and_keeps_the_folder(tmp_path, capsys):
+    _train(tmp_path, 2)
+    searched = tmp_path / "pipeline" / "lmp_defaults.json"
+    searched.write_text("{}")
+    weights = (tmp_path / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    _train(tmp_path, 2, resume=True)
+    assert "already at step 2 of --steps 2: nothing to train" in capsys.readouterr().err
+    assert searched.is_file()  # not re-exported, so the settings searched on these weights stay
+    assert (tmp_path / "pipeline" / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    _train(tmp_path, 3, resume=True)  # a longer schedule continues it
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert not searched.exists()
 
 
 def test_the_toy_commands_are_reachable_from_attnkit_lmp():
