@@ -74,6 +74,7 @@ __all__ = [
     "layer_set",
     "measure",
     "measurement_cases",
+    "model_defaults_of",
     "parse_overrides",
     "resolve_layer_sets",
     "run_baseline",
@@ -83,7 +84,6 @@ __all__ = [
     "search",
     "search_objective",
     "summarise",
-    "model_defaults_of",
     "toy_lmp_config",
     "world_of",
 ]

@@ -80,6 +80,9 @@ def run_measure_cli(args: argparse.Namespace) -> int:
     from attnkit_lmp.toy.model import toy_config_of
     from attnkit_lmp.toy.pretrained import ToyModelMissingError, load_toy_pipeline
 
+    if args.write_defaults and not args.search:
+        print("error: --write-defaults writes what --search found; pass --search --split validation", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     try:
         overrides = parse_overrides(args.set)
@@ -93,9 +96,6 @@ def run_measure_cli(args: argparse.Namespace) -> int:
         return 2
     pipe.set_progress_bar_config(disable=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.write_defaults and not args.search:
-        print("error: --write-defaults writes what --search found; pass --search --split validation", file=sys.stderr)
-        return 2
     if args.search:
         return _run_search(pipe, cases, args)
     log_path = args.out / "records.jsonl"
@@ -182,7 +182,7 @@ def _write_searched_defaults(pipe, best: dict, args: argparse.Namespace) -> None
     about = (
         f"Settings the coordinate search chose on {args.clips} validation clips with {args.steps} steps "
         f"(python -m attnkit_lmp.toy measure --split validation --search --write-defaults); "
-        f"docs/toy-measurement.md. Searched from {toy_config_of(pipe).to_dict()['architecture']} weights at "
+        f"docs/toy-measurement.md. Searched from {toy_config_of(pipe).architecture} weights at "
         f"training step {_training_step(folder)}."
     )
     document = searched_defaults(best, toy_config_of(pipe), model_defaults_of(pipe), about)
