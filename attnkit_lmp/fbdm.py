@@ -92,14 +92,7 @@ class FBDM:
 
     @attnkit.hookimpl
     def attnkit_attention_output(self, call):
-        subject = [call.layout.key_span("text").start + position for position in self.subject_tokens]
-        # (rows, video, subject), head-mean; and in a joint call (rows, subject, video).
-        video_to_text = call.attention_probs("video", subject, branch=self.branch, heads="mean")
-        if call.layout.role == "joint":
-            text_to_video = call.attention_probs(subject, "video", branch=self.branch, heads="mean")
-            layer_map = (text_to_video.sum(dim=1) + video_to_text.sum(dim=2)).mean(dim=0).float()
-        else:  # cross: the text->video block does not exist (see the module docstring)
-            layer_map = video_to_text.sum(dim=2).mean(dim=0).float()
+        layer_map = subject_attention_map(call, self.subject_tokens, self.branch)
         self._map_sum = layer_map if self._map_sum is None else self._map_sum + layer_map
         self._num_layers += 1
         self._grid = call.layout.grid
@@ -122,6 +115,74 @@ class FBDM:
         if self.mask is None:
             return None
         return torch.nonzero(self.mask.flatten()).flatten()
+
+
+class FBDMLayerMaps:
+    """Plugin: FBDM's map of each attention call, before the layer average, kept per ``(step, layer)``.
+
+    Register it beside LMP (``motion_transfer(..., plugins=[maps])``) to see which layers localise the
+    subject; ``subject_tokens`` are the reference prompt's subject positions, as FBDM takes them
+    (``result.record["reference_subject_tokens"]``).
+
+    ``maps[(step, layer)]`` is the ``(frames, h, w)`` map of that call, before FBDM's layer average and
+    normalisation. Calls of the first ``steps`` denoising steps are recorded (all steps when None). It
+    keeps one float per video token, layer and step: about 120 MB for 40 steps of CogVideoX-5B.
+    """
+
+    name = "lmp.fbdm_layer_maps"
+    attnkit_roles = frozenset({"joint", "cross"})
+
+    def __init__(self, subject_tokens: list[int], steps: int | None = None, branch: str = "reference"):
+        self.subject_tokens = list(subject_tokens)
+        self.steps = steps
+        self.branch = branch
+        self.maps: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def attnkit_where(self) -> attnkit.Where:
+        return attnkit.Where(steps=None if self.steps is None else range(self.steps), branches=(self.branch,))
+
+    @attnkit.hookimpl
+    def attnkit_session_start(self, session):
+        self.maps = {}
+
+    @attnkit.hookimpl
+    def attnkit_attention_output(self, call):
+        layer_map = subject_attention_map(call, self.subject_tokens, self.branch)
+        self.maps[(call.step, call.layer)] = layer_map.reshape(call.layout.grid).cpu()
+        return None
+
+    def layer_map(self, layers, step: int) -> torch.Tensor:
+        """The map FBDM would form at ``step`` from ``layers`` (None = every recorded layer): their mean."""
+        recorded = sorted(layer for recorded_step, layer in self.maps if recorded_step == step)
+        if not recorded:
+            raise ValueError(f"no maps were recorded at step {step}; recorded steps: {self.recorded_steps()}")
+        chosen = recorded if layers is None else [layer for layer in recorded if layer in set(layers)]
+        if not chosen:
+            raise ValueError(f"none of the layers {sorted(layers)} was recorded; recorded layers: {recorded}")
+        return torch.stack([self.maps[(step, layer)] for layer in chosen]).mean(dim=0)
+
+    def recorded_steps(self) -> list[int]:
+        return sorted({step for step, _ in self.maps})
+
+    def recorded_layers(self) -> list[int]:
+        return sorted({layer for _, layer in self.maps})
+
+
+def subject_attention_map(call, subject_tokens: list[int], branch: str) -> torch.Tensor:
+    """One attention call's FBDM map ``A`` over the video tokens, ``(video,)`` float: the subject tokens'
+    text->video plus video->text attention of ``branch``'s rows, head-mean (see the module docstring).
+
+    ``subject_tokens`` are positions in the prompt's token sequence (not in the call's key sequence).
+    """
+    subject = [call.layout.key_span("text").start + position for position in subject_tokens]
+    # (rows, video, subject), head-mean; and in a joint call (rows, subject, video).
+    video_to_text = call.attention_probs("video", subject, branch=branch, heads="mean")
+    if call.layout.role == "joint":
+        text_to_video = call.attention_probs(subject, "video", branch=branch, heads="mean")
+        return (text_to_video.sum(dim=1) + video_to_text.sum(dim=2)).mean(dim=0).float()
+    # cross: the text->video block does not exist (see the module docstring)
+    return video_to_text.sum(dim=2).mean(dim=0).float()
 
 
 def normalise_per_frame(attention_map: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,7 @@ def motion_transfer(
     num_videos_per_prompt: int = 1,
     output_type: str = "pt",
     check_finite: bool = False,
+    plugins=(),
     **pipeline_kwargs,
 ):
     """Generate ``prompt``'s video with the motion of ``reference``: ``(F, 3, H, W)`` frames in [0, 1].
@@ -126,6 +127,10 @@ def motion_transfer(
     A result holding NaN or inf is a :class:`NonFiniteOutputError` naming the first step whose transformer
     output went non-finite; ``check_finite`` (slower) checks every plugin call as it runs and raises
     :class:`attnkit.NonFiniteError` naming the first plugin call or layer that produced one.
+
+    ``plugins`` are more attnkit plugins to register in the same session, after LMP's own: a probe that
+    records the reference branch's attention (``branch="reference"``), for example. Each video of
+    ``num_videos_per_prompt`` is its own session.
     """
     if output_type not in OUTPUT_TYPES:
         raise MotionTransferError(f"output_type={output_type!r} is not one of {list(OUTPUT_TYPES)}")
@@ -141,8 +146,17 @@ def motion_transfer(
         for video_generator in generators:
             results.append(
                 _transfer_one(
-                    pipe, plan, reference_prompt, prompt, image, video_generator, progress, output_type, pipeline_kwargs,
+                    pipe,
+                    plan,
+                    reference_prompt,
+                    prompt,
+                    image,
+                    video_generator,
+                    progress,
+                    output_type,
+                    pipeline_kwargs,
                     check_finite,
+                    list(plugins),
                 )
             )
     if num_videos_per_prompt == 1:
@@ -188,7 +202,17 @@ def _check_pipeline_kwargs(pipe, plan: TransferPlan, prompt, pipeline_kwargs: di
 
 
 def _transfer_one(
-    pipe, plan, reference_prompt, prompt, image, generator, progress, output_type, pipeline_kwargs, check_finite=False
+    pipe,
+    plan,
+    reference_prompt,
+    prompt,
+    image,
+    generator,
+    progress,
+    output_type,
+    pipeline_kwargs,
+    check_finite=False,
+    extra_plugins=(),
 ):
     config = plan.config
     if plan.variant == "i2v":
@@ -206,7 +230,7 @@ def _transfer_one(
     if output_type == "latent":
         call_kwargs["output_type"] = "latent"
     watch = FiniteWatch()
-    with attnkit.attach(pipe, plugins=[*plugins, watch], check_finite=check_finite) as session:
+    with attnkit.attach(pipe, plugins=[*plugins, *extra_plugins, watch], check_finite=check_finite) as session:
         try:
             config.check_layers(session.num_attention_modules)
         except LMPConfigError as error:

@@ -73,10 +73,12 @@ def add_toy_commands(subparsers) -> None:
     quality.set_defaults(handler=_run_quality)
 
     from attnkit_lmp.toy.diagnose import add_diagnose_parser
+    from attnkit_lmp.toy.fbdm_layers import add_fbdm_layers_parser
     from attnkit_lmp.toy.measure import add_measure_parser
 
     add_measure_parser(subparsers)
     add_diagnose_parser(subparsers)
+    add_fbdm_layers_parser(subparsers)
 
 
 def _run_train(args) -> int:
