@@ -1,5 +1,6 @@
 """The bundled toy pipeline loads with the stock diffusers class; a broken one fails with a retrain hint."""
 
+import json
 import shutil
 
 import pytest
@@ -77,3 +78,16 @@ def test_a_missing_wan_bundle_is_told_the_wan_training_command(tmp_path, monkeyp
     with pytest.raises(ToyModelMissingError) as error:
         load_toy_pipeline(tmp_path / "elsewhere")
     assert "--architecture" not in str(error.value)
+
+
+@pytest.mark.parametrize("architecture", BUNDLES)
+def test_a_bundled_toy_config_describes_the_world_its_model_was_trained_on(architecture):
+    # A third party renders in-distribution reference clips from this section alone (palette, shapes,
+    # backgrounds, frame geometry), so it must be the model's own world.
+    from attnkit_lmp.toy.model import ToyModelConfig
+    from attnkit_lmp.toy.world import world_description
+
+    folder, _ = BUNDLES[architecture]
+    record = json.loads((folder / "toy_config.json").read_text())
+    assert record["world"] == world_description(ToyModelConfig.from_dict(record["model"]).world)
+    assert set(record["world"]["palette"]) == {"red", "green", "blue", "yellow"}

@@ -35,6 +35,8 @@ SEARCH_TIE_TOLERANCE = 1e-3
 # The LMPConfig fields SEARCH_SPACE tunes (step thresholds under their own names): what a model folder's
 # lmp_defaults.json written from a search holds, beside the pipeline-call settings.
 SEARCHED_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(name.removesuffix("_fraction") for name, _ in SEARCH_SPACE))
+# The pipeline-call settings a toy's lmp_defaults.json fixes: those of model_defaults.CALL_FIELDS that a toy
+# pipeline takes (the toys have no negative prompt, dynamic CFG or true CFG).
 _CALL_FIELDS = ("num_inference_steps", "guidance_scale", "height", "width", "num_frames", "max_sequence_length")
 
 
