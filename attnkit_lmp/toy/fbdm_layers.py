@@ -3,9 +3,10 @@
 FBDM averages its subject-attention map over a layer set and thresholds it (docs/method.md, "FBDM"); the
 paper averages every layer and leaves the threshold open. On the toy world the subject's true mask is
 known, so each choice can be scored. This runs LMP on validation cases with the model folder's own
-settings, records the reference branch's map of every attention call (:class:`attnkit_lmp.fbdm.FBDMLayerMaps`) and scores the mask that each layer set
-and threshold would have made at FBDM's last refresh: IoU with the subject, share of all tokens, and share
-of the distractor's tokens caught.
+settings, records the reference branch's map of every attention call
+(:class:`attnkit_lmp.fbdm.FBDMLayerMaps`) and scores the mask that each layer set and threshold would have
+made at FBDM's last refresh: IoU with the subject, share of all tokens, and share of the distractor's
+tokens caught.
 
     python -m attnkit_lmp.toy fbdm-layers --model training/cogvideox-v2/pipeline --clips 12 --steps 25
 
