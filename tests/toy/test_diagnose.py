@@ -8,7 +8,7 @@ from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.diagnose import denoise_from, motion_kept_by_level
 from attnkit_lmp.toy.model import build_toy_pipeline
 from attnkit_lmp.toy.world import WorldConfig, random_clip_spec, render_clip
-from tiny_toys import TINY_MODEL, TINY_WAN
+from tiny_toys import TINY_MODEL, TINY_WAN, saved_toy_pipeline
 
 
 class CleanClipOracle:
@@ -35,17 +35,7 @@ def pipeline():
 
 @pytest.fixture(scope="module")
 def wan_pipeline(tmp_path_factory):
-    # Saved and loaded as training does, so the toy sizes are read from its toy_config.json.
-    from attnkit_lmp.toy.pretrained import load_toy_pipeline
-    from attnkit_lmp.toy.train import export_pipeline
-
-    folder = tmp_path_factory.mktemp("wan_toy")
-    pipe = build_toy_pipeline(TINY_WAN, seed=0)
-    trainable = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
-    export_pipeline(pipe, trainable, folder, TINY_WAN)
-    pipe = load_toy_pipeline(folder)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return saved_toy_pipeline(TINY_WAN, tmp_path_factory.mktemp("wan_toy"))
 
 
 def _clean_clips(count, num_frames=4):

@@ -12,28 +12,18 @@ from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.fbdm_layers import layer_sets_of, record_layer_maps, score_masks
 from attnkit_lmp.toy.measure import measurement_cases, world_of
 from attnkit_lmp.toy.measure.settings import toy_lmp_config
-from attnkit_lmp.toy.model import build_toy_pipeline, toy_config_of
+from attnkit_lmp.toy.model import toy_config_of
 from attnkit_lmp.toy.scores import ground_truth_on_grid
 from attnkit_lmp.toy.world import render_clip
 from attnkit_lmp.transfer import motion_transfer, prepare_transfer
-from tiny_toys import TINY_MODEL
+from tiny_toys import TINY_MODEL, saved_toy_pipeline
 
 TWO_LAYERS = replace(TINY_MODEL, num_layers=2)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    # Saved and loaded as training does, so the world (object size, distractors) is read from toy_config.json.
-    from attnkit_lmp.toy.pretrained import load_toy_pipeline
-    from attnkit_lmp.toy.train import export_pipeline
-
-    folder = tmp_path_factory.mktemp("two_layer_toy")
-    pipe = build_toy_pipeline(TWO_LAYERS, seed=0)
-    trainable = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
-    export_pipeline(pipe, trainable, folder, TWO_LAYERS)
-    pipe = load_toy_pipeline(folder)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return saved_toy_pipeline(TWO_LAYERS, tmp_path_factory.mktemp("two_layer_toy"))
 
 
 def lmp_run(pipeline, fbdm_layers):

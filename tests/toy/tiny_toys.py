@@ -11,3 +11,20 @@ TINY_MODEL = ToyModelConfig(
 )  # fmt: skip
 TINY_I2V = replace(TINY_MODEL, architecture="cogvideox-i2v")
 TINY_WAN = replace(TINY_MODEL, architecture="wan", num_frames=5)  # Wan's VAE wants 4k + 1 frames
+
+
+def saved_toy_pipeline(config, folder):
+    """A random-weight toy of ``config`` saved to ``folder`` and loaded back as training does, so that its
+    sizes and world (object size, distractors) are read from its toy_config.json."""
+    import torch
+
+    from attnkit_lmp.toy.model import build_toy_pipeline
+    from attnkit_lmp.toy.pretrained import load_toy_pipeline
+    from attnkit_lmp.toy.train import export_pipeline
+
+    pipe = build_toy_pipeline(config, seed=0)
+    trainable = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
+    export_pipeline(pipe, trainable, folder, config)
+    pipe = load_toy_pipeline(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
