@@ -79,35 +79,46 @@ def score_masks(recordings: list[tuple[FBDMLayerMaps, object]], step: int, thres
     return sorted(scores, key=lambda score: -score.iou)
 
 
-def record_layer_maps(pipe, cases, config, progress: bool = True) -> list[tuple[FBDMLayerMaps, object]]:
-    """Run LMP (``config``) on each case with a :class:`FBDMLayerMaps`; ``(recorder, clip)`` per case."""
-    from tqdm.auto import tqdm
-
+def run_with_layer_maps(pipe, case, config, world=None):
+    """LMP (``config``) on one case with an :class:`FBDMLayerMaps` beside it: ``(recorder, clip, result)``,
+    ``result`` being the :class:`~attnkit_lmp.transfer.MotionTransferResult` (FBDM's own masks included)."""
     from attnkit_lmp.toy.measure import world_of
     from attnkit_lmp.toy.world import render_clip
     from attnkit_lmp.transfer import motion_transfer, prepare_transfer
 
+    clip = render_clip(case.reference, world if world is not None else world_of(pipe))
+    arguments = dict(
+        reference=clip.frames,
+        reference_prompt=clip.prompt,
+        reference_subject=case.reference_subject,
+        prompt=case.prompt,
+        subject=case.subject,
+    )
+    # The recorder needs the subject's token positions before the run; resolving them is cheap (no model call).
+    plan = prepare_transfer(pipe, image=None, config=config, **arguments)
+    recorder = FBDMLayerMaps(plan.reference_subject_tokens, steps=config.fbdm_steps)
+    result = motion_transfer(
+        pipe,
+        **arguments,
+        config=config,
+        generator=torch.Generator().manual_seed(case.noise_seed),
+        return_details=True,
+        progress=False,
+        plugins=[recorder],
+    )
+    return recorder, clip, result
+
+
+def record_layer_maps(pipe, cases, config, progress: bool = True) -> list[tuple[FBDMLayerMaps, object]]:
+    """Run LMP (``config``) on each case with an :class:`FBDMLayerMaps`; ``(recorder, clip)`` per case."""
+    from tqdm.auto import tqdm
+
+    from attnkit_lmp.toy.measure import world_of
+
     world = world_of(pipe)
     recordings = []
     for case in tqdm(cases, desc="fbdm-layers", unit="clip", disable=not progress):
-        clip = render_clip(case.reference, world)
-        arguments = dict(
-            reference=clip.frames,
-            reference_prompt=clip.prompt,
-            reference_subject=case.reference_subject,
-            prompt=case.prompt,
-            subject=case.subject,
-        )
-        plan = prepare_transfer(pipe, image=None, config=config, **arguments)
-        recorder = FBDMLayerMaps(plan.reference_subject_tokens, steps=config.fbdm_steps)
-        motion_transfer(
-            pipe,
-            **arguments,
-            config=config,
-            generator=torch.Generator().manual_seed(case.noise_seed),
-            progress=False,
-            plugins=[recorder],
-        )
+        recorder, clip, _ = run_with_layer_maps(pipe, case, config, world)
         recordings.append((recorder, clip))
     return recordings
 
@@ -136,10 +147,11 @@ def format_scores(scores: list[MaskScore], configured: tuple[str, float] | None 
 
 def configured_row(config, layers: list[int]) -> tuple[str, float]:
     """The ``(layer set name, threshold)`` of ``config``'s FBDM among :func:`layer_sets_of`, when named there."""
+    configured = None if config.fbdm_layers is None else sorted(config.fbdm_layers)
+    if configured == layers:
+        configured = None  # every layer, listed as "all"
     for name, layer_list in layer_sets_of(layers).items():
-        if (layer_list is None and config.fbdm_layers is None) or (
-            layer_list is not None and config.fbdm_layers is not None and sorted(config.fbdm_layers) == layer_list
-        ):
+        if layer_list == configured:
             return name, config.fg_threshold
     return "", config.fg_threshold
 

@@ -9,13 +9,17 @@ import torch
 
 from attnkit_lmp.fbdm import FBDMLayerMaps, normalise_per_frame
 from attnkit_lmp.toy.cli import main as toy_main
-from attnkit_lmp.toy.fbdm_layers import layer_sets_of, record_layer_maps, score_masks
+from attnkit_lmp.toy.fbdm_layers import (
+    configured_row,
+    layer_sets_of,
+    record_layer_maps,
+    run_with_layer_maps,
+    score_masks,
+)
 from attnkit_lmp.toy.measure import measurement_cases, world_of
 from attnkit_lmp.toy.measure.settings import toy_lmp_config
 from attnkit_lmp.toy.model import toy_config_of
 from attnkit_lmp.toy.scores import ground_truth_on_grid
-from attnkit_lmp.toy.world import render_clip
-from attnkit_lmp.transfer import motion_transfer, prepare_transfer
 from tiny_toys import TINY_MODEL, saved_toy_pipeline
 
 TWO_LAYERS = replace(TINY_MODEL, num_layers=2)
@@ -29,25 +33,7 @@ def pipeline(tmp_path_factory):
 def lmp_run(pipeline, fbdm_layers):
     config = toy_lmp_config(4, model=toy_config_of(pipeline), fbdm_layers=fbdm_layers, fbdm_steps=3)
     case = measurement_cases(1, "validation", world=world_of(pipeline))[0]
-    clip = render_clip(case.reference, world_of(pipeline))
-    arguments = dict(
-        reference=clip.frames,
-        reference_prompt=clip.prompt,
-        reference_subject=case.reference_subject,
-        prompt=case.prompt,
-        subject=case.subject,
-    )
-    plan = prepare_transfer(pipeline, image=None, config=config, **arguments)
-    recorder = FBDMLayerMaps(plan.reference_subject_tokens, steps=config.fbdm_steps)
-    result = motion_transfer(
-        pipeline,
-        **arguments,
-        config=config,
-        generator=torch.Generator().manual_seed(0),
-        return_details=True,
-        progress=False,
-        plugins=[recorder],
-    )
+    recorder, _, result = run_with_layer_maps(pipeline, case, config)
     return config, recorder, result
 
 
@@ -102,6 +88,15 @@ def test_layer_sets_are_the_searchs_names_and_each_single_layer():
     assert sets["all"] is None and sets["first_half"] == [0, 1] and sets["last_half"] == [2, 3]
     assert sets["layer 2"] == [2] and len(sets) == 7
     assert layer_sets_of([0, 1]) == {"all": None, "first_half": [0], "last_half": [1]}  # no set twice
+
+
+def test_the_configured_setting_is_found_among_the_named_sets():
+    layers = [0, 1, 2, 3]
+    assert configured_row(SimpleNamespace(fbdm_layers=None, fg_threshold=0.4), layers) == ("all", 0.4)
+    assert configured_row(SimpleNamespace(fbdm_layers=[3, 2, 1, 0], fg_threshold=0.4), layers) == ("all", 0.4)
+    assert configured_row(SimpleNamespace(fbdm_layers=[2, 3], fg_threshold=0.6), layers) == ("last_half", 0.6)
+    assert configured_row(SimpleNamespace(fbdm_layers=[1], fg_threshold=0.6), layers) == ("layer 1", 0.6)
+    assert configured_row(SimpleNamespace(fbdm_layers=[0, 3], fg_threshold=0.6), layers) == ("", 0.6)
 
 
 def test_record_layer_maps_gives_one_recording_per_case(pipeline):
