@@ -7,12 +7,16 @@ from pathlib import Path
 BUNDLED_PIPELINE = Path(__file__).parent / "pretrained"
 # The Wan 2.1-architecture toy, trained by the same script: the same plugins measured on self- and cross-attention.
 BUNDLED_WAN_PIPELINE = Path(__file__).parent / "pretrained_wan"
+# Both hints name the script that trains (or continues) the committed v2 runs in training/<arch>-v2.
 RETRAIN_HINT = (
-    "Retrain it with `python -m attnkit_lmp.toy train --out runs/toy --steps 12000 --seed 0{options}` (the"
-    " recipe and its options are in docs/toy-world.md) and load `runs/toy/pipeline`, or copy that folder to"
-    " {bundled}."
+    "Train it with `bash scripts/train-toy.sh` (it continues the run committed in a checkout's"
+    " training/cogvideox-v2; docs/toy-world.md) and load training/cogvideox-v2/pipeline, or copy that"
+    " folder to {bundled}."
 )
-_WAN_OPTIONS = " --architecture wan --num-frames 9"
+WAN_RETRAIN_HINT = (
+    "Train a Wan toy with `ARCH=wan bash scripts/train-toy.sh` (the second world's recipe; docs/toy-world.md)"
+    " and load training/wan-v2/pipeline, or restore {bundled} from the repository."
+)
 _REQUIRED_FILES = (
     "model_index.json",
     "transformer/config.json",
@@ -40,10 +44,10 @@ def load_toy_pipeline(path: str | Path | None = None, dtype=None):
     from diffusers import DiffusionPipeline
 
     folder = Path(path) if path is not None else BUNDLED_PIPELINE
-    wan = folder.resolve() == BUNDLED_WAN_PIPELINE.resolve()
-    hint = RETRAIN_HINT.format(
-        options=_WAN_OPTIONS if wan else "", bundled=BUNDLED_WAN_PIPELINE if wan else BUNDLED_PIPELINE
-    )
+    if folder.resolve() == BUNDLED_WAN_PIPELINE.resolve():
+        hint = WAN_RETRAIN_HINT.format(bundled=BUNDLED_WAN_PIPELINE)
+    else:
+        hint = RETRAIN_HINT.format(bundled=BUNDLED_PIPELINE)
     missing = [name for name in _REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise ToyModelMissingError(f"toy pipeline at {folder} is missing {', '.join(missing)}. {hint}")

@@ -106,7 +106,7 @@ def test_missing_model_exits_with_an_error_that_says_how_to_retrain(tmp_path, ca
     code = demo.main(["--out", str(tmp_path / "out"), "--model", str(tmp_path / "no_model"), "--no-progress"])
     assert code == demo.EXIT_MODEL_MISSING
     error = capsys.readouterr().err
-    assert "missing" in error and "toy train" in error
+    assert "missing" in error and "scripts/train-toy.sh" in error
 
 
 def test_corrupt_model_exits_with_an_error_that_says_how_to_retrain(untrained_model, tmp_path, capsys):

@@ -43,7 +43,7 @@ def test_bundled_pipeline_loads_with_its_stock_diffusers_class_and_generates(arc
 
 
 def test_missing_model_files_raise_an_error_that_says_how_to_retrain(tmp_path):
-    with pytest.raises(ToyModelMissingError, match="missing .*model_index.json.*toy train"):
+    with pytest.raises(ToyModelMissingError, match="missing .*model_index.json.*scripts/train-toy.sh"):
         load_toy_pipeline(tmp_path)
 
 
@@ -51,7 +51,7 @@ def test_corrupt_weights_raise_an_error_that_says_how_to_retrain(tmp_path):
     copy = tmp_path / "toy"
     shutil.copytree(BUNDLED_PIPELINE, copy)
     (copy / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"truncated")
-    with pytest.raises(ToyModelMissingError, match="cannot be loaded.*toy train"):
+    with pytest.raises(ToyModelMissingError, match="cannot be loaded.*scripts/train-toy.sh"):
         load_toy_pipeline(copy)
 
 
@@ -73,11 +73,11 @@ def test_a_missing_wan_bundle_is_told_the_wan_training_command(tmp_path, monkeyp
     from attnkit_lmp.toy import pretrained
 
     monkeypatch.setattr(pretrained, "BUNDLED_WAN_PIPELINE", tmp_path / "pretrained_wan")
-    with pytest.raises(ToyModelMissingError, match="toy train .*--architecture wan --num-frames 9"):
+    with pytest.raises(ToyModelMissingError, match="ARCH=wan bash scripts/train-toy.sh"):
         load_toy_pipeline(tmp_path / "pretrained_wan")
     with pytest.raises(ToyModelMissingError) as error:
         load_toy_pipeline(tmp_path / "elsewhere")
-    assert "--architecture" not in str(error.value)
+    assert "ARCH=wan" not in str(error.value) and "training/cogvideox-v2" in str(error.value)
 
 
 @pytest.mark.parametrize("architecture", BUNDLES)
