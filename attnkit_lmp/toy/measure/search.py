@@ -20,6 +20,11 @@ SEARCH_SPACE: tuple[tuple[str, tuple], ...] = (
     # motion without taking the prompt's colour.
     ("rmtm_keep_prompt_share", (True, False)),
     ("rmtm_lambda", (0.98, 1.5, 2.0)),
+    # Which CFG rows see the reference (only the conditional one lets guidance amplify the motion, by the
+    # guidance scale), and whether the reference values are scaled by lambda too, as the paper's figure
+    # draws it: both open in the paper.
+    ("rmtm_cfg_rows", ("both", "cond")),
+    ("rmtm_scale_values", (False, True)),
     ("asm_eta", (0.0, 100.0, 1000.0, 10000.0)),  # on the toy model eta 100 moves pixels by <= 0.03, 1e4 by ~1
     ("rmtm_steps_fraction", (0.5, 0.7, 0.9, 1.0)),
     ("asm_steps_fraction", (0.3, 0.7, 1.0)),
