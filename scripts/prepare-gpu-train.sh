@@ -30,4 +30,4 @@ if [ "$total" -gt "$limit" ]; then
     echo "  mv /tmp/aside/pretrained /tmp/aside/pretrained_wan attnkit_lmp/toy/" >&2
 fi
 echo 'device command (run tool, carry [".whl"], timeout_s 600):'
-echo '  OUT=$OUT MINUTES=8 STEPS=60000 bash scripts/gpu-train.sh    # STEPS: where the schedule ends; the CogVideoX run is at 33,836 of 40,000'
+echo '  OUT=$OUT MINUTES=8 STEPS=60000 bash scripts/gpu-train.sh    # STEPS: where the schedule ends; the CogVideoX run ends at 48,000'

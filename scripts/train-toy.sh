@@ -30,12 +30,12 @@ fi
 # The recipe of the v2 toys; changing a value other than --steps changes the run (the checkpoint
 # refuses a different model, data stream or seed). --steps (STEPS) only sets where the cosine schedule
 # ends: raising it mid-run lifts the learning rate from that step on (the CogVideoX run went from 12,000
-# to 30,000 at step 8,750, when 12,000 steps were clearly too few for shape and motion, and to 40,000 at
-# 30,000, when shape and coherence were still rising). A run that has reached STEPS stops at once; pass a
-# larger STEPS to continue it, e.g. STEPS=60000 on a GPU.
+# to 30,000 at step 8,750, when 12,000 steps were clearly too few for shape and motion, to 40,000 at 30,000
+# and to 48,000 at 35,000, while shape and coherence were still rising). A run that has reached STEPS
+# stops at once; pass a larger STEPS to continue it, e.g. STEPS=60000 on a GPU.
 recipe=(--seed 0 --high-noise-fraction 0.4 --temporal-loss-weight 1.0 --checkpoint-every 250)
 case "$ARCH" in
-    cogvideox) recipe+=(--steps "${STEPS:-40000}") ;;
+    cogvideox) recipe+=(--steps "${STEPS:-48000}") ;;
     wan) recipe+=(--steps "${STEPS:-30000}" --architecture wan --num-frames 9 --high-noise-start 900) ;;
     *) echo "train-toy.sh: ARCH=$ARCH is not a v2 toy; use cogvideox or wan" >&2; exit 2 ;;
 esac

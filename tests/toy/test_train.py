@@ -1,5 +1,7 @@
 """A few training steps run, save a loadable pipeline, resume exactly, and refuse foreign checkpoints."""
 
+import json
+
 import pytest
 import torch
 from diffusers import CogVideoXPipeline
@@ -161,7 +163,10 @@ def test_train_toy_script_resumes_its_committed_run_with_the_v2_recipe(tmp_path)
     assert arguments[:5] == ["-m", "attnkit_lmp.toy", "train", "--out", "training/cogvideox-v2"]
     assert "--resume" in arguments and arguments[arguments.index("--device") + 1] == "cuda"
     assert int(arguments[arguments.index("--data-workers") + 1]) >= 1
-    assert arguments[arguments.index("--steps") + 1] == "40000"  # where the committed CogVideoX run ends
+    # The script's schedule is the one the committed CogVideoX run last started on.
+    log = [json.loads(line) for line in (root / "training/cogvideox-v2/train.log").read_text().splitlines()]
+    committed = [entry["steps"] for entry in log if entry.get("event") == "start"][-1]
+    assert arguments[arguments.index("--steps") + 1] == str(committed)
     longer = environment | {"STEPS": "60000"}
     subprocess.run(["bash", str(root / "scripts/train-toy.sh")], check=True, env=longer, capture_output=True)
     arguments = (tmp_path / "args").read_text().split()
