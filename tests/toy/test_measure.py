@@ -249,6 +249,22 @@ def test_the_summary_reports_the_spread_over_noise_repeats():
     assert summary["motion_extent"] == 0.9  # a ratio is summarised by its median
 
 
+def test_the_summary_reports_look_kept_per_target_shape():
+    from attnkit_lmp.toy.measure import summarise
+
+    kept = {"square": [False, False], "circle": [True, False], "triangle": [True, True]}
+    records = [
+        {"variant": "lmp", "target_shape": shape, "appearance_kept": value}
+        for shape, values in kept.items()
+        for value in values
+    ]
+    summary = summarise(records)["lmp"]
+    assert summary["appearance_kept"] == pytest.approx(0.5)
+    assert summary["appearance_kept_square_targets"] == 0.0
+    assert summary["appearance_kept_circle_targets"] == 0.5
+    assert summary["appearance_kept_triangle_targets"] == 1.0
+
+
 def test_the_toy_variants_are_the_methods_table_under_underscore_names(case, clip, monkeypatch):
     from attnkit_lmp.methods import DEFAULT_METHODS, METHODS
     from attnkit_lmp.toy.measure import VARIANTS, variants

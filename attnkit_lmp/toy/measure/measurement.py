@@ -49,6 +49,7 @@ def measure(
                 "trajectory": case.reference.trajectory,
                 "background": case.reference.background,
                 "distractor": case.reference.distractor is not None,
+                "target_shape": case.target_shape,
                 "noise_repeat": case.noise_seed // NOISE_SEED_STRIDE,
                 "seconds": round(run.seconds, 3),
                 **score_transfer(run.frames, clip, case, run.fbdm_records, tracker),

@@ -64,6 +64,12 @@ def summarise(records: list[dict]) -> dict[str, dict[str, float]]:
             means = [entry[key] for entry in per_repeat if key in entry]
             if means:
                 values[f"{key}_seed_std"] = float(np.std(means))
+        # Per target shape, because a model may draw one shape the classifier cannot read: its targets
+        # then cap "look kept" whatever the method does.
+        for shape in sorted({record["target_shape"] for record in chosen if "target_shape" in record}):
+            kept = [bool(r["appearance_kept"]) for r in chosen if r.get("target_shape") == shape and "appearance_kept" in r]
+            if kept:
+                values[f"appearance_kept_{shape}_targets"] = float(np.mean(kept))
         summary[variant] = values
     return summary
 
