@@ -67,9 +67,9 @@ def summarise(records: list[dict]) -> dict[str, dict[str, float]]:
         # Per target shape, because a model may draw one shape the classifier cannot read: its targets
         # then cap "look kept" whatever the method does.
         for shape in sorted({record["target_shape"] for record in chosen if "target_shape" in record}):
-            kept = [bool(r["appearance_kept"]) for r in chosen if r.get("target_shape") == shape and "appearance_kept" in r]
-            if kept:
-                values[f"appearance_kept_{shape}_targets"] = float(np.mean(kept))
+            of_shape = _aggregate([record for record in chosen if record.get("target_shape") == shape])
+            if "appearance_kept" in of_shape:
+                values[f"appearance_kept_{shape}_targets"] = of_shape["appearance_kept"]
         summary[variant] = values
     return summary
 
