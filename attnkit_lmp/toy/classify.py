@@ -4,8 +4,8 @@ Works on any frames (rendered or generated): the background is the world's named
 matches the clip's per-pixel median over time (or, when none matches better, a plain colour estimated
 from the frame border), the object is the largest connected region that differs from it, a distractor
 the second largest, its colour is the nearest
-palette colour of its most saturated pixels, its shape the nearest prototype in (fill ratio of the
-bounding box, top/bottom width ratio) space. No learned component, so it can judge a model.
+palette colour of its most saturated pixels, its shape the nearest prototype in (fill of its box,
+top/bottom width ratio) space. No learned component, so it can judge a model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
+from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, DEFAULT_WORLD, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
 from attnkit_lmp.video_io import to_uint8
 
 # Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest
@@ -22,8 +22,9 @@ from attnkit_lmp.video_io import to_uint8
 FOREGROUND_DISTANCE = 100.0
 # Fewest pixels an object of a 32-px frame has (scaled with the frame area); smaller regions are noise.
 MIN_OBJECT_AREA = 20.0
-# Shape prototypes: (fill ratio of the bounding box, mean width of the top quarter / bottom quarter),
-# the medians measured on rendered clips (square ~1.0/1.0, circle ~0.79/1.0, triangle ~0.58/0.18).
+# Shape prototypes: (fill of the object's box, mean width of the top quarter / bottom quarter), the
+# medians measured on rendered clips (square ~1.0/1.0, circle ~0.79/1.0, triangle ~0.58/0.18); see
+# shape_features for what the box is.
 SHAPE_PROTOTYPES: dict[str, tuple[float, float]] = {
     "square": (1.0, 1.0),
     "circle": (0.785, 1.0),
@@ -111,15 +112,19 @@ def estimate_background(frames: np.ndarray) -> tuple[str | None, np.ndarray]:
     return nearest, np.array(plain)
 
 
-def read_frames(frames, min_area: float | None = None) -> FrameReading:
+def read_frames(frames, min_area: float | None = None, object_size: float | None = None) -> FrameReading:
     """Segment, locate and classify the object in ``frames`` (T,H,W,3 uint8 or float in [0,1]).
 
     A frame whose largest region is smaller than ``min_area`` pixels has no object; by default 20 px of a
     32-px frame, scaled with the frame's area (a 6 px triangle of a 16-px world covers ~18 px).
+    ``object_size`` is the side of the world's object box (``WorldConfig.object_size``); by default the
+    toy worlds' 12 px of a 32-px frame, scaled with the frame's side.
     """
     frames = to_uint8(frames)
     if min_area is None:
         min_area = MIN_OBJECT_AREA * frames.shape[1] * frames.shape[2] / REFERENCE_FRAME_SIDE**2
+    if object_size is None:
+        object_size = DEFAULT_WORLD.object_size * min(frames.shape[1:3]) / REFERENCE_FRAME_SIDE
     background_name, background = estimate_background(frames)
     distance = np.linalg.norm(frames.astype(np.float64) - background, axis=-1)
     masks = np.zeros(distance.shape, dtype=bool)
@@ -140,7 +145,7 @@ def read_frames(frames, min_area: float | None = None) -> FrameReading:
     centroids = weighted_centroids(soft)
     centroids[areas < min_area] = np.nan
     colour = classify_colour(frames, masks)
-    features = shape_features(masks[areas >= min_area])
+    features = shape_features(masks[areas >= min_area], object_size)
     return FrameReading(
         masks=masks,
         centroids=centroids,
@@ -185,15 +190,22 @@ def colour_fractions(frames) -> dict[str, float]:
     return {name: float(count / len(pixels)) for name, count in zip(names, counts)}
 
 
-def shape_features(masks: np.ndarray) -> tuple[float, float]:
-    """Median over frames of (area / bounding-box area, top-quarter width / bottom-quarter width)."""
+def shape_features(masks: np.ndarray, object_size: float) -> tuple[float, float]:
+    """Median over frames of (fill of the object's box, top-quarter width / bottom-quarter width).
+
+    The fill is the larger of two estimates of how much of a square box the object covers, each of which
+    errs only low: area over the mask's own bounding box, which a stray pixel or a one-pixel line beside a
+    generated object enlarges (a generated square then fills ~0.8 of it, like a circle); and area over
+    the world's ``object_size`` box, capped at 1, which a thresholded anti-aliased edge shrinks (a rendered
+    square at a half-pixel offset loses a row and a column, ~0.84).
+    """
     fills, tapers = [], []
     for mask in masks:
         rows, cols = np.nonzero(mask)
         if len(rows) == 0:
             continue
         box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-        fills.append(box.sum() / box.size)
+        fills.append(max(box.sum() / box.size, min(box.sum() / object_size**2, 1.0)))
         quarter = max(1, box.shape[0] // 4)
         bottom = box[-quarter:].sum(axis=1).mean()
         tapers.append(box[:quarter].sum(axis=1).mean() / max(bottom, 1e-6))

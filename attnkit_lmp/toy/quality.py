@@ -81,7 +81,8 @@ def measure_quality(
         raise ValueError(f"num_videos={num_videos}: expected at least 1.")
     from attnkit_lmp.toy.model import toy_config_of
 
-    specs = quality_prompts(num_videos, toy_config_of(pipeline).world)
+    world = toy_config_of(pipeline).world
+    specs = quality_prompts(num_videos, world)
     prompts = [prompt_for(*spec) for spec in specs]
     seeds = [seed + index for index in range(num_videos)]
     started = time.perf_counter()
@@ -96,7 +97,7 @@ def measure_quality(
     generation_seconds = time.perf_counter() - started
     records = []
     for (colour, shape, background, distractor), prompt, video_seed, frames in zip(specs, prompts, seeds, videos):
-        reading = read_frames(frames)
+        reading = read_frames(frames, object_size=world.object_size)
         path = path_report(reading.centroids)
         records.append(
             {

@@ -80,3 +80,41 @@ def test_small_world_objects_are_found_in_every_frame():
         reading = read_frames(clip.frames)
         assert np.isfinite(reading.centroids).all(), clip.spec
         assert reading.colour == clip.spec.colour
+
+
+def _with_stray_line(clip, length=5):
+    """The clip's frames with a one-pixel line of the object's colour running right from its box, as the
+    trained models draw beside their shapes: the bounding box grows, the shape does not change."""
+    frames = clip.frames.copy()
+    colour = np.array(COLOURS[clip.spec.colour], dtype=np.uint8)
+    for frame, mask in zip(frames, clip.masks):
+        rows, cols = np.nonzero(mask > 0.5)
+        row, start = int(np.median(rows)), cols.max() + 1
+        frame[row, start : start + length] = colour
+    return frames
+
+
+def test_a_square_with_a_stray_line_beside_it_is_still_a_square():
+    for seed in range(6):
+        clip = render_clip(ClipSpec("green", "square", "straight", seed=seed))
+        frames = _with_stray_line(clip)
+        reading = read_frames(frames)
+        box_fill = reading.areas.mean() / (12 * (12 + 5))
+        assert box_fill < 0.8  # by its bounding box alone it would fill no more than a circle does
+        assert reading.shape == "square", reading.shape_features
+
+
+def test_every_rendered_shape_is_read_at_any_sub_pixel_offset():
+    # A square at a half-pixel offset loses a row and a column of its thresholded mask (~0.84 of its box).
+    world = WorldConfig()
+    for seed in range(80):
+        spec = random_clip_spec(seed, "heldout")
+        assert read_frames(render_clip(spec, world).frames).shape == spec.shape, spec
+
+
+def test_the_object_size_of_the_world_decides_how_full_its_box_is():
+    large = WorldConfig(object_size=16)
+    clip = render_clip(ClipSpec("blue", "circle", "straight", seed=3), large)
+    assert read_frames(clip.frames, object_size=16).shape == "circle"
+    # Judged against the toy worlds' default 12 px box, a 16 px disc covers all of it, as a square would.
+    assert read_frames(clip.frames).shape == "square"
