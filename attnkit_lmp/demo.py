@@ -6,7 +6,8 @@ With the trained toy model bundled in the package (``attnkit_lmp/toy/pretrained`
    of :mod:`attnkit_lmp.toy.measure` (in a world with distractors, the first whose reference has one),
    a fixed rule rather than a chosen clip;
 2. generates the target prompt (another colour and shape) twice from the same noise: with the stock
-   pipeline (baseline) and with LMP (FBDM + RMTM + ASM);
+   pipeline (baseline) and with LMP (FBDM + RMTM + ASM) in the settings the model folder's
+   ``lmp_defaults.json`` gives it;
 3. writes to ``--out``: ``reference``/``baseline``/``lmp`` as ``.mp4`` and ``.gif``, ``comparison.mp4``/
    ``.gif`` (reference | baseline | LMP side by side, each labelled with its prompt),
    ``fbdm_explorer.html`` (FBDM's subject attention and

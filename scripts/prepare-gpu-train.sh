@@ -6,7 +6,7 @@
 # 1. Downloads the wheels the GPU machine's image lacks into .whl/ (git-ignored; the device call must
 #    name it in `carry`): diffusers at this .venv's version, and importlib_metadata.
 # 2. Checks the size of what a device call sends (tracked files plus .whl/) against its 64 MiB limit and,
-#    when it is over, prints the lines that set the first-world bundles aside for the call and back.
+#    when it is over, prints the lines that set the bundled toys aside for the call and back.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
@@ -24,7 +24,7 @@ total=$(( tracked + wheels ))
 echo "a device call sends $(( total / 1024 / 1024 )) MiB (tracked $(( tracked / 1024 / 1024 )), .whl $(( wheels / 1024 / 1024 ))); the limit is 64 MiB"
 if [ "$total" -gt "$limit" ]; then
     bundles=$(du -csb attnkit_lmp/toy/pretrained attnkit_lmp/toy/pretrained_wan | tail -1 | cut -f1)
-    echo "over the limit: for the call, move the bundled first-world toys ($(( bundles / 1024 / 1024 )) MiB, not needed there) out of the tree:" >&2
+    echo "over the limit: for the call, move the bundled toys ($(( bundles / 1024 / 1024 )) MiB, not needed there) out of the tree:" >&2
     echo "  mkdir -p /tmp/aside && mv attnkit_lmp/toy/pretrained attnkit_lmp/toy/pretrained_wan /tmp/aside/" >&2
     echo "and back after it:" >&2
     echo "  mv /tmp/aside/pretrained /tmp/aside/pretrained_wan attnkit_lmp/toy/" >&2

@@ -21,14 +21,15 @@ TOY_GUIDANCE_SCALE = 4.0
 DEFAULT_STEPS = 50
 
 # LMP hyper-parameters for the bundled CogVideoX toy, chosen by the coordinate search on the validation
-# split (docs/toy-measurement.md); the bundled folder's lmp_defaults.json holds the same values. ASM is off
-# (eta 0): on this toy no step size kept more of the target's look without costing motion.
-TOY_STEP_FRACTIONS: dict[str, float] = {"fbdm_steps": 0.8, "rmtm_steps": 0.7, "asm_steps": 0.7}
+# split (docs/toy-measurement.md); the bundled folder's lmp_defaults.json holds the same values. ASM's eta
+# is 100 x the paper's 100: what a step does depends on the scale of the model's hidden states
+# (examples/asm_step_size.py prints it).
+TOY_STEP_FRACTIONS: dict[str, float] = {"fbdm_steps": 0.4, "rmtm_steps": 0.7, "asm_steps": 0.7}
 TOY_LMP_SETTINGS: dict[str, object] = {
     "fbdm_layers": "all",
     "fg_threshold": 0.2,
-    "asm_eta": 0.0,
-    "rmtm_lambda": 2.0,
+    "asm_eta": 10000.0,
+    "rmtm_lambda": 1.5,
     "rmtm_keep_prompt_share": True,
     "rmtm_cfg_rows": "both",
     "rmtm_scale_values": False,
