@@ -93,7 +93,8 @@ def measurement_cases(
     and in a world with distractors :data:`REFERENCE_DISTRACTOR_PROBABILITY` of them hold one. The
     target keeps the reference's background and names a colour and a shape that both differ from the
     reference's subject (the paper's Sub split), and no distractor: a target that moves like the
-    distractor followed the wrong object.
+    distractor followed the wrong object. Its colour and shape also differ from the distractor's, so that
+    a target which takes the distractor's look cannot pass for one that kept its own.
     """
     if split not in SPLITS:
         raise MeasureError(f"split {split!r} is unknown: expected one of {list(SPLITS)}.")
@@ -111,8 +112,12 @@ def measurement_cases(
             seed, "heldout", background_probabilities=backgrounds, distractor_probability=distractors, world=world
         )
         rng = np.random.default_rng([seed, 7])
-        colour = str(rng.choice([name for name in COLOURS if name != reference.colour]))
-        shape = str(rng.choice([name for name in SHAPES if name != reference.shape]))
+        taken_colours, taken_shapes = {reference.colour}, {reference.shape}
+        if reference.distractor is not None:
+            taken_colours.add(reference.distractor[0])
+            taken_shapes.add(reference.distractor[1])
+        colour = str(rng.choice([name for name in COLOURS if name not in taken_colours]))
+        shape = str(rng.choice([name for name in SHAPES if name not in taken_shapes]))
         for repeat in range(noise_seeds):
             cases.append(TransferCase(reference, colour, shape, noise_seed=seed + repeat * NOISE_SEED_STRIDE))
     return cases
