@@ -329,10 +329,20 @@ def background_mix(world: WorldConfig, default_probability: float) -> dict[str, 
 
 
 def substitute_subject(spec: ClipSpec) -> tuple[str, str]:
-    """Another (colour, shape) for a motion-transfer target: both differ from ``spec``'s, seeded by it."""
-    rng = np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 2])
-    colour = str(rng.choice([name for name in COLOURS if name != spec.colour]))
-    shape = str(rng.choice([name for name in SHAPES if name != spec.shape]))
+    """Another (colour, shape) for a motion-transfer target (see :func:`other_look`), seeded by ``spec``."""
+    return other_look(spec, np.random.default_rng([SPLIT_NAMESPACES[spec.split], spec.seed, 2]))
+
+
+def other_look(spec: ClipSpec, rng: np.random.Generator) -> tuple[str, str]:
+    """A (colour, shape) drawn from ``rng`` that differs in both from ``spec``'s subject and, when the clip
+    has one, from its distractor: a target that took the distractor's look must not pass for one that
+    kept its own."""
+    taken_colours, taken_shapes = {spec.colour}, {spec.shape}
+    if spec.distractor is not None:
+        taken_colours.add(spec.distractor[0])
+        taken_shapes.add(spec.distractor[1])
+    colour = str(rng.choice([name for name in COLOURS if name not in taken_colours]))
+    shape = str(rng.choice([name for name in SHAPES if name not in taken_shapes]))
     return colour, shape
 
 

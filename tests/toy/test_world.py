@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
+from attnkit_lmp.toy.model import ToyModelConfig
 from attnkit_lmp.toy.world import (
     HELDOUT_TRAJECTORIES,
     TRAIN_TRAJECTORIES,
     TRAJECTORIES,
     ClipSpec,
     WorldConfig,
+    background_mix,
     prompt_for,
     random_clip_spec,
     render_clip,
@@ -112,6 +114,16 @@ def test_substitute_subject_changes_colour_and_shape_and_is_seeded():
         assert colour != spec.colour and shape != spec.shape
         assert substitute_subject(spec) == (colour, shape)
         assert substitute_background(spec) != spec.background
+
+
+def test_a_substitute_subject_never_takes_the_distractors_look():
+    world = ToyModelConfig().world
+    for seed in range(30):
+        spec = random_clip_spec(seed, "heldout", background_mix(world, 0.2), distractor_probability=1.0, world=world)
+        if spec.distractor is None:
+            continue
+        colour, shape = substitute_subject(spec)
+        assert colour not in (spec.colour, spec.distractor[0]) and shape not in (spec.shape, spec.distractor[1])
 
 
 @pytest.mark.parametrize("trajectory", TRAJECTORIES)

@@ -13,12 +13,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from attnkit_lmp.toy.world import (
-    COLOURS,
     DEFAULT_WORLD,
-    SHAPES,
     ClipSpec,
     WorldConfig,
     background_mix,
+    other_look,
     prompt_for,
     random_clip_spec,
     render_clip,
@@ -111,13 +110,7 @@ def measurement_cases(
         reference = random_clip_spec(
             seed, "heldout", background_probabilities=backgrounds, distractor_probability=distractors, world=world
         )
-        rng = np.random.default_rng([seed, 7])
-        taken_colours, taken_shapes = {reference.colour}, {reference.shape}
-        if reference.distractor is not None:
-            taken_colours.add(reference.distractor[0])
-            taken_shapes.add(reference.distractor[1])
-        colour = str(rng.choice([name for name in COLOURS if name not in taken_colours]))
-        shape = str(rng.choice([name for name in SHAPES if name not in taken_shapes]))
+        colour, shape = other_look(reference, np.random.default_rng([seed, 7]))
         for repeat in range(noise_seeds):
             cases.append(TransferCase(reference, colour, shape, noise_seed=seed + repeat * NOISE_SEED_STRIDE))
     return cases
