@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from attnkit_lmp.toy.world import BACKGROUNDS, COLOURS, DEFAULT_WORLD, REFERENCE_FRAME_SIDE, SHAPES, weighted_centroids
+from attnkit_lmp.toy.world import (
+    BACKGROUNDS,
+    COLOURS,
+    DEFAULT_WORLD,
+    REFERENCE_FRAME_SIDE,
+    SHAPES,
+    weighted_centroids,
+)
 from attnkit_lmp.video_io import to_uint8
 
 # Distance (RGB, 0..255) from the background above which a pixel is object: about half the smallest

@@ -10,7 +10,7 @@ import torch
 from attnkit_lmp.model_defaults import DEFAULTS_FILE, ModelDefaults
 from attnkit_lmp.toy.cli import main as toy_main
 from attnkit_lmp.toy.measure import command as measure_command
-from attnkit_lmp.toy.measure import model_defaults_of, search, toy_lmp_config
+from attnkit_lmp.toy.measure import TOY_LMP_SETTINGS, model_defaults_of, search, toy_lmp_config
 from attnkit_lmp.toy.measure.search import SEARCHED_FIELDS
 from attnkit_lmp.toy.model import build_toy_pipeline
 from attnkit_lmp.toy.pretrained import load_toy_pipeline
@@ -88,13 +88,15 @@ def test_the_search_takes_clear_gains_and_leaves_ties_alone(tmp_path, monkeypatc
     (tmp_path / TOY_CONFIG_FILE).write_text(json.dumps({"model": TINY_MODEL.to_dict()}))
     pipe = SimpleNamespace(name_or_path=str(tmp_path))  # all the search reads of a pipeline, besides measure
     gain = search_module.SEARCH_TIE_TOLERANCE
+    toy_lambda = TOY_LMP_SETTINGS["rmtm_lambda"]  # the option that changes nothing
+    assert toy_lambda != 2.0
 
     def fake_measure(pipe, cases, config, variants, progress):
         mf = {0.2: 0.5, 0.4: 0.7, 0.6: 0.7 + gain / 10}[config.fg_threshold] + (0.1 if config.rmtm_lambda == 2.0 else 0)
         return {"summary": {"lmp": {"motion_fidelity_centroid": mf, "appearance_kept": 1.0}}}
 
     monkeypatch.setattr(search_module, "measure", fake_measure)
-    space = (("fg_threshold", (0.2, 0.4, 0.6)), ("rmtm_lambda", (0.98, 2.0)))
+    space = (("fg_threshold", (0.2, 0.4, 0.6)), ("rmtm_lambda", (toy_lambda, 2.0)))
     best, trials = search_module.search(pipe, [], 4, space=space, progress=False)
     assert best == {"fg_threshold": 0.4, "rmtm_lambda": 2.0}  # 0.6 only ties 0.4
-    assert len(trials) == 4  # fg 0.4 with lambda 0.98 is the same config as the fg trial: run once
+    assert len(trials) == 4  # fg 0.4 with the toy lambda is the same config as the fg trial: run once
