@@ -67,10 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pickscore-processor", type=Path, help="local laion/CLIP-ViT-H-14-laion2B-s32B-b79K folder"
     )
     parser.add_argument(
-        "--config", type=Path, help="LMPConfig (JSON/YAML) all methods start from (default: the paper's)"
+        "--config",
+        type=Path,
+        help="LMPConfig (JSON/YAML) all methods start from, over the model folder's lmp_defaults.json "
+        "(default: that file, else the paper's)",
     )
     parser.add_argument(
-        "--steps", type=int, help="denoising steps; module thresholds scale like LMPConfig.for_steps"
+        "--steps", type=int, help="denoising steps; the module thresholds are scaled to it"
     )
     parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale")
     parser.add_argument(

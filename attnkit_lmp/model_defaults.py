@@ -121,3 +121,70 @@ def scale_thresholds(values: dict, num_inference_steps: int) -> dict:
         new = round(value * num_inference_steps / old_steps)
         scaled[name] = max(1 if value > 0 else 0, min(num_inference_steps, new))
     return scaled
+
+
+def config_file_values(path: Path) -> dict:
+    """The fields an LMPConfig file (JSON/YAML, or a run record's ``config`` part) sets, as written."""
+    text = Path(path).read_text()
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    else:
+        values = json.loads(text)
+    if isinstance(values.get("config"), dict) and "run" in values:
+        values = values["config"]
+    return dict(values)
+
+
+def layered_config(model: str, config_file: Path | None = None, flags: dict | None = None, steps: int | None = None):
+    """The LMPConfig a command runs ``model`` with, and where each of its settings came from.
+
+    Later layers win: the paper's defaults, the model folder's ``lmp_defaults.json``, ``config_file``,
+    ``flags`` (``{field: (value, "--flag")}``, None values skipped), then ``steps``, to which every step
+    threshold is scaled from the step count it was set for. Returns ``(config, sources)``, ``sources``
+    naming the origin of each field not left at the paper's default. Raises :class:`ModelDefaultsError`
+    for a bad ``lmp_defaults.json`` and :class:`~attnkit_lmp.config.LMPConfigError` for a bad setting.
+    """
+    from .config import LMPConfig
+
+    values: dict = {}
+    sources: dict[str, str] = {}
+    defaults = ModelDefaults.of_folder(model)  # None for a hub id or a folder without the file
+    if defaults is not None:
+        values.update(defaults.values)
+        sources.update(dict.fromkeys(defaults.values, str(defaults.path)))
+    if config_file is not None:
+        LMPConfig.load(config_file)  # every error in the file, with the file's name
+        given = config_file_values(config_file)
+        values.update(given)
+        sources.update(dict.fromkeys(given, f"--config {config_file}"))
+    for name, (value, flag) in (flags or {}).items():
+        if value is not None:
+            values[name] = value
+            sources[name] = flag
+    if steps is not None:
+        scaled = scale_thresholds(values, steps)
+        for name, value in scaled.items():
+            if values.get(name, getattr(LMPConfig(), name)) != value or name == "num_inference_steps":
+                sources[name] = f"--steps {steps}"
+        values = scaled
+    config = LMPConfig.from_dict(values).validate()
+    paper = LMPConfig().to_dict()
+    # A field set back to the paper's value still says who set it; only untouched fields are the paper's.
+    return config, {name: source for name, source in sources.items() if name in paper}
+
+
+def describe_settings(config, sources: dict[str, str]) -> str:
+    """One line per origin: the settings that differ from the paper's, and where each came from."""
+    from .config import LMPConfig
+
+    paper = LMPConfig()
+    by_source: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        value = getattr(config, name)
+        if value != getattr(paper, name) or name == "num_inference_steps":
+            by_source.setdefault(source, []).append(f"{name}={value!r}")
+    lines = [f"settings from {source}: {', '.join(sorted(names))}" for source, names in by_source.items()]
+    lines.append("other settings: the paper's defaults (LMPConfig; docs/lmp.md)")
+    return "\n".join(lines)

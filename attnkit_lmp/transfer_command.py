@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .cli import register_command
 from .loading import InputError, check_device, hub_offline, is_hub_id, load_pipeline, tiny_model_hint
+from .model_defaults import describe_settings
 from .threads import add_threads_argument, apply_threads
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -45,7 +46,6 @@ REPEATED_INPUTS = (
     "model", "reference", "reference_prompt", "reference_subject", "prompt", "subject", "image", "seed", "dtype"
 )
 REQUIRED_INPUTS = ("model", "reference_prompt", "reference_subject", "prompt", "subject")
-PAPER = "the paper's defaults"
 
 
 class OutputError(Exception):
@@ -211,66 +211,15 @@ def check_inputs(args: argparse.Namespace):
 
 def resolve_config(args: argparse.Namespace):
     """The paper's defaults, then the model folder's ``lmp_defaults.json``, then ``--config``, then ``--steps``."""
-    from .config import LMPConfig, LMPConfigError
-    from .model_defaults import ModelDefaults, ModelDefaultsError, scale_thresholds
+    from .config import LMPConfigError
+    from .model_defaults import ModelDefaultsError, layered_config
 
-    values: dict = {}
-    sources: dict[str, str] = {}
     try:
-        local_folder = not is_hub_id(args.model)
-        defaults = ModelDefaults.of_folder(args.model) if local_folder else None
+        return layered_config(args.model, args.config, steps=args.steps)
     except ModelDefaultsError as error:
         raise InputError(f"{error}; fix the file or remove it to use the paper's defaults") from None
-    if defaults is not None:
-        values.update(defaults.values)
-        sources.update(dict.fromkeys(defaults.values, str(defaults.path)))
-    try:
-        if args.config is not None:
-            LMPConfig.load(args.config)  # every error in the file, with the file's name
-            given = _config_file_values(args.config)
-            values.update(given)
-            sources.update(dict.fromkeys(given, f"--config {args.config}"))
-        if args.steps is not None:
-            scaled = scale_thresholds(values, args.steps)
-            for name, value in scaled.items():
-                if values.get(name, getattr(LMPConfig(), name)) != value or name == "num_inference_steps":
-                    sources[name] = f"--steps {args.steps}"
-            values = scaled
-        config = LMPConfig.from_dict(values).validate()
     except LMPConfigError as error:
         raise InputError(str(error)) from None
-    paper = LMPConfig().to_dict()
-    # A field set back to the paper's value still says who set it; only untouched fields are the paper's.
-    return config, {name: source for name, source in sources.items() if name in paper}
-
-
-def _config_file_values(path: Path) -> dict:
-    """The fields a config file sets (a run record's ``config`` part), as written."""
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        values = yaml.safe_load(text) or {}
-    else:
-        values = json.loads(text)
-    if isinstance(values.get("config"), dict) and "run" in values:
-        values = values["config"]
-    return dict(values)
-
-
-def describe_settings(config, sources: dict[str, str]) -> str:
-    """One line per origin: the settings that differ from the paper's, and where each came from."""
-    from .config import LMPConfig
-
-    paper = LMPConfig()
-    by_source: dict[str, list[str]] = {}
-    for name, source in sources.items():
-        value = getattr(config, name)
-        if value != getattr(paper, name) or name == "num_inference_steps":
-            by_source.setdefault(source, []).append(f"{name}={value!r}")
-    lines = [f"settings from {source}: {', '.join(sorted(names))}" for source, names in by_source.items()]
-    lines.append(f"other settings: {PAPER} (LMPConfig; docs/lmp.md)")
-    return "\n".join(lines)
 
 
 def check_output_folder(folder: Path, overwrite: bool) -> None:

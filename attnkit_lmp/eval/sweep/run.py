@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...model_defaults import describe_settings
 from ..datasets import DatasetError, DavisDataset, load_prompts
 from ..results import ResultsStore
 from .checks import build_sweep_tracker, check_targets, check_videos, load_text_metrics, resolve_methods_or_fail
@@ -44,6 +45,8 @@ class SweepSummary:
     plan_generation_seconds: float = 0.0
     """Process 0 only: generation seconds of every finished item of the plan, whichever process ran it."""
     plan_item_seconds: float = 0.0
+    settings: str = ""
+    """Where the LMP settings every method starts from came from (model folder, --config, flags)."""
 
     @property
     def item_overhead(self) -> float:
@@ -63,6 +66,7 @@ class SweepSummary:
             f"rank {self.rank}/{self.world_size}: {self.ran} item(s) run, {self.skipped} already done "
             f"(shard of {self.in_shard}, plan of {self.planned})"
         ]
+        lines += [f"  {line}" for line in self.settings.splitlines()]
         if self.stale:
             changed = sorted({part for parts in self.stale.values() for part in parts})
             lines.append(
@@ -126,7 +130,7 @@ def run_sweep(
     group = group or current_process_group()
     settings.tracker = tracker_name(settings.tracker)
     methods = resolve_methods_or_fail(settings.methods)
-    base_config = base_lmp_config(settings)
+    base_config, sources = base_lmp_config(settings)
     if not settings.seeds:
         raise SweepError("no seeds given; pass --seeds 0 (or several, e.g. 0,1,2)")
     if settings.track_upscale < 1 or settings.grid_size < 1:
@@ -192,6 +196,7 @@ def run_sweep(
             ran=0,
             stale={item.key: stale[item.key] for item in mine if item.key in stale},
             repaired_bytes=repaired,
+            settings=describe_settings(base_config, sources),
         )
         runner = ItemRunner(settings, pipe, base_config, dataset, tracker, text_metrics, pick_only)
         from tqdm.auto import tqdm

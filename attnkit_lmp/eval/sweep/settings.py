@@ -78,7 +78,7 @@ class SweepSettings:
     pickscore: Path | None = None
     pickscore_processor: Path | None = None
     config: Path | None = None
-    """An LMPConfig file (JSON/YAML) every method starts from; None: the paper's defaults."""
+    """An LMPConfig file (JSON/YAML) every method starts from, over the model folder's ``lmp_defaults.json``."""
     steps: int | None = None
     guidance_scale: float | None = None
     extra_metrics: tuple[ExtraMetrics, ...] = ()
@@ -127,22 +127,17 @@ class SweepSettings:
 
 
 def base_lmp_config(settings: SweepSettings):
-    """The LMPConfig every method starts from: ``--config`` (or the paper's), ``--steps``, ``--guidance-scale``."""
-    from attnkit_lmp.config import LMPConfig, LMPConfigError
+    """The LMPConfig every method starts from, and where its settings came from: the paper's defaults, the
+    model folder's ``lmp_defaults.json`` (as ``attnkit-lmp transfer`` gives that model), ``--config``,
+    ``--guidance-scale``, then ``--steps``."""
+    from attnkit_lmp.config import LMPConfigError
+    from attnkit_lmp.model_defaults import ModelDefaultsError, layered_config
 
+    flags = {"guidance_scale": (settings.guidance_scale, "--guidance-scale")}
     try:
-        config = LMPConfig.load(settings.config) if settings.config is not None else LMPConfig()
-        values = config.to_dict()
-        if settings.guidance_scale is not None:
-            values["guidance_scale"] = settings.guidance_scale
-        if settings.steps is not None:
-            scaled = ("num_inference_steps", "fbdm_steps", "rmtm_steps", "asm_steps")
-            config = LMPConfig.for_steps(
-                settings.steps, **{k: v for k, v in values.items() if k not in scaled}
-            )
-        else:
-            config = LMPConfig.from_dict(values)
-        return config.validate()
+        return layered_config(settings.model, settings.config, flags, settings.steps)
+    except ModelDefaultsError as error:
+        raise SweepError(f"{error}; fix the file or remove it to use the paper's defaults") from None
     except LMPConfigError as error:
         raise SweepError(str(error)) from None
 
