@@ -470,24 +470,44 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 def world_description(world: WorldConfig) -> dict:
     """Everything a third party needs to render in-distribution clips of ``world`` by its own code:
-    geometry, palette, shapes, each background's drawing, the prompt grammar and the trajectory families."""
+    geometry, palette, shapes, each background's drawing, the prompt grammar and the trajectory families.
+
+    The rules are exact: a renderer that follows them reproduces :func:`render_path` pixel for pixel
+    (``tests/toy/test_world_v2.py`` has one that reads nothing but this description)."""
     return {
         "frame": {"height": world.height, "width": world.width, "num_frames": world.num_frames},
+        "coordinates": "(x, y) in pixels from the frame's top-left corner, x to the right, y down; pixel"
+        " (row i, column j) covers [j, j + 1) x [i, i + 1)",
         "object_size": world.object_size,
         "distractor_size": world.distractor_size,
+        "object_centre_margin": world.margin,
         "supersample": world.supersample,
         "palette": {name: list(rgb) for name, rgb in COLOURS.items()},
         "shapes": {
-            "square": "axis-aligned square filling the object_size box",
-            "circle": "disc of diameter object_size",
-            "triangle": "apex at the top centre of the box, base along its bottom edge",
+            "square": "axis-aligned square filling the object_size box: |dx| <= s/2 and |dy| <= s/2",
+            "circle": "disc of diameter object_size: dx^2 + dy^2 <= (s/2)^2",
+            "triangle": "apex at the top centre of the box, base along its bottom edge:"
+            " -s/2 <= dy <= s/2 and |dx| <= (s/2) (dy + s/2) / s",
         },
+        "shape_coordinates": "(dx, dy) = a point minus the shape's centre (the centre of its box); s ="
+        " object_size for the subject, distractor_size for the distractor",
         "backgrounds": {name: BACKGROUNDS[name].to_dict() for name in world.backgrounds},
+        "background_kinds": {
+            "plain": "every pixel colours[0]",
+            "stripes": "horizontal bands period // 2 px tall: pixel row i is colours[(i // (period // 2)) % 2]",
+            "checker": "squares of period // 2 px: pixel (i, j) is colours[(i // (period // 2) + j // (period //"
+            " 2)) % 2]",
+        },
         "default_background": DEFAULT_BACKGROUND,
         "prompt": "a {colour} {shape}[ and a small {colour} {shape}][ on a {background} background]"
         " (the default background is not named)",
         "anti_aliasing": "coverage by supersample x supersample sub-pixels; pixel = blend of background and"
         " object colour by coverage; the distractor is drawn first, the subject over it",
+        "sub_pixels": "the sub-pixel centres of row i and column j are at ((j + (b + 0.5) / supersample), (i +"
+        " (a + 0.5) / supersample)) for a, b in 0 .. supersample - 1; a sub-pixel counts when it is inside"
+        " the shape",
+        "pixel_values": "background * (1 - coverage) + colour * coverage, rounded to the nearest integer"
+        " (half to even) and clipped to 0..255, RGB uint8",
         "trajectories": {"train": list(TRAIN_TRAJECTORIES), "heldout": list(HELDOUT_TRAJECTORIES)},
     }
 

@@ -15,6 +15,7 @@ from attnkit_lmp.toy.world import (
     background_mix,
     random_clip_spec,
     render_clip,
+    render_path,
     world_description,
 )
 
@@ -98,6 +99,50 @@ def test_the_world_description_holds_what_a_third_party_needs_to_render_clips():
     assert set(description["shapes"]) == set(SHAPES)
     assert set(description["backgrounds"]) == set(WORLD.backgrounds)
     assert set(description["trajectories"]["heldout"]).isdisjoint(description["trajectories"]["train"])
+
+
+def _render_from_description(description: dict, colour: str, shape: str, path, background: str) -> np.ndarray:
+    """A renderer written from the description's rules alone, as a third party would write it."""
+    frame = description["frame"]
+    height, width, factor = frame["height"], frame["width"], description["supersample"]
+    style = description["backgrounds"][background]
+    colours = np.array(style["colours"] * 2, dtype=np.float64)
+    rows, cols = np.mgrid[0:height, 0:width]
+    half_period = style["period"] // 2
+    index = {
+        "plain": np.zeros_like(rows),
+        "stripes": (rows // max(half_period, 1)) % 2,
+        "checker": (rows // max(half_period, 1) + cols // max(half_period, 1)) % 2,
+    }[style["kind"]]
+    canvas = colours[index]
+    s = description["object_size"]
+    sub_y, sub_x = np.mgrid[0 : height * factor, 0 : width * factor]
+    centres_x, centres_y = (sub_x + 0.5) / factor, (sub_y + 0.5) / factor
+    frames = []
+    for x, y in path:
+        dx, dy = centres_x - x, centres_y - y
+        inside = {
+            "square": (np.abs(dx) <= s / 2) & (np.abs(dy) <= s / 2),
+            "circle": dx**2 + dy**2 <= (s / 2) ** 2,
+            "triangle": (-s / 2 <= dy) & (dy <= s / 2) & (np.abs(dx) <= (s / 2) * (dy + s / 2) / s),
+        }[shape]
+        coverage = inside.reshape(height, factor, width, factor).mean(axis=(1, 3))[..., None]
+        pixels = canvas * (1 - coverage) + np.array(description["palette"][colour], dtype=np.float64) * coverage
+        frames.append(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_renderer_written_from_the_description_alone_reproduces_the_worlds_clips(shape):
+    description = world_description(WORLD)
+    margin = description["object_centre_margin"]
+    # Off-grid positions (edges cut pixels) spanning the allowed centres, one frame per background.
+    far_x, far_y = WORLD.width - margin, WORLD.height - margin
+    path = np.array([[margin + 0.3, margin + 0.7], [16.25, 15.6], [far_x, 20.1], [12.9, far_y], [17.5, 9.4]])
+    for frame, background in zip(path, WORLD.backgrounds):
+        expected, _ = render_path("yellow", shape, frame[None], background, WORLD)
+        ours = _render_from_description(description, "yellow", shape, frame[None], background)
+        assert np.array_equal(ours, expected), (shape, background, np.abs(ours.astype(int) - expected).max())
 
 
 def test_saved_configs_without_world_fields_read_as_the_first_world():
