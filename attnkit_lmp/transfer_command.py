@@ -338,7 +338,7 @@ def write_outputs(args: argparse.Namespace, result, sources: dict[str, str], thr
     An OS error (a full disk, a folder removed under us) removes the staging folder and raises
     :class:`OutputError`: ``--out`` keeps what it held before, or does not exist.
     """
-    from .video_io import side_by_side, write_video
+    from .video_io import side_by_side, write_frames, write_video
 
     out: Path = args.out
     parent = out.absolute().parent
@@ -351,10 +351,13 @@ def write_outputs(args: argparse.Namespace, result, sources: dict[str, str], thr
         upscale = max(1, UPSCALE_BELOW // max(result.frames.shape[-2:]))
         for name in ("video.mp4", "video.gif"):
             write_video(staging / name, result.frames, fps=fps, upscale=upscale)
+        # The generated frames as they are: the videos of a small model are enlarged and the mp4 is lossy,
+        # so scores (positions in pixels, colours) are computed from these.
+        write_frames(staging / "frames", result.frames)
         both = side_by_side(result.reference_frames, result.frames)
         for name in ("side_by_side.mp4", "side_by_side.gif"):
             write_video(staging / name, both, fps=fps, upscale=upscale)
-        write_run_config(staging / "config.json", args, result, sources, threads)
+        write_run_config(staging / "config.json", args, result, sources, threads, video_upscale=upscale)
         write_mask_page(staging / "masks.html", result, args.reference_subject)
         written = sorted(path.name for path in staging.iterdir())
         publish(staging, out.absolute(), args.overwrite)
@@ -405,11 +408,17 @@ def _process_alive(pid: int) -> bool:
 
 
 def write_run_config(
-    path: Path, args: argparse.Namespace, result, sources: dict[str, str] | None = None, threads: int | None = None
+    path: Path,
+    args: argparse.Namespace,
+    result,
+    sources: dict[str, str] | None = None,
+    threads: int | None = None,
+    video_upscale: int = 1,
 ) -> Path:
     """The resolved LMPConfig plus the run's inputs: ``--config`` this file to repeat the run.
 
-    ``LMPConfig.load`` reads the ``config`` part back; the ``run`` part names the inputs by absolute path.
+    ``LMPConfig.load`` reads the ``config`` part back; the ``run`` part names the inputs by absolute path,
+    and ``video_upscale`` says how many times the videos are enlarged over ``frames/``.
     """
     from attnkit.record.atomic import atomic_write_bytes
 
@@ -433,6 +442,7 @@ def write_run_config(
             "threads": threads,
             "modules": result.modules,
             "settings": dict(sorted((sources or {}).items())),
+            "video_upscale": video_upscale,
         },
     }
     return atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))

@@ -287,6 +287,18 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: int = 8, upscale: i
     return path
 
 
+def write_frames(folder: str | Path, frames) -> Path:
+    """Write frames (any layout :func:`to_uint8` takes) losslessly as ``folder/00000.png, 00001.png, ...``
+    at their own size; :func:`load_frames` reads the folder back exactly."""
+    import imageio.v3 as iio
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(to_uint8(frames)):
+        iio.imwrite(folder / f"{index:05d}.png", frame)
+    return folder
+
+
 def write_mp4(path: str | Path, frames, fps: int = 8, upscale: int = 1, crf: int = 12) -> Path:
     """Write frames (any layout :func:`to_uint8` takes) as an H.264 mp4, atomically, creating the folder.
 

@@ -58,6 +58,7 @@ def test_transfer_writes_video_config_masks_and_side_by_side(tmp_path, reference
     assert main(arguments(out, reference_gif, saved_tiny_cogvideox_pipeline("t2v"), "--seed", "3")) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json",
+        "frames",
         "masks.html",
         "side_by_side.gif",
         "side_by_side.mp4",
@@ -68,6 +69,9 @@ def test_transfer_writes_video_config_masks_and_side_by_side(tmp_path, reference
     assert video.shape[0] == 9 and both.shape[0] == 9
     assert both.shape[3] > 2 * video.shape[3]  # reference | result
     run = json.loads((out / "config.json").read_text())
+    # The frames as generated, at the model's 32 x 32; the videos enlarged by the recorded factor.
+    frames, upscale = load_frames(out / "frames"), run["run"]["video_upscale"]
+    assert frames.shape == (9, 3, 32, 32) and upscale > 1 and video.shape[-2:] == (32 * upscale, 32 * upscale)
     assert run["run"]["seed"] == 3 and run["run"]["modules"] == {"fbdm": True, "rmtm": True, "asm": True}
     assert LMPConfig.load(out / "config.json") == LMPConfig.for_steps(
         2, height=32, width=32, num_frames=9, max_sequence_length=16

@@ -15,6 +15,7 @@ from attnkit_lmp.video_io import (
     resize_and_crop,
     sample_frames,
     side_by_side,
+    write_frames,
     write_video,
 )
 
@@ -94,6 +95,14 @@ def test_written_mp4_and_gif_read_back(tmp_path):
         path = write_video(tmp_path / name, frames, fps=8, upscale=2)
         assert load_frames(path).shape == (9, 3, 64, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.gif", "out.mp4"]  # no temp files left
+
+
+def test_written_frames_read_back_exactly_in_order(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(12, 3, 5, 7, generator=generator)  # odd sizes, every level: nothing is lost
+    folder = write_frames(tmp_path / "frames", frames)
+    assert [p.name for p in sorted(folder.iterdir())][:2] == ["00000.png", "00001.png"]
+    assert torch.equal(load_frames(folder), torch.from_numpy(to_uint8(frames)).permute(0, 3, 1, 2).float() / 255)
 
 
 def test_side_by_side_puts_the_reference_left():
